@@ -1,0 +1,135 @@
+//! Command-line syntax only; `config.rs` validates and layers it over the config file.
+//! Doc comments here are the `--help` text.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::report::Format;
+use crate::verdict::Verdict;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "blockprobe",
+    version,
+    about = "Measure Internet censorship: what is blocked, where and how",
+    long_about = "blockprobe resolves each target through every vantage resolver and through \
+control resolvers, compares the answers, and classifies every (target, resolver) pair as \
+reachable, blocked, throttled, down or inconclusive, with the layer and the exact reason.",
+    after_help = "Run `blockprobe scan --help` for the scan options and examples."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Probe targets through vantage resolvers and classify what is blocked.
+    Scan(Box<ScanArgs>),
+}
+
+const SCAN_EXAMPLES: &str = "\
+Examples:
+  # Is WhatsApp resolvable through the ISP's resolver? Compare with the default DoH controls:
+  blockprobe scan whatsapp.com web.whatsapp.com --resolver isp=udp://192.0.2.53
+
+  # A Citizen Lab test list through two vantages, as CSV:
+  blockprobe scan -i global.csv --resolver isp=system --resolver dot=tls://1.1.1.1#one.one.one.one -o out.csv
+
+  # CI smoke test: fail when anything is blocked
+  blockprobe scan -i targets.txt --probes dns --fail-on blocked,throttled --quiet
+
+Resolver SPEC forms: system | udp://IP[:PORT] | tcp://IP[:PORT] | tls://IP[:PORT]#NAME | \
+https://HOST[:PORT]/PATH | IP[:PORT] (udp).
+Exit status: 0 scan completed, 1 a --fail-on verdict was seen, 2 usage or input error, \
+130 interrupted.";
+
+#[derive(Debug, Args)]
+#[command(after_help = SCAN_EXAMPLES)]
+pub struct ScanArgs {
+    /// Targets: a domain (whatsapp.com), a URL (https://youtube.com/x) or an endpoint (host:port).
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+
+    /// Read targets from FILE: one per line (`#` comments) or a Citizen Lab test-list CSV
+    /// (header with a `url` column). `-` reads standard input. Repeatable.
+    #[arg(short = 'i', long = "input", value_name = "FILE")]
+    pub inputs: Vec<String>,
+
+    /// A vantage resolver, NAME=SPEC (repeatable). Default: system=system.
+    #[arg(long = "resolver", value_name = "NAME=SPEC")]
+    pub resolvers: Vec<String>,
+
+    /// A control resolver, NAME=SPEC (repeatable); replaces the default controls
+    /// (Cloudflare, Google and Quad9 over DoH, addressed by IP).
+    #[arg(long = "control-resolver", value_name = "NAME=SPEC")]
+    pub control_resolvers: Vec<String>,
+
+    /// SOCKS5 proxy outside the censored network, socks5://HOST:PORT, for the control path of
+    /// the connection probes (recorded in the run metadata; DNS-only scans do not use it).
+    #[arg(long, value_name = "URL")]
+    pub control_proxy: Option<String>,
+
+    /// Extra trusted CA certificates (PEM) for DoT, DoH and TLS probes, added to the webpki roots.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Time limit for each step, e.g. 4s or 500ms [default: 4s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// Jobs in flight at once [default: 100].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+
+    /// Probe steps to run, comma-separated [default: dns]. This version runs the dns step;
+    /// tcp, tls and http are reserved for the connection probes.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub probes: Option<Vec<String>>,
+
+    /// Report format [default: from the output file's extension; jsonl on stdout].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+
+    /// Write the report to PATH instead of standard output.
+    #[arg(short = 'o', long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Exit with status 1 when any result has one of these verdicts (e.g. blocked,throttled).
+    #[arg(long, value_name = "VERDICT,...", value_delimiter = ',')]
+    pub fail_on: Option<Vec<Verdict>>,
+
+    /// TOML file with the same settings; flags override it (see docs/config.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// No progress bar and no summary table.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Treat a malformed target line as a fatal error instead of skipping it.
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Canary names every vantage resolver should resolve; a resolver that fails all of them
+    /// makes its failures inconclusive [default: example.com,iana.org,wikipedia.org].
+    #[arg(long = "canary", value_name = "NAME,...", value_delimiter = ',')]
+    pub canaries: Option<Vec<String>>,
+
+    /// After the first UDP responses, keep listening this long for a second, different
+    /// (injected) response; 0 disables [default: 250ms].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub injection_window: Option<Duration>,
+
+    /// Identifier written in every record [default: generated from time and randomness].
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration `{s}` ({e}); use e.g. 4s or 500ms"))?;
+    Ok(d)
+}

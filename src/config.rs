@@ -1,0 +1,261 @@
+//! From flags and an optional TOML file to a validated `ScanConfig` the engine trusts.
+//! Precedence: flag > file > default. Nothing after this module re-checks user input.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+
+use crate::cli::{ScanArgs, parse_duration};
+use crate::report::Format;
+use crate::resolver_spec::{DEFAULT_CONTROLS, Vantage};
+use crate::target::{Source, normalize_domain};
+use crate::verdict::Verdict;
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(4);
+pub const DEFAULT_CONCURRENCY: usize = 100;
+pub const DEFAULT_WINDOW: Duration = Duration::from_millis(250);
+pub const DEFAULT_CANARIES: &[&str] = &["example.com", "iana.org", "wikipedia.org"];
+
+/// Probe steps. Only `dns` runs in this version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    Dns,
+}
+
+impl Probe {
+    fn parse(s: &str) -> anyhow::Result<Self> {
+        match s.trim() {
+            "dns" => Ok(Self::Dns),
+            p @ ("tcp" | "tls" | "http") => bail!(
+                "the `{p}` probe is not available in this version yet (connection probes are \
+                 tracked as the next milestone); use --probes dns"
+            ),
+            other => bail!("unknown probe `{other}` (expected dns, tcp, tls or http)"),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dns => "dns",
+        }
+    }
+}
+
+/// The TOML file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    pub targets: Option<Vec<String>>,
+    pub inputs: Option<Vec<String>>,
+    pub resolvers: Option<BTreeMap<String, String>>,
+    pub control_resolvers: Option<BTreeMap<String, String>>,
+    pub control_proxy: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Option<String>,
+    pub concurrency: Option<usize>,
+    pub probes: Option<Vec<String>>,
+    pub format: Option<Format>,
+    pub output: Option<PathBuf>,
+    pub fail_on: Option<Vec<String>>,
+    pub quiet: Option<bool>,
+    pub strict: Option<bool>,
+    pub canaries: Option<Vec<String>>,
+    pub injection_window: Option<String>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct DnsOptions {
+    pub timeout: Duration,
+    pub injection_window: Duration,
+    pub canaries: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct OutputOptions {
+    pub format: Format,
+    pub path: Option<PathBuf>,
+    pub quiet: bool,
+    pub fail_on: Vec<Verdict>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ScanConfig {
+    pub sources: Vec<Source>,
+    pub vantages: Vec<Vantage>,
+    pub controls: Vec<Vantage>,
+    pub control_proxy: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub dns: DnsOptions,
+    pub concurrency: usize,
+    pub probes: Vec<Probe>,
+    pub output: OutputOptions,
+    pub strict: bool,
+    pub run_id: Option<String>,
+}
+
+fn parse_named(named: impl IntoIterator<Item = String>, what: &str) -> anyhow::Result<Vec<Vantage>> {
+    let mut out: Vec<Vantage> = Vec::new();
+    for s in named {
+        let v: Vantage = s
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--{what} {s}: {e}"))?;
+        if out.iter().any(|o| o.name == v.name) {
+            bail!("--{what}: the name `{}` is used twice", v.name);
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+fn table(map: Option<BTreeMap<String, String>>) -> Option<Vec<String>> {
+    map.map(|m| m.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
+}
+
+fn nonempty<T>(v: Vec<T>) -> Option<Vec<T>> {
+    (!v.is_empty()).then_some(v)
+}
+
+impl ScanConfig {
+    pub fn from_args(args: ScanArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+
+        let mut sources: Vec<Source> = args.targets.iter().cloned().map(Source::Arg).collect();
+        sources.extend(args.inputs.iter().map(|s| Source::from_input_flag(s)));
+        if sources.is_empty() {
+            sources.extend(file.targets.unwrap_or_default().into_iter().map(Source::Arg));
+            sources.extend(file.inputs.unwrap_or_default().iter().map(|s| Source::from_input_flag(s)));
+        }
+        if sources.is_empty() {
+            bail!("no targets: give TARGET arguments or --input FILE (see `blockprobe scan --help`)");
+        }
+        if sources.iter().filter(|s| **s == Source::Stdin).count() > 1 {
+            bail!("standard input (`-i -`) can be read only once");
+        }
+
+        let vantages = parse_named(
+            nonempty(args.resolvers)
+                .or_else(|| table(file.resolvers))
+                .unwrap_or_else(|| vec!["system=system".into()]),
+            "resolver",
+        )?;
+        let controls = parse_named(
+            nonempty(args.control_resolvers)
+                .or_else(|| table(file.control_resolvers))
+                .unwrap_or_else(|| {
+                    DEFAULT_CONTROLS.iter().map(|(n, s)| format!("{n}={s}")).collect()
+                }),
+            "control-resolver",
+        )?;
+
+        let control_proxy = args.control_proxy.or(file.control_proxy);
+        if let Some(p) = &control_proxy {
+            let ok = p
+                .strip_prefix("socks5://")
+                .or_else(|| p.strip_prefix("socks5h://"))
+                .and_then(|hp| hp.rsplit_once(':'))
+                .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
+            if !ok {
+                bail!("--control-proxy `{p}`: expected socks5://HOST:PORT");
+            }
+        }
+
+        let ca_file = args.ca_file.or(file.ca_file);
+        if let Some(p) = &ca_file {
+            std::fs::metadata(p).with_context(|| format!("--ca-file {}", p.display()))?;
+        }
+
+        let timeout = match (args.timeout, file.timeout) {
+            (Some(t), _) => t,
+            (None, Some(s)) => parse_duration(&s).map_err(|e| anyhow::anyhow!("config timeout: {e}"))?,
+            (None, None) => DEFAULT_TIMEOUT,
+        };
+        if timeout.is_zero() {
+            bail!("--timeout must be greater than zero");
+        }
+        let injection_window = match (args.injection_window, file.injection_window) {
+            (Some(t), _) => t,
+            (None, Some(s)) => {
+                parse_duration(&s).map_err(|e| anyhow::anyhow!("config injection-window: {e}"))?
+            }
+            (None, None) => DEFAULT_WINDOW,
+        };
+        let concurrency = args.concurrency.or(file.concurrency).unwrap_or(DEFAULT_CONCURRENCY);
+        if concurrency == 0 {
+            bail!("--concurrency must be at least 1");
+        }
+
+        let mut probes = Vec::new();
+        for p in args.probes.or(file.probes).unwrap_or_else(|| vec!["dns".into()]) {
+            let p = Probe::parse(&p)?;
+            if !probes.contains(&p) {
+                probes.push(p);
+            }
+        }
+
+        let canaries = args
+            .canaries
+            .or(file.canaries)
+            .unwrap_or_else(|| DEFAULT_CANARIES.iter().map(|s| (*s).to_owned()).collect())
+            .into_iter()
+            .filter(|c| !c.trim().is_empty())
+            .map(|c| normalize_domain(c.trim()).map_err(|e| anyhow::anyhow!("--canary: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+
+        let path = args.output.or(file.output);
+        let format = match (args.format.or(file.format), &path) {
+            (Some(f), _) => f,
+            (None, None) => Format::Jsonl,
+            (None, Some(p)) => Format::from_path(p).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "cannot tell the report format from `{}`; use a .csv, .json or .jsonl name or pass --format",
+                    p.display()
+                )
+            })?,
+        };
+        let fail_on = match (args.fail_on, file.fail_on) {
+            (Some(v), _) => v,
+            (None, Some(v)) => v
+                .iter()
+                .map(|s| s.parse::<Verdict>().map_err(|e| anyhow::anyhow!("config fail-on: {e}")))
+                .collect::<anyhow::Result<_>>()?,
+            (None, None) => Vec::new(),
+        };
+
+        Ok(Self {
+            sources,
+            vantages,
+            controls,
+            control_proxy,
+            ca_file,
+            dns: DnsOptions {
+                timeout,
+                injection_window,
+                canaries,
+            },
+            concurrency,
+            probes,
+            output: OutputOptions {
+                format,
+                path,
+                quiet: args.quiet || file.quiet.unwrap_or(false),
+                fail_on,
+            },
+            strict: args.strict || file.strict.unwrap_or(false),
+            run_id: args.run_id,
+        })
+    }
+}

@@ -1,0 +1,299 @@
+//! Report rows and the writers that stream them. `Record::new` is the only conversion from a
+//! finding to the report shape; CSV and JSON share its column names (CSV flattens lists with
+//! `;`, JSON keeps them as arrays and adds the nested `evidence`).
+
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::classify::{Evidence, Finding};
+use crate::resolver_spec::Vantage;
+use crate::target::Target;
+use crate::verdict::{Layer, Reason, Verdict};
+
+pub mod summary;
+
+/// Version of the report schema documented in `docs/report-schema.md`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The flat columns, in order (CSV header; JSON key order before `evidence`).
+pub const COLUMNS: &[&str] = &[
+    "run_id",
+    "started_at",
+    "tool_version",
+    "target",
+    "category",
+    "kind",
+    "host",
+    "port",
+    "resolver",
+    "resolver_spec",
+    "verdict",
+    "layer",
+    "reason",
+    "detail",
+    "dns_transport",
+    "dns_rcode",
+    "dns_error",
+    "dns_answers",
+    "dns_cnames",
+    "dns_injected_answers",
+    "dns_elapsed_ms",
+    "control_rcode",
+    "control_answers",
+    "resolver_healthy",
+    "elapsed_ms",
+];
+
+/// Identity of a run, carried by every record.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunMeta {
+    pub run_id: String,
+    pub started_at: String,
+    pub tool_version: String,
+    pub resolvers: Vec<SpecEntry>,
+    pub control_resolvers: Vec<SpecEntry>,
+    pub probes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SpecEntry {
+    pub name: String,
+    pub spec: String,
+}
+
+impl From<&Vantage> for SpecEntry {
+    fn from(v: &Vantage) -> Self {
+        Self {
+            name: v.name.clone(),
+            spec: v.spec.to_string(),
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// One report row: one (target, vantage resolver) pair.
+#[derive(Clone, Debug, Serialize)]
+pub struct Record {
+    pub run_id: String,
+    pub started_at: String,
+    pub tool_version: String,
+    pub target: String,
+    pub category: Option<String>,
+    pub kind: &'static str,
+    pub host: String,
+    pub port: u16,
+    pub resolver: String,
+    pub resolver_spec: String,
+    pub verdict: Verdict,
+    pub layer: Option<Layer>,
+    pub reason: Option<Reason>,
+    pub detail: String,
+    pub dns_transport: Option<&'static str>,
+    pub dns_rcode: Option<String>,
+    pub dns_error: Option<&'static str>,
+    pub dns_answers: Vec<IpAddr>,
+    pub dns_cnames: Vec<String>,
+    pub dns_injected_answers: Option<Vec<IpAddr>>,
+    pub dns_elapsed_ms: Option<f64>,
+    pub control_rcode: Option<String>,
+    pub control_answers: Vec<IpAddr>,
+    pub resolver_healthy: bool,
+    pub elapsed_ms: f64,
+    pub evidence: Evidence,
+}
+
+impl Record {
+    pub fn new(
+        meta: &RunMeta,
+        target: &Target,
+        vantage: &Vantage,
+        finding: Finding,
+        elapsed: Duration,
+    ) -> Self {
+        let Finding {
+            verdict,
+            reason,
+            detail,
+            evidence,
+        } = finding;
+        let dns = evidence.dns.as_ref();
+        let control = evidence.control.as_ref();
+        Self {
+            run_id: meta.run_id.clone(),
+            started_at: meta.started_at.clone(),
+            tool_version: meta.tool_version.clone(),
+            target: target.input.clone(),
+            category: target.category.clone(),
+            kind: target.kind.as_str(),
+            host: target.host.to_string(),
+            port: target.port,
+            resolver: vantage.name.clone(),
+            resolver_spec: vantage.spec.to_string(),
+            verdict,
+            layer: reason.map(Reason::layer),
+            reason,
+            detail,
+            dns_transport: dns.map(|d| d.transport),
+            dns_rcode: dns.and_then(|d| d.rcode().map(str::to_owned)),
+            dns_error: dns.and_then(|d| d.failure().map(|f| f.kind.as_str())),
+            dns_answers: dns.map(|d| d.addresses().into_iter().collect()).unwrap_or_default(),
+            dns_cnames: dns.map(|d| d.cnames()).unwrap_or_default(),
+            dns_injected_answers: dns
+                .and_then(|d| d.injected_addresses())
+                .map(|s| s.into_iter().collect()),
+            dns_elapsed_ms: dns.map(|d| ms(d.elapsed)),
+            control_rcode: control.and_then(|c| {
+                c.resolvers
+                    .iter()
+                    .find_map(|r| r.dns.rcode().map(str::to_owned))
+            }),
+            control_answers: control
+                .map(|c| c.addresses().into_iter().collect())
+                .unwrap_or_default(),
+            resolver_healthy: evidence.resolver_healthy,
+            elapsed_ms: ms(elapsed),
+            evidence,
+        }
+    }
+
+    /// The CSV row, in [`COLUMNS`] order.
+    pub fn csv_row(&self) -> Vec<String> {
+        fn list<T: ToString>(v: &[T]) -> String {
+            v.iter().map(ToString::to_string).collect::<Vec<_>>().join(";")
+        }
+        fn opt<T: ToString>(v: Option<T>) -> String {
+            v.map(|x| x.to_string()).unwrap_or_default()
+        }
+        vec![
+            self.run_id.clone(),
+            self.started_at.clone(),
+            self.tool_version.clone(),
+            self.target.clone(),
+            opt(self.category.as_ref()),
+            self.kind.to_owned(),
+            self.host.clone(),
+            self.port.to_string(),
+            self.resolver.clone(),
+            self.resolver_spec.clone(),
+            self.verdict.as_str().to_owned(),
+            opt(self.layer.map(Layer::as_str)),
+            opt(self.reason.map(Reason::as_str)),
+            self.detail.clone(),
+            opt(self.dns_transport),
+            opt(self.dns_rcode.as_ref()),
+            opt(self.dns_error),
+            list(&self.dns_answers),
+            list(&self.dns_cnames),
+            opt(self.dns_injected_answers.as_deref().map(list)),
+            opt(self.dns_elapsed_ms),
+            opt(self.control_rcode.as_ref()),
+            list(&self.control_answers),
+            self.resolver_healthy.to_string(),
+            self.elapsed_ms.to_string(),
+        ]
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Json,
+    Jsonl,
+}
+
+impl Format {
+    /// The format implied by an output file name, if any.
+    pub fn from_path(path: &std::path::Path) -> Option<Self> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" => Some(Self::Csv),
+            "json" => Some(Self::Json),
+            "jsonl" | "ndjson" => Some(Self::Jsonl),
+            _ => None,
+        }
+    }
+}
+
+/// How a run ended, written at the end of a JSON document.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunEnd {
+    pub finished_at: String,
+    pub interrupted: bool,
+    pub records: u64,
+}
+
+/// A streaming writer: every record is written and flushed as it arrives, so a killed run
+/// keeps every finished record and memory does not grow with the run.
+pub enum Sink<W: Write> {
+    Csv(csv::Writer<W>),
+    Json { out: W, first: bool },
+    Jsonl(W),
+}
+
+impl<W: Write> Sink<W> {
+    pub fn begin(format: Format, mut out: W, meta: &RunMeta) -> io::Result<Self> {
+        Ok(match format {
+            Format::Csv => {
+                let mut w = csv::Writer::from_writer(out);
+                w.write_record(COLUMNS)?;
+                w.flush()?;
+                Self::Csv(w)
+            }
+            Format::Json => {
+                write!(out, "{{\"schema_version\":{SCHEMA_VERSION},\"run\":")?;
+                serde_json::to_writer(&mut out, meta)?;
+                out.write_all(b",\"records\":[")?;
+                out.flush()?;
+                Self::Json { out, first: true }
+            }
+            Format::Jsonl => Self::Jsonl(out),
+        })
+    }
+
+    pub fn write(&mut self, rec: &Record) -> io::Result<()> {
+        match self {
+            Self::Csv(w) => {
+                w.write_record(rec.csv_row())?;
+                w.flush()
+            }
+            Self::Json { out, first } => {
+                if !std::mem::take(first) {
+                    out.write_all(b",")?;
+                }
+                out.write_all(b"\n")?;
+                serde_json::to_writer(&mut *out, rec)?;
+                out.flush()
+            }
+            Self::Jsonl(out) => {
+                serde_json::to_writer(&mut *out, rec)?;
+                out.write_all(b"\n")?;
+                out.flush()
+            }
+        }
+    }
+
+    /// Completes the document (JSON needs its closing brackets, also after an interrupt).
+    pub fn finish(self, end: &RunEnd) -> io::Result<()> {
+        match self {
+            Self::Csv(mut w) => w.flush(),
+            Self::Json { mut out, .. } => {
+                out.write_all(b"\n],\"end\":")?;
+                serde_json::to_writer(&mut out, end)?;
+                out.write_all(b"}\n")?;
+                out.flush()
+            }
+            Self::Jsonl(mut out) => out.flush(),
+        }
+    }
+}
+
+/// Diagnostics for the user (bad input lines, interrupts) go to stderr, never to the report.
+pub fn warn(msg: impl std::fmt::Display) {
+    let _ = writeln!(io::stderr().lock(), "blockprobe: {msg}");
+}

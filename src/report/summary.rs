@@ -1,0 +1,71 @@
+//! The end-of-run table on stderr: counts per verdict per resolver. Bounded by the number of
+//! resolvers, not targets.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::verdict::Verdict;
+
+#[derive(Default, Debug)]
+pub struct Summary {
+    counts: BTreeMap<String, [u64; 5]>,
+}
+
+impl Summary {
+    pub fn add(&mut self, resolver: &str, verdict: Verdict) {
+        let idx = Verdict::ALL.iter().position(|v| *v == verdict).expect("all");
+        match self.counts.get_mut(resolver) {
+            Some(row) => row[idx] += 1,
+            None => {
+                let mut row = [0; 5];
+                row[idx] = 1;
+                self.counts.insert(resolver.to_owned(), row);
+            }
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.values().flatten().sum()
+    }
+
+    pub fn count(&self, verdict: Verdict) -> u64 {
+        let idx = Verdict::ALL.iter().position(|v| *v == verdict).expect("all");
+        self.counts.values().map(|r| r[idx]).sum()
+    }
+
+    pub fn render(&self) -> String {
+        let width = self.counts.keys().map(String::len).max().unwrap_or(0).max(8);
+        let mut s = format!("{:<width$}", "resolver");
+        for v in Verdict::ALL {
+            let _ = write!(s, " {:>12}", v.as_str());
+        }
+        s.push('\n');
+        for (name, row) in &self.counts {
+            let _ = write!(s, "{name:<width$}");
+            for n in row {
+                let _ = write!(s, " {n:>12}");
+            }
+            s.push('\n');
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_renders() {
+        let mut s = Summary::default();
+        s.add("isp", Verdict::Blocked);
+        s.add("isp", Verdict::Blocked);
+        s.add("dot", Verdict::Reachable);
+        assert_eq!(s.total(), 3);
+        assert_eq!(s.count(Verdict::Blocked), 2);
+        let table = s.render();
+        assert!(table.starts_with("resolver"), "{table}");
+        assert!(table.contains("isp"));
+        assert_eq!(table.lines().count(), 3);
+    }
+}

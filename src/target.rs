@@ -1,0 +1,415 @@
+//! What to test. A target is parsed once from the user's text (a domain, a URL or a
+//! `host:port` endpoint) into the host, port and path every probe step needs; the original text
+//! is kept verbatim because reports must show the target exactly as given.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::fs::File;
+use std::hash::{BuildHasher, Hash};
+use std::io::{self, BufRead, BufReader, Read};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// The three shapes of target the CLI accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// `whatsapp.com`: DNS, then TCP 443, TLS and `GET /` over HTTPS.
+    Domain,
+    /// `https://youtube.com/big.bin`: scheme, port and path honoured.
+    Url,
+    /// `host:port` or `IP:port`: DNS when a name, then TCP (and TLS on 443).
+    Endpoint,
+}
+
+impl TargetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Domain => "domain",
+            Self::Url => "url",
+            Self::Endpoint => "endpoint",
+        }
+    }
+}
+
+/// A host as probes see it: a DNS name (ASCII, punycode, lowercase, no trailing dot) or an IP.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Host {
+    Name(String),
+    Ip(IpAddr),
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Name(n) => f.write_str(n),
+            Self::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// Application protocol spoken after the connection, when the target implies one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    Http,
+    Https,
+    /// A bare endpoint: connect (and TLS on 443) only.
+    None,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Exactly as the user wrote it.
+    pub input: String,
+    pub kind: TargetKind,
+    pub host: Host,
+    pub port: u16,
+    pub scheme: Scheme,
+    /// Path and query for URLs (`/` otherwise).
+    pub path: String,
+    /// Citizen Lab `category_code`, when the target came from a test list.
+    pub category: Option<String>,
+}
+
+impl Target {
+    /// Identity for de-duplication: what would be measured, not how it was spelled.
+    fn identity(&self) -> (TargetKind, &Host, u16, Scheme, &str) {
+        (self.kind, &self.host, self.port, self.scheme, &self.path)
+    }
+
+    /// Parses one target written by a user.
+    pub fn parse(input: &str) -> Result<Self, String> {
+        let text = input.trim();
+        if text.is_empty() {
+            return Err("empty target".into());
+        }
+        if text.contains("://") {
+            return parse_url(text, input);
+        }
+        if text.chars().any(|c| c.is_whitespace() || c == '/') {
+            return Err(format!("`{text}` is not a domain, URL or host:port"));
+        }
+        // A bare IP (v4 or v6) is an endpoint on 443, like a domain would be.
+        if let Ok(ip) = text.trim_matches(['[', ']']).parse::<IpAddr>() {
+            return Ok(Self::endpoint(input, Host::Ip(ip), 443));
+        }
+        if let Ok(sa) = text.parse::<std::net::SocketAddr>() {
+            return Ok(Self::endpoint(input, Host::Ip(sa.ip()), sa.port()));
+        }
+        if let Some((host, port)) = text.rsplit_once(':') {
+            let port: u16 = port
+                .parse()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("invalid port `{port}` in `{text}`"))?;
+            let host = match host.parse::<IpAddr>() {
+                Ok(ip) => Host::Ip(ip),
+                Err(_) => Host::Name(normalize_domain(host)?),
+            };
+            return Ok(Self::endpoint(input, host, port));
+        }
+        Ok(Self {
+            input: input.to_owned(),
+            kind: TargetKind::Domain,
+            host: Host::Name(normalize_domain(text)?),
+            port: 443,
+            scheme: Scheme::Https,
+            path: "/".into(),
+            category: None,
+        })
+    }
+
+    fn endpoint(input: &str, host: Host, port: u16) -> Self {
+        Self {
+            input: input.to_owned(),
+            kind: TargetKind::Endpoint,
+            host,
+            port,
+            scheme: Scheme::None,
+            path: "/".into(),
+            category: None,
+        }
+    }
+
+    /// The DNS name to resolve, if the host is not an address already.
+    pub fn name(&self) -> Option<&str> {
+        match &self.host {
+            Host::Name(n) => Some(n),
+            Host::Ip(_) => None,
+        }
+    }
+}
+
+fn parse_url(text: &str, input: &str) -> Result<Target, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("invalid URL `{text}`: {e}"))?;
+    let scheme = match url.scheme() {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        other => return Err(format!("unsupported URL scheme `{other}` (use http or https)")),
+    };
+    let host = match url.host() {
+        Some(url::Host::Domain(d)) => Host::Name(normalize_domain(d)?),
+        Some(url::Host::Ipv4(ip)) => Host::Ip(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Host::Ip(IpAddr::V6(ip)),
+        None => return Err(format!("URL `{text}` has no host")),
+    };
+    let mut path = url.path().to_owned();
+    if let Some(q) = url.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    Ok(Target {
+        input: input.to_owned(),
+        kind: TargetKind::Url,
+        host,
+        port: url.port_or_known_default().unwrap_or(443),
+        scheme,
+        path,
+        category: None,
+    })
+}
+
+/// IDNA (UTS #46) to ASCII, lowercase, without a trailing dot; rejects what DNS cannot carry.
+pub fn normalize_domain(raw: &str) -> Result<String, String> {
+    let trimmed = raw.strip_suffix('.').unwrap_or(raw);
+    let ascii = idna::domain_to_ascii(trimmed).map_err(|_| format!("invalid domain `{raw}`"))?;
+    if ascii.is_empty() || ascii.len() > 253 {
+        return Err(format!("invalid domain `{raw}`: bad length"));
+    }
+    for label in ascii.split('.') {
+        let ok_chars = label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if label.is_empty() || label.len() > 63 || !ok_chars {
+            return Err(format!("invalid domain `{raw}`"));
+        }
+    }
+    Ok(ascii)
+}
+
+/// Where targets come from, in command-line order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Arg(String),
+    File(PathBuf),
+    Stdin,
+}
+
+impl Source {
+    pub fn from_input_flag(s: &str) -> Self {
+        if s == "-" {
+            Self::Stdin
+        } else {
+            Self::File(PathBuf::from(s))
+        }
+    }
+}
+
+/// A malformed line: reported with its place and skipped (fatal with `--strict`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}:{line}: {message}")]
+pub struct InputError {
+    pub origin: String,
+    pub line: u64,
+    pub message: String,
+}
+
+/// An opened source, ready to stream. Files are opened up front so an unreadable file stops
+/// the run before any measurement starts.
+pub struct OpenSource {
+    origin: String,
+    kind: Opened,
+}
+
+enum Opened {
+    Arg(String),
+    Reader(Box<dyn Read + Send>),
+}
+
+pub fn open(sources: &[Source]) -> io::Result<Vec<OpenSource>> {
+    sources
+        .iter()
+        .map(|s| {
+            Ok(match s {
+                Source::Arg(a) => OpenSource {
+                    origin: "argument".into(),
+                    kind: Opened::Arg(a.clone()),
+                },
+                Source::Stdin => OpenSource {
+                    origin: "<stdin>".into(),
+                    kind: Opened::Reader(Box::new(io::stdin())),
+                },
+                Source::File(p) => OpenSource {
+                    origin: p.display().to_string(),
+                    kind: Opened::Reader(Box::new(File::open(p).map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot read {}: {e}", p.display()))
+                    })?)),
+                },
+            })
+        })
+        .collect()
+}
+
+/// What the reader reports as it streams.
+pub enum Item {
+    Target(Target),
+    Malformed(InputError),
+    /// Reading failed part-way (I/O error); the rest of that source is lost.
+    Failed(InputError),
+}
+
+/// Streams targets from opened sources in order, removing duplicates. `emit` returns false to
+/// stop early (the scan was interrupted). Memory: one 64-bit hash per distinct target, so
+/// de-duplication of a million-line list costs about 16 MiB, not the list itself.
+pub fn stream(sources: Vec<OpenSource>, mut emit: impl FnMut(Item) -> bool) {
+    let hasher = std::collections::hash_map::RandomState::new();
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut deliver = |item: Item| -> bool {
+        if let Item::Target(t) = &item {
+            let mut h = hasher.build_hasher();
+            t.identity().hash(&mut h);
+            if !seen.insert(std::hash::Hasher::finish(&h)) {
+                return true;
+            }
+        }
+        emit(item)
+    };
+    for src in sources {
+        let keep_going = match src.kind {
+            Opened::Arg(a) => deliver(match Target::parse(&a) {
+                Ok(t) => Item::Target(t),
+                Err(message) => Item::Malformed(InputError {
+                    origin: src.origin,
+                    line: 0,
+                    message,
+                }),
+            }),
+            Opened::Reader(r) => read_list(&src.origin, BufReader::new(r), &mut deliver),
+        };
+        if !keep_going {
+            return;
+        }
+    }
+}
+
+fn looks_like_csv_header(line: &str) -> bool {
+    line.split(',')
+        .any(|f| f.trim().trim_matches('"').eq_ignore_ascii_case("url"))
+        && line.contains(',')
+}
+
+fn read_list(origin: &str, mut r: impl BufRead, emit: &mut impl FnMut(Item) -> bool) -> bool {
+    let mut line_no = 0u64;
+    let mut line = String::new();
+    // Only the first line with content may be a CSV header; later commas are just bad targets.
+    let mut first_content = true;
+    loop {
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) => {
+                return emit(Item::Failed(InputError {
+                    origin: origin.into(),
+                    line: line_no + 1,
+                    message: format!("read error: {e}"),
+                }));
+            }
+        }
+        line_no += 1;
+        let text = line.trim().trim_start_matches('\u{feff}');
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        if std::mem::take(&mut first_content) && looks_like_csv_header(text) {
+            let header = text.to_owned();
+            return read_csv(origin, &header, line_no, r, emit);
+        }
+        let item = match Target::parse(text) {
+            Ok(t) => Item::Target(t),
+            Err(message) => Item::Malformed(InputError {
+                origin: origin.into(),
+                line: line_no,
+                message,
+            }),
+        };
+        if !emit(item) {
+            return false;
+        }
+    }
+}
+
+fn read_csv(
+    origin: &str,
+    header: &str,
+    header_line: u64,
+    rest: impl BufRead,
+    emit: &mut impl FnMut(Item) -> bool,
+) -> bool {
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(io::Cursor::new(format!("{header}\n")).chain(rest));
+    let headers = match rdr.headers() {
+        Ok(h) => h.clone(),
+        Err(e) => {
+            return emit(Item::Failed(InputError {
+                origin: origin.into(),
+                line: header_line,
+                message: format!("bad CSV header: {e}"),
+            }));
+        }
+    };
+    let col = |name: &str| headers.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
+    let Some(url_col) = col("url") else {
+        return emit(Item::Failed(InputError {
+            origin: origin.into(),
+            line: header_line,
+            message: "CSV header has no `url` column".into(),
+        }));
+    };
+    let cat_col = col("category_code");
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line = header_line - 1 + rdr.position().line();
+        match rdr.read_record(&mut record) {
+            Ok(false) => return true,
+            Ok(true) => {}
+            Err(e) => {
+                let item = Item::Malformed(InputError {
+                    origin: origin.into(),
+                    line,
+                    message: format!("bad CSV row: {e}"),
+                });
+                if !emit(item) {
+                    return false;
+                }
+                continue;
+            }
+        }
+        let line = header_line - 1 + record.position().map_or(line, |p| p.line());
+        let url = record.get(url_col).unwrap_or("").trim();
+        if url.is_empty() {
+            continue;
+        }
+        let item = match Target::parse(url) {
+            Ok(mut t) => {
+                t.category = cat_col
+                    .and_then(|c| record.get(c))
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned);
+                Item::Target(t)
+            }
+            Err(message) => Item::Malformed(InputError {
+                origin: origin.into(),
+                line,
+                message,
+            }),
+        };
+        if !emit(item) {
+            return false;
+        }
+    }
+}
+

@@ -1,0 +1,143 @@
+//! The vocabulary of findings: five verdicts and a closed set of reasons whose prefix is the
+//! layer, so a reason and its layer can never disagree.
+
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Reachable,
+    Blocked,
+    Throttled,
+    Down,
+    Inconclusive,
+}
+
+impl Verdict {
+    pub const ALL: [Self; 5] = [
+        Self::Reachable,
+        Self::Blocked,
+        Self::Throttled,
+        Self::Down,
+        Self::Inconclusive,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reachable => "reachable",
+            Self::Blocked => "blocked",
+            Self::Throttled => "throttled",
+            Self::Down => "down",
+            Self::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+impl std::str::FromStr for Verdict {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s.trim())
+            .ok_or_else(|| {
+                format!("unknown verdict `{s}` (expected reachable, blocked, throttled, down or inconclusive)")
+            })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layer {
+    Dns,
+    Tcp,
+    Tls,
+    Http,
+}
+
+impl Layer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dns => "dns",
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
+            Self::Http => "http",
+        }
+    }
+}
+
+/// Why a target is blocked (or throttled). Closed: adding one is a schema change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    DnsNxdomain,
+    DnsNodata,
+    DnsServfail,
+    DnsRefused,
+    DnsTimeout,
+    /// The resolver's connection (TCP, DoT, DoH) was reset or closed mid-query for this name
+    /// while it answers canaries: DPI tearing down DNS-over-TCP by query name.
+    DnsReset,
+    DnsBogon,
+    DnsInjected,
+    DnsInconsistent,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DnsNxdomain => "dns.nxdomain",
+            Self::DnsNodata => "dns.nodata",
+            Self::DnsServfail => "dns.servfail",
+            Self::DnsRefused => "dns.refused",
+            Self::DnsTimeout => "dns.timeout",
+            Self::DnsReset => "dns.reset",
+            Self::DnsBogon => "dns.bogon",
+            Self::DnsInjected => "dns.injected",
+            Self::DnsInconsistent => "dns.inconsistent",
+        }
+    }
+
+    pub fn layer(self) -> Layer {
+        match self {
+            Self::DnsNxdomain
+            | Self::DnsNodata
+            | Self::DnsServfail
+            | Self::DnsRefused
+            | Self::DnsTimeout
+            | Self::DnsReset
+            | Self::DnsBogon
+            | Self::DnsInjected
+            | Self::DnsInconsistent => Layer::Dns,
+        }
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_is_the_reason_prefix() {
+        use Reason::*;
+        for r in [
+            DnsNxdomain, DnsNodata, DnsServfail, DnsRefused, DnsTimeout, DnsReset, DnsBogon,
+            DnsInjected, DnsInconsistent,
+        ] {
+            let prefix = r.as_str().split('.').next().unwrap();
+            assert_eq!(prefix, r.layer().as_str());
+        }
+    }
+
+    #[test]
+    fn verdicts_parse() {
+        for v in Verdict::ALL {
+            assert_eq!(v.as_str().parse::<Verdict>().unwrap(), v);
+        }
+        assert!("blockd".parse::<Verdict>().is_err());
+    }
+}

@@ -119,7 +119,11 @@ pub fn is_bogon(ip: IpAddr) -> bool {
 }
 
 fn join(addrs: &BTreeSet<IpAddr>) -> String {
-    addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Classifies one (target, vantage) job.
@@ -142,7 +146,10 @@ fn decide(ev: &Evidence) -> (Verdict, Option<Reason>, String) {
             "target is an IP address: nothing to resolve, and no connection probe ran".into(),
         );
     };
-    let control = ev.control.as_ref().map_or(ControlView::Unavailable, ControlDns::view);
+    let control = ev
+        .control
+        .as_ref()
+        .map_or(ControlView::Unavailable, ControlDns::view);
 
     if let Some(forged) = dns.injected_addresses() {
         return (
@@ -164,18 +171,15 @@ fn decide(ev: &Evidence) -> (Verdict, Option<Reason>, String) {
     }
     let vantage = dns.addresses();
     if !vantage.is_empty() {
-        let control_addrs = match &control {
-            ControlView::Exists(a) => a,
-            _ => {
-                return (
-                    Inconclusive,
-                    None,
-                    format!(
-                        "vantage answered [{}] but no control resolver answered to compare",
-                        join(&vantage)
-                    ),
-                );
-            }
+        let ControlView::Exists(control_addrs) = &control else {
+            return (
+                Inconclusive,
+                None,
+                format!(
+                    "vantage answered [{}] but no control resolver answered to compare",
+                    join(&vantage)
+                ),
+            );
         };
         let bogons: BTreeSet<IpAddr> = vantage
             .iter()
@@ -206,7 +210,10 @@ fn decide(ev: &Evidence) -> (Verdict, Option<Reason>, String) {
         return (
             Reachable,
             None,
-            format!("vantage answers [{}] agree with the controls", join(&vantage)),
+            format!(
+                "vantage answers [{}] agree with the controls",
+                join(&vantage)
+            ),
         );
     }
 
@@ -218,12 +225,21 @@ fn decide(ev: &Evidence) -> (Verdict, Option<Reason>, String) {
         (Some("REFUSED"), _) => (Some(Reason::DnsRefused), "REFUSED".to_owned()),
         (Some(other), _) => (None, format!("rcode {other}")),
         (None, Some(f)) => match f.kind {
-            FailureKind::Timeout => (Some(Reason::DnsTimeout), "no response before the timeout".to_owned()),
+            FailureKind::Timeout => (
+                Some(Reason::DnsTimeout),
+                "no response before the timeout".to_owned(),
+            ),
             FailureKind::Reset | FailureKind::Eof => (
                 Some(Reason::DnsReset),
-                format!("the connection to the resolver was torn down mid-query ({})", f.kind.as_str()),
+                format!(
+                    "the connection to the resolver was torn down mid-query ({})",
+                    f.kind.as_str()
+                ),
             ),
-            other => (None, format!("query failed ({}: {})", other.as_str(), f.message)),
+            other => (
+                None,
+                format!("query failed ({}: {})", other.as_str(), f.message),
+            ),
         },
         (None, None) => (None, "no response".to_owned()),
     };
@@ -238,7 +254,10 @@ fn decide(ev: &Evidence) -> (Verdict, Option<Reason>, String) {
         (ControlView::Exists(addrs), Some(reason)) => (
             Blocked,
             Some(reason),
-            format!("vantage resolver gave {what}; the controls resolve the name to [{}]", join(addrs)),
+            format!(
+                "vantage resolver gave {what}; the controls resolve the name to [{}]",
+                join(addrs)
+            ),
         ),
         (ControlView::Exists(_), None) => (
             Inconclusive,

@@ -104,7 +104,10 @@ pub struct ScanConfig {
     pub run_id: Option<String>,
 }
 
-fn parse_named(named: impl IntoIterator<Item = String>, what: &str) -> anyhow::Result<Vec<Vantage>> {
+fn parse_named(
+    named: impl IntoIterator<Item = String>,
+    what: &str,
+) -> anyhow::Result<Vec<Vantage>> {
     let mut out: Vec<Vantage> = Vec::new();
     for s in named {
         let v: Vantage = s
@@ -136,11 +139,23 @@ impl ScanConfig {
         let mut sources: Vec<Source> = args.targets.iter().cloned().map(Source::Arg).collect();
         sources.extend(args.inputs.iter().map(|s| Source::from_input_flag(s)));
         if sources.is_empty() {
-            sources.extend(file.targets.unwrap_or_default().into_iter().map(Source::Arg));
-            sources.extend(file.inputs.unwrap_or_default().iter().map(|s| Source::from_input_flag(s)));
+            sources.extend(
+                file.targets
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(Source::Arg),
+            );
+            sources.extend(
+                file.inputs
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|s| Source::from_input_flag(s)),
+            );
         }
         if sources.is_empty() {
-            bail!("no targets: give TARGET arguments or --input FILE (see `blockprobe scan --help`)");
+            bail!(
+                "no targets: give TARGET arguments or --input FILE (see `blockprobe scan --help`)"
+            );
         }
         if sources.iter().filter(|s| **s == Source::Stdin).count() > 1 {
             bail!("standard input (`-i -`) can be read only once");
@@ -156,7 +171,10 @@ impl ScanConfig {
             nonempty(args.control_resolvers)
                 .or_else(|| table(file.control_resolvers))
                 .unwrap_or_else(|| {
-                    DEFAULT_CONTROLS.iter().map(|(n, s)| format!("{n}={s}")).collect()
+                    DEFAULT_CONTROLS
+                        .iter()
+                        .map(|(n, s)| format!("{n}={s}"))
+                        .collect()
                 }),
             "control-resolver",
         )?;
@@ -167,7 +185,9 @@ impl ScanConfig {
                 .strip_prefix("socks5://")
                 .or_else(|| p.strip_prefix("socks5h://"))
                 .and_then(|hp| hp.rsplit_once(':'))
-                .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
+                .is_some_and(|(h, port)| {
+                    !h.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+                });
             if !ok {
                 bail!("--control-proxy `{p}`: expected socks5://HOST:PORT");
             }
@@ -180,7 +200,9 @@ impl ScanConfig {
 
         let timeout = match (args.timeout, file.timeout) {
             (Some(t), _) => t,
-            (None, Some(s)) => parse_duration(&s).map_err(|e| anyhow::anyhow!("config timeout: {e}"))?,
+            (None, Some(s)) => {
+                parse_duration(&s).map_err(|e| anyhow::anyhow!("config timeout: {e}"))?
+            }
             (None, None) => DEFAULT_TIMEOUT,
         };
         if timeout.is_zero() {
@@ -193,13 +215,20 @@ impl ScanConfig {
             }
             (None, None) => DEFAULT_WINDOW,
         };
-        let concurrency = args.concurrency.or(file.concurrency).unwrap_or(DEFAULT_CONCURRENCY);
+        let concurrency = args
+            .concurrency
+            .or(file.concurrency)
+            .unwrap_or(DEFAULT_CONCURRENCY);
         if concurrency == 0 {
             bail!("--concurrency must be at least 1");
         }
 
         let mut probes = Vec::new();
-        for p in args.probes.or(file.probes).unwrap_or_else(|| vec!["dns".into()]) {
+        for p in args
+            .probes
+            .or(file.probes)
+            .unwrap_or_else(|| vec!["dns".into()])
+        {
             let p = Probe::parse(&p)?;
             if !probes.contains(&p) {
                 probes.push(p);
@@ -230,7 +259,10 @@ impl ScanConfig {
             (Some(v), _) => v,
             (None, Some(v)) => v
                 .iter()
-                .map(|s| s.parse::<Verdict>().map_err(|e| anyhow::anyhow!("config fail-on: {e}")))
+                .map(|s| {
+                    s.parse::<Verdict>()
+                        .map_err(|e| anyhow::anyhow!("config fail-on: {e}"))
+                })
                 .collect::<anyhow::Result<_>>()?,
             (None, None) => Vec::new(),
         };

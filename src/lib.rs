@@ -48,9 +48,11 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     let meta = scan::run_meta(&cfg, SystemTime::now());
     let quiet = cfg.output.quiet;
     let out: Box<dyn Write + Send> = match &cfg.output.path {
-        Some(p) => Box::new(BufWriter::new(
-            File::create(p).with_context(|| format!("cannot create output file {}", p.display()))?,
-        )),
+        Some(p) => {
+            Box::new(BufWriter::new(File::create(p).with_context(|| {
+                format!("cannot create output file {}", p.display())
+            })?))
+        }
         None => Box::new(BufWriter::new(io::stdout())),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -16,9 +16,16 @@ pub enum ResolverSpec {
     /// Plain DNS over TCP (port 53 by default).
     Tcp(SocketAddr),
     /// DNS over TLS (RFC 7858, port 853 by default); `server_name` is verified in the certificate.
-    Tls { addr: SocketAddr, server_name: String },
+    Tls {
+        addr: SocketAddr,
+        server_name: String,
+    },
     /// DNS over HTTPS (RFC 8484): POST `application/dns-message` to this URL.
-    Https { host: String, port: u16, path: String },
+    Https {
+        host: String,
+        port: u16,
+        path: String,
+    },
 }
 
 /// A resolver with the name the user gave it; the name is what reports show.
@@ -47,7 +54,10 @@ fn parse_ip_port(s: &str, default_port: u16) -> Option<SocketAddr> {
     if let Ok(addr) = s.parse::<SocketAddr>() {
         return Some(addr);
     }
-    let bare = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
     bare.parse::<IpAddr>()
         .ok()
         .map(|ip| SocketAddr::new(ip, default_port))
@@ -86,7 +96,8 @@ impl FromStr for ResolverSpec {
             return Ok(Self::Tls { addr, server_name });
         }
         if s.starts_with("https://") {
-            let url = url::Url::parse(s).map_err(|_| err(input, "expected https://HOST[:PORT]/PATH"))?;
+            let url =
+                url::Url::parse(s).map_err(|_| err(input, "expected https://HOST[:PORT]/PATH"))?;
             let host = match url.host() {
                 Some(url::Host::Domain(d)) => d.to_owned(),
                 Some(url::Host::Ipv4(ip)) => ip.to_string(),
@@ -184,7 +195,10 @@ mod tests {
             ("127.0.0.1:5353", "udp://127.0.0.1:5353"),
             ("udp://[::1]:53", "udp://[::1]"),
             ("tcp://1.1.1.1", "tcp://1.1.1.1"),
-            ("tls://1.1.1.1#one.one.one.one", "tls://1.1.1.1#one.one.one.one"),
+            (
+                "tls://1.1.1.1#one.one.one.one",
+                "tls://1.1.1.1#one.one.one.one",
+            ),
             ("tls://127.0.0.1:8853", "tls://127.0.0.1:8853#127.0.0.1"),
             ("https://1.1.1.1/dns-query", "https://1.1.1.1/dns-query"),
             ("https://dns.example:8443/q", "https://dns.example:8443/q"),
@@ -198,7 +212,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_specs() {
-        for bad in ["udp://nohost", "ftp://x", "tls://1.1.1.1#", "example.com", ""] {
+        for bad in [
+            "udp://nohost",
+            "ftp://x",
+            "tls://1.1.1.1#",
+            "example.com",
+            "",
+        ] {
             assert!(bad.parse::<ResolverSpec>().is_err(), "{bad}");
         }
     }

@@ -102,7 +102,8 @@ fn signals() -> watch::Receiver<u32> {
     let (tx, rx) = watch::channel(0u32);
     tokio::spawn(async move {
         #[cfg(unix)]
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         loop {
             #[cfg(unix)]
             let term_fut = async {
@@ -174,7 +175,12 @@ pub async fn scan<W: Write>(cfg: ScanConfig, meta: RunMeta, out: W) -> anyhow::R
     let timeout = cfg.dns.timeout;
     let mut vantages = Vec::with_capacity(cfg.vantages.len());
     for v in &cfg.vantages {
-        let client = DnsClient::new(v.spec.clone(), tls.clone(), timeout, cfg.dns.injection_window)?;
+        let client = DnsClient::new(
+            v.spec.clone(),
+            tls.clone(),
+            timeout,
+            cfg.dns.injection_window,
+        )?;
         vantages.push(VantageCtx {
             vantage: v.clone(),
             client,

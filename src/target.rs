@@ -145,7 +145,11 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
     let scheme = match url.scheme() {
         "http" => Scheme::Http,
         "https" => Scheme::Https,
-        other => return Err(format!("unsupported URL scheme `{other}` (use http or https)")),
+        other => {
+            return Err(format!(
+                "unsupported URL scheme `{other}` (use http or https)"
+            ));
+        }
     };
     let host = match url.host() {
         Some(url::Host::Domain(d)) => Host::Name(normalize_domain(d)?),
@@ -360,7 +364,11 @@ fn read_csv(
             }));
         }
     };
-    let col = |name: &str| headers.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(name))
+    };
     let Some(url_col) = col("url") else {
         return emit(Item::Failed(InputError {
             origin: origin.into(),
@@ -412,4 +420,3 @@ fn read_csv(
         }
     }
 }
-

@@ -11,7 +11,10 @@ use rustls_pki_types::pem::PemObject as _;
 
 /// Builds a client config trusting the webpki roots and, if given, the PEM certificates in
 /// `ca_file`. `alpn` is set per use (DoT: `dot`, DoH over HTTP/1.1: `http/1.1`).
-pub fn client_config(ca_file: Option<&Path>, alpn: &[&[u8]]) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+pub fn client_config(
+    ca_file: Option<&Path>,
+    alpn: &[&[u8]],
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };

@@ -125,8 +125,15 @@ mod tests {
     fn layer_is_the_reason_prefix() {
         use Reason::*;
         for r in [
-            DnsNxdomain, DnsNodata, DnsServfail, DnsRefused, DnsTimeout, DnsReset, DnsBogon,
-            DnsInjected, DnsInconsistent,
+            DnsNxdomain,
+            DnsNodata,
+            DnsServfail,
+            DnsRefused,
+            DnsTimeout,
+            DnsReset,
+            DnsBogon,
+            DnsInjected,
+            DnsInconsistent,
         ] {
             let prefix = r.as_str().split('.').next().unwrap();
             assert_eq!(prefix, r.layer().as_str());

@@ -23,7 +23,10 @@ pub enum Behaviour {
     /// Answer with these addresses (A gets the v4 ones, AAAA the v6 ones; NODATA if none).
     Answer(Vec<IpAddr>),
     /// Answer through a CNAME to `target`, which resolves to `addrs`.
-    Cname { target: String, addrs: Vec<IpAddr> },
+    Cname {
+        target: String,
+        addrs: Vec<IpAddr>,
+    },
     NxDomain,
     /// NOERROR with an empty answer section.
     NoData,
@@ -33,7 +36,10 @@ pub enum Behaviour {
     Silent,
     /// Over UDP, send a forged answer first and the real one right after (on-path injection);
     /// over TCP, DoT and DoH only the real one.
-    Inject { forged: Vec<IpAddr>, real: Vec<IpAddr> },
+    Inject {
+        forged: Vec<IpAddr>,
+        real: Vec<IpAddr>,
+    },
     /// Tear the connection down (TCP, DoT, DoH); silence over UDP.
     Reset,
 }
@@ -112,8 +118,11 @@ impl Inner {
             if let Some(target) = cname
                 && let Ok(t) = Name::from_ascii(format!("{target}."))
             {
-                msg.answers
-                    .push(Record::from_rdata(owner.clone(), 60, RData::CNAME(CNAME(t.clone()))));
+                msg.answers.push(Record::from_rdata(
+                    owner.clone(),
+                    60,
+                    RData::CNAME(CNAME(t.clone())),
+                ));
                 owner = t;
             }
             for ip in addrs {
@@ -122,12 +131,15 @@ impl Inner {
                     (IpAddr::V6(v6), RecordType::AAAA) => RData::AAAA(AAAA(*v6)),
                     _ => continue,
                 };
-                msg.answers.push(Record::from_rdata(owner.clone(), 60, data));
+                msg.answers
+                    .push(Record::from_rdata(owner.clone(), 60, data));
             }
             msg.to_vec().unwrap_or_default()
         };
         match self.zone.behaviour(&qname) {
-            Behaviour::Answer(addrs) => Reply::Send(vec![respond(ResponseCode::NoError, None, addrs)]),
+            Behaviour::Answer(addrs) => {
+                Reply::Send(vec![respond(ResponseCode::NoError, None, addrs)])
+            }
             Behaviour::Cname { target, addrs } => {
                 Reply::Send(vec![respond(ResponseCode::NoError, Some(target), addrs)])
             }
@@ -176,10 +188,12 @@ impl Drop for MockDns {
 }
 
 impl MockDns {
-    /// Binds every listener on `ip` port 0 before returning, so the addresses are ready to use.
-    /// `tls` is the server configuration for DoT and DoH (both skipped when `None`).
+    /// Binds every listener before returning, so the addresses are ready to use: UDP and TCP on
+    /// `ip:port` (0 picks a free port), DoT and DoH on free ports. `tls` is the server
+    /// configuration for DoT and DoH (both skipped when `None`).
     pub async fn start(
         ip: IpAddr,
+        port: u16,
         zone: Zone,
         tls: Option<(Arc<rustls::ServerConfig>, Arc<rustls::ServerConfig>)>,
     ) -> std::io::Result<Self> {
@@ -187,8 +201,8 @@ impl MockDns {
             zone,
             counters: Counters::default(),
         });
-        let udp_sock = UdpSocket::bind((ip, 0)).await?;
-        let tcp_l = TcpListener::bind((ip, 0)).await?;
+        let udp_sock = UdpSocket::bind((ip, port)).await?;
+        let tcp_l = TcpListener::bind(udp_sock.local_addr()?).await?;
         let mut srv = Self {
             udp: udp_sock.local_addr()?,
             tcp: tcp_l.local_addr()?,
@@ -197,15 +211,22 @@ impl MockDns {
             inner: inner.clone(),
             tasks: Vec::new(),
         };
-        srv.tasks.push(tokio::spawn(serve_udp(udp_sock, inner.clone())));
-        srv.tasks.push(tokio::spawn(serve_stream(tcp_l, inner.clone(), None)));
+        srv.tasks
+            .push(tokio::spawn(serve_udp(udp_sock, inner.clone())));
+        srv.tasks
+            .push(tokio::spawn(serve_stream(tcp_l, inner.clone(), None)));
         if let Some((dot_cfg, doh_cfg)) = tls {
             let dot_l = TcpListener::bind((ip, 0)).await?;
             let doh_l = TcpListener::bind((ip, 0)).await?;
             srv.dot = Some(dot_l.local_addr()?);
             srv.doh = Some(doh_l.local_addr()?);
-            srv.tasks.push(tokio::spawn(serve_stream(dot_l, inner.clone(), Some(dot_cfg))));
-            srv.tasks.push(tokio::spawn(serve_doh(doh_l, inner, doh_cfg)));
+            srv.tasks.push(tokio::spawn(serve_stream(
+                dot_l,
+                inner.clone(),
+                Some(dot_cfg),
+            )));
+            srv.tasks
+                .push(tokio::spawn(serve_doh(doh_l, inner, doh_cfg)));
         }
         Ok(srv)
     }
@@ -300,27 +321,28 @@ async fn serve_doh(l: TcpListener, inner: Arc<Inner>, tls: Arc<rustls::ServerCon
             let Ok(s) = acceptor.accept(tcp).await else {
                 return;
             };
-            let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let inner = inner.clone();
-                async move {
-                    let body = Limited::new(req.into_body(), 65_535)
-                        .collect()
-                        .await
-                        .map_err(|e| std::io::Error::other(e.to_string()))?
-                        .to_bytes();
-                    match inner.handle(&body, false) {
-                        Reply::Send(mut msgs) => {
-                            let m = msgs.pop().unwrap_or_default();
-                            Ok(http::Response::builder()
-                                .header(http::header::CONTENT_TYPE, "application/dns-message")
-                                .body(Full::new(Bytes::from(m)))
-                                .expect("static response"))
+            let svc =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let inner = inner.clone();
+                    async move {
+                        let body = Limited::new(req.into_body(), 65_535)
+                            .collect()
+                            .await
+                            .map_err(|e| std::io::Error::other(e.to_string()))?
+                            .to_bytes();
+                        match inner.handle(&body, false) {
+                            Reply::Send(mut msgs) => {
+                                let m = msgs.pop().unwrap_or_default();
+                                Ok(http::Response::builder()
+                                    .header(http::header::CONTENT_TYPE, "application/dns-message")
+                                    .body(Full::new(Bytes::from(m)))
+                                    .expect("static response"))
+                            }
+                            Reply::Silent => std::future::pending().await,
+                            Reply::Reset => Err(std::io::Error::other("reset by mock")),
                         }
-                        Reply::Silent => std::future::pending().await,
-                        Reply::Reset => Err(std::io::Error::other("reset by mock")),
                     }
-                }
-            });
+                });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
                 .await;

@@ -132,7 +132,11 @@ impl DnsObservation {
 
     pub fn cnames(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for r in self.queries().into_iter().filter_map(QueryObservation::first) {
+        for r in self
+            .queries()
+            .into_iter()
+            .filter_map(QueryObservation::first)
+        {
             for c in &r.cnames {
                 if !out.contains(c) {
                     out.push(c.clone());
@@ -220,7 +224,11 @@ impl DnsClient {
         let (transport, server, [a, aaaa]) = match &self.spec {
             ResolverSpec::System => {
                 let resolver = self.system.as_ref().expect("built in new");
-                ("system", "system".to_owned(), system_lookup(resolver, name, self.timeout).await)
+                (
+                    "system",
+                    "system".to_owned(),
+                    system_lookup(resolver, name, self.timeout).await,
+                )
             }
             ResolverSpec::Udp(addr) => {
                 let obs = match build_queries(name) {
@@ -377,7 +385,10 @@ impl DnsClient {
             let qtype = record_type_of(&query.1)?;
             parse_response(&msg, query.0, qtype, start.elapsed())
         };
-        tokio::time::timeout_at(start + self.timeout, fut).await.ok().flatten()
+        tokio::time::timeout_at(start + self.timeout, fut)
+            .await
+            .ok()
+            .flatten()
     }
 }
 
@@ -535,7 +546,9 @@ async fn tls_connect(
     let name = rustls_pki_types::ServerName::try_from(server_name.to_owned())?;
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
-    Ok(tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?)
+    Ok(tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await?)
 }
 
 /// RFC 8484: one HTTP/1.1 connection, two POSTs of `application/dns-message`.
@@ -582,7 +595,10 @@ async fn doh_exchange(
                 if !status.is_success() {
                     QueryObservation::failed(
                         QTYPES[i],
-                        Failure::new(FailureKind::Http, format!("DoH server answered HTTP {status}")),
+                        Failure::new(
+                            FailureKind::Http,
+                            format!("DoH server answered HTTP {status}"),
+                        ),
                     )
                 } else {
                     match parse_response(&body, *id, QTYPES[i], start.elapsed()) {
@@ -593,7 +609,10 @@ async fn doh_exchange(
                         },
                         None => QueryObservation::failed(
                             QTYPES[i],
-                            Failure::new(FailureKind::Malformed, "DoH body is not a DNS response to the query"),
+                            Failure::new(
+                                FailureKind::Malformed,
+                                "DoH body is not a DNS response to the query",
+                            ),
                         ),
                     }
                 }
@@ -615,7 +634,10 @@ fn system_resolver(timeout: Duration) -> anyhow::Result<TokioResolver> {
     let mut builder = match std::env::var_os("BLOCKPROBE_RESOLV_CONF") {
         Some(path) => {
             let data = std::fs::read(&path).map_err(|e| {
-                anyhow::anyhow!("cannot read BLOCKPROBE_RESOLV_CONF {}: {e}", path.to_string_lossy())
+                anyhow::anyhow!(
+                    "cannot read BLOCKPROBE_RESOLV_CONF {}: {e}",
+                    path.to_string_lossy()
+                )
             })?;
             let (config, opts) = hickory_resolver::system_conf::parse_resolv_conf(data)?;
             let mut b = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
@@ -645,11 +667,17 @@ async fn system_lookup(
             let start = Instant::now();
             let res = tokio::time::timeout(timeout, resolver.lookup(fqdn.as_str(), qtype)).await;
             let elapsed = start.elapsed();
-            let ok = |rcode: ResponseCode, records: &[hickory_proto::rr::Record]| QueryObservation {
-                qtype: qtype_str(qtype),
-                responses: vec![response_from_records(rcode_name(rcode), records, false, elapsed)],
-                failure: None,
-            };
+            let ok =
+                |rcode: ResponseCode, records: &[hickory_proto::rr::Record]| QueryObservation {
+                    qtype: qtype_str(qtype),
+                    responses: vec![response_from_records(
+                        rcode_name(rcode),
+                        records,
+                        false,
+                        elapsed,
+                    )],
+                    failure: None,
+                };
             match res {
                 Err(_) => QueryObservation::failed(qtype, Failure::timeout()),
                 Ok(Ok(lookup)) => ok(ResponseCode::NoError, lookup.answers()),

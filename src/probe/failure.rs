@@ -94,7 +94,7 @@ impl FailureKind {
                 if h.is_timeout() {
                     return Self::Timeout;
                 }
-                if h.is_incomplete_message() {
+                if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
                     found = Self::Eof;
                 } else if found == Self::Other {
                     found = Self::Http;
@@ -159,7 +159,11 @@ mod tests {
             (io::ErrorKind::PermissionDenied, FailureKind::Other),
         ];
         for (io_kind, want) in cases {
-            assert_eq!(FailureKind::of(&io::Error::from(io_kind)), want, "{io_kind:?}");
+            assert_eq!(
+                FailureKind::of(&io::Error::from(io_kind)),
+                want,
+                "{io_kind:?}"
+            );
         }
     }
 
@@ -187,10 +191,13 @@ mod tests {
             .build()
             .unwrap();
         let e = rt
-            .block_on(tokio::time::timeout(
-                std::time::Duration::from_millis(1),
-                std::future::pending::<()>(),
-            ))
+            .block_on(async {
+                tokio::time::timeout(
+                    std::time::Duration::from_millis(1),
+                    std::future::pending::<()>(),
+                )
+                .await
+            })
             .unwrap_err();
         assert_eq!(FailureKind::of(&e), FailureKind::Timeout);
     }

@@ -142,7 +142,9 @@ impl Record {
             dns_transport: dns.map(|d| d.transport),
             dns_rcode: dns.and_then(|d| d.rcode().map(str::to_owned)),
             dns_error: dns.and_then(|d| d.failure().map(|f| f.kind.as_str())),
-            dns_answers: dns.map(|d| d.addresses().into_iter().collect()).unwrap_or_default(),
+            dns_answers: dns
+                .map(|d| d.addresses().into_iter().collect())
+                .unwrap_or_default(),
             dns_cnames: dns.map(|d| d.cnames()).unwrap_or_default(),
             dns_injected_answers: dns
                 .and_then(|d| d.injected_addresses())
@@ -165,7 +167,10 @@ impl Record {
     /// The CSV row, in [`COLUMNS`] order.
     pub fn csv_row(&self) -> Vec<String> {
         fn list<T: ToString>(v: &[T]) -> String {
-            v.iter().map(ToString::to_string).collect::<Vec<_>>().join(";")
+            v.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(";")
         }
         fn opt<T: ToString>(v: Option<T>) -> String {
             v.map(|x| x.to_string()).unwrap_or_default()
@@ -231,7 +236,7 @@ pub struct RunEnd {
 /// A streaming writer: every record is written and flushed as it arrives, so a killed run
 /// keeps every finished record and memory does not grow with the run.
 pub enum Sink<W: Write> {
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
     Json { out: W, first: bool },
     Jsonl(W),
 }
@@ -243,12 +248,12 @@ impl<W: Write> Sink<W> {
                 let mut w = csv::Writer::from_writer(out);
                 w.write_record(COLUMNS)?;
                 w.flush()?;
-                Self::Csv(w)
+                Self::Csv(Box::new(w))
             }
             Format::Json => {
                 write!(out, "{{\"schema_version\":{SCHEMA_VERSION},\"run\":")?;
                 serde_json::to_writer(&mut out, meta)?;
-                out.write_all(b",\"records\":[")?;
+                out.write_all(b",\"records\":[\n")?;
                 out.flush()?;
                 Self::Json { out, first: true }
             }
@@ -263,11 +268,12 @@ impl<W: Write> Sink<W> {
                 w.flush()
             }
             Self::Json { out, first } => {
+                // One record per line, comma first, so every flushed line is complete.
                 if !std::mem::take(first) {
                     out.write_all(b",")?;
                 }
-                out.write_all(b"\n")?;
                 serde_json::to_writer(&mut *out, rec)?;
+                out.write_all(b"\n")?;
                 out.flush()
             }
             Self::Jsonl(out) => {
@@ -283,7 +289,7 @@ impl<W: Write> Sink<W> {
         match self {
             Self::Csv(mut w) => w.flush(),
             Self::Json { mut out, .. } => {
-                out.write_all(b"\n],\"end\":")?;
+                out.write_all(b"],\"end\":")?;
                 serde_json::to_writer(&mut out, end)?;
                 out.write_all(b"}\n")?;
                 out.flush()

@@ -13,7 +13,10 @@ pub struct Summary {
 
 impl Summary {
     pub fn add(&mut self, resolver: &str, verdict: Verdict) {
-        let idx = Verdict::ALL.iter().position(|v| *v == verdict).expect("all");
+        let idx = Verdict::ALL
+            .iter()
+            .position(|v| *v == verdict)
+            .expect("all");
         match self.counts.get_mut(resolver) {
             Some(row) => row[idx] += 1,
             None => {
@@ -29,12 +32,21 @@ impl Summary {
     }
 
     pub fn count(&self, verdict: Verdict) -> u64 {
-        let idx = Verdict::ALL.iter().position(|v| *v == verdict).expect("all");
+        let idx = Verdict::ALL
+            .iter()
+            .position(|v| *v == verdict)
+            .expect("all");
         self.counts.values().map(|r| r[idx]).sum()
     }
 
     pub fn render(&self) -> String {
-        let width = self.counts.keys().map(String::len).max().unwrap_or(0).max(8);
+        let width = self
+            .counts
+            .keys()
+            .map(String::len)
+            .max()
+            .unwrap_or(0)
+            .max(8);
         let mut s = format!("{:<width$}", "resolver");
         for v in Verdict::ALL {
             let _ = write!(s, " {:>12}", v.as_str());

@@ -1,0 +1,231 @@
+//! The DNS step against local servers on every transport.
+
+use std::time::Duration;
+
+use blockprobe::mocknet::dns::{Behaviour, MockDns, Zone};
+use blockprobe::probe::dns::{DnsClient, DnsObservation};
+use blockprobe::probe::failure::FailureKind;
+use blockprobe::resolver_spec::ResolverSpec;
+use blockprobe::tls::TlsConfigs;
+
+use crate::support::{Net, ip};
+
+fn client(net: &Net, spec: ResolverSpec) -> DnsClient {
+    let tls = TlsConfigs::new(Some(&net.ca_file)).unwrap();
+    DnsClient::new(
+        spec,
+        tls,
+        Duration::from_millis(400),
+        Duration::from_millis(100),
+    )
+    .unwrap()
+}
+
+fn specs(net: &Net) -> Vec<ResolverSpec> {
+    vec![
+        ResolverSpec::Udp(net.vantage.udp),
+        ResolverSpec::Tcp(net.vantage.tcp),
+        ResolverSpec::Tls {
+            addr: net.vantage.dot.unwrap(),
+            server_name: "dns.test".into(),
+        },
+        format!(
+            "https://127.0.0.1:{}/dns-query",
+            net.vantage.doh.unwrap().port()
+        )
+        .parse()
+        .unwrap(),
+    ]
+}
+
+fn rcode(o: &DnsObservation) -> Option<&str> {
+    o.rcode()
+}
+
+#[tokio::test]
+async fn every_transport_sees_every_rcode() {
+    let net = Net::start().await;
+    for spec in specs(&net) {
+        let c = client(&net, spec.clone());
+        let ok = c.lookup("ok.test").await;
+        assert_eq!(rcode(&ok), Some("NOERROR"), "{spec}: {ok:#?}");
+        assert_eq!(
+            ok.addresses().into_iter().collect::<Vec<_>>(),
+            vec![ip("127.0.0.10"), ip("::1")],
+            "{spec}"
+        );
+        for (name, want) in [
+            ("nx.test", "NXDOMAIN"),
+            ("servfail.test", "SERVFAIL"),
+            ("refused.test", "REFUSED"),
+            ("nodata.test", "NOERROR"),
+        ] {
+            let o = c.lookup(name).await;
+            assert_eq!(rcode(&o), Some(want), "{spec} {name}: {o:#?}");
+            assert!(o.addresses().is_empty(), "{spec} {name}");
+        }
+        let cname = c.lookup("cname.test").await;
+        assert_eq!(cname.cnames(), vec!["edge.cdn.test".to_owned()], "{spec}");
+        assert!(cname.addresses().contains(&ip("127.0.0.15")), "{spec}");
+    }
+    // 4 transports × 6 names × (A + AAAA), and nothing was answered from a cache.
+    assert_eq!(net.vantage.hits(), 48);
+}
+
+#[tokio::test]
+async fn a_held_query_times_out_on_every_transport() {
+    let net = Net::start().await;
+    for spec in specs(&net) {
+        let o = client(&net, spec.clone()).lookup("silent.test").await;
+        let f = o.failure().unwrap_or_else(|| panic!("{spec}: {o:#?}"));
+        assert_eq!(f.kind, FailureKind::Timeout, "{spec}");
+        assert!(
+            o.elapsed >= Duration::from_millis(400),
+            "{spec}: {:?}",
+            o.elapsed
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_torn_down_connection_is_a_reset_or_eof() {
+    let net = Net::start().await;
+    for spec in specs(&net).into_iter().skip(1) {
+        let o = client(&net, spec.clone()).lookup("reset.test").await;
+        let f = o.failure().unwrap_or_else(|| panic!("{spec}: {o:#?}"));
+        assert!(
+            matches!(f.kind, FailureKind::Eof | FailureKind::Reset),
+            "{spec}: {f:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn udp_records_the_injected_second_response() {
+    let net = Net::start().await;
+    let udp = client(&net, ResolverSpec::Udp(net.vantage.udp));
+    let o = udp.lookup("inject.test").await;
+    assert_eq!(o.a.responses.len(), 2, "{o:#?}");
+    assert_eq!(o.a.responses[0].answers, vec![ip("10.10.34.36")]);
+    assert_eq!(o.a.responses[1].answers, vec![ip("127.0.0.16")]);
+    assert_eq!(
+        o.injected_addresses()
+            .unwrap()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec![ip("127.0.0.16")]
+    );
+    // Over TCP the injector has no say: one, real, answer.
+    let tcp = client(&net, ResolverSpec::Tcp(net.vantage.tcp));
+    let o = tcp.lookup("inject.test").await;
+    assert!(o.injected_addresses().is_none());
+    assert_eq!(o.a.responses[0].answers, vec![ip("127.0.0.16")]);
+}
+
+#[tokio::test]
+async fn a_duplicate_response_is_not_an_injection() {
+    // The zone answers the same content twice (forged == real), as a retransmitting path would.
+    let same = vec![ip("127.0.0.20")];
+    let zone = Zone::new(Behaviour::Inject {
+        forged: same.clone(),
+        real: same,
+    });
+    let net = Net::start_with(zone).await;
+    let o = client(&net, ResolverSpec::Udp(net.vantage.udp))
+        .lookup("dup.test")
+        .await;
+    assert_eq!(o.a.responses.len(), 2);
+    assert!(o.injected_addresses().is_none());
+}
+
+#[tokio::test]
+async fn dot_and_doh_refuse_an_untrusted_certificate() {
+    let net = Net::start().await;
+    // Without --ca-file the mock CA is unknown: the failure is a certificate failure, as data.
+    let tls = TlsConfigs::new(None).unwrap();
+    for spec in specs(&net).into_iter().skip(2) {
+        let c = DnsClient::new(
+            spec.clone(),
+            tls.clone(),
+            Duration::from_millis(400),
+            Duration::ZERO,
+        )
+        .unwrap();
+        let o = c.lookup("ok.test").await;
+        assert_eq!(
+            o.failure().unwrap().kind,
+            FailureKind::Certificate,
+            "{spec}: {o:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn udp_to_a_closed_port_is_refused() {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    drop(sock);
+    let tls = TlsConfigs::new(None).unwrap();
+    let c = DnsClient::new(
+        ResolverSpec::Udp(addr),
+        tls,
+        Duration::from_millis(400),
+        Duration::ZERO,
+    )
+    .unwrap();
+    let o = c.lookup("ok.test").await;
+    assert_eq!(o.failure().unwrap().kind, FailureKind::Refused, "{o:#?}");
+}
+
+/// `system` reads resolv.conf, which has no port syntax: the server must listen on port 53.
+/// That needs root (or a lowered ip_unprivileged_port_start); skipped with a reason otherwise.
+#[tokio::test]
+async fn system_resolver_goes_through_resolv_conf() {
+    let server = match MockDns::start(ip("127.0.0.153"), 53, crate::support::vantage_zone(), None)
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "SKIPPED system_resolver_goes_through_resolv_conf: cannot bind 127.0.0.153:53 ({e})"
+            );
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("resolv.conf");
+    std::fs::write(
+        &conf,
+        "nameserver 127.0.0.153\noptions timeout:1 attempts:1\n",
+    )
+    .unwrap();
+    let net = Net::start().await;
+    let out = tokio::process::Command::new(crate::support::bin())
+        .args([
+            "scan",
+            "ok.test",
+            "nx.test",
+            "servfail.test",
+            "--resolver",
+            "sys=system",
+            "--control-resolver",
+            &format!("ctl=udp://{}", net.control.udp),
+            "--canary",
+            "canary.test",
+            "--quiet",
+        ])
+        .env("BLOCKPROBE_RESOLV_CONF", &conf)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    let recs = crate::support::jsonl(&out.stdout);
+    let ok = crate::support::find(&recs, "ok.test");
+    assert_eq!(ok["verdict"], "reachable", "{ok:#}");
+    assert_eq!(ok["dns_transport"], "system");
+    let nx = crate::support::find(&recs, "nx.test");
+    assert_eq!(nx["reason"], "dns.nxdomain", "{nx:#}");
+    let sf = crate::support::find(&recs, "servfail.test");
+    assert_eq!(sf["reason"], "dns.servfail", "{sf:#}");
+    assert!(server.hits_for("ok.test") >= 2);
+}

@@ -1,0 +1,7 @@
+//! The single integration-test binary (one link, many modules).
+
+mod classify;
+mod cli;
+mod dns;
+mod support;
+mod targets;

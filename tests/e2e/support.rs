@@ -1,0 +1,191 @@
+//! Shared fixtures: a vantage DNS server that lies per name, a truthful control server, a test
+//! CA written to a PEM file, and a runner for the real binary.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use blockprobe::mocknet::dns::{Behaviour, MockDns, Zone};
+use blockprobe::mocknet::pki::Pki;
+
+pub(crate) fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn ips(list: &[&str]) -> Vec<IpAddr> {
+    list.iter().map(|s| ip(s)).collect()
+}
+
+/// (name, expected verdict, layer, reason) through the UDP vantage of [`vantage_zone`].
+pub(crate) const CASES: &[(&str, &str, &str, Option<&str>)] = &[
+    ("ok.test", "reachable", "", None),
+    ("cname.test", "reachable", "", None),
+    ("nx.test", "blocked", "dns", Some("dns.nxdomain")),
+    ("nodata.test", "blocked", "dns", Some("dns.nodata")),
+    ("servfail.test", "blocked", "dns", Some("dns.servfail")),
+    ("refused.test", "blocked", "dns", Some("dns.refused")),
+    ("silent.test", "blocked", "dns", Some("dns.timeout")),
+    ("bogon.test", "blocked", "dns", Some("dns.bogon")),
+    ("inject.test", "blocked", "dns", Some("dns.injected")),
+    ("lie.test", "blocked", "dns", Some("dns.inconsistent")),
+    ("gone.test", "down", "", None),
+];
+
+pub(crate) fn vantage_zone() -> Zone {
+    Zone::new(Behaviour::NxDomain)
+        .with("canary.test", Behaviour::Answer(ips(&["127.0.0.2"])))
+        .with("ok.test", Behaviour::Answer(ips(&["127.0.0.10", "::1"])))
+        .with(
+            "cname.test",
+            Behaviour::Cname {
+                target: "edge.cdn.test".into(),
+                addrs: ips(&["127.0.0.15"]),
+            },
+        )
+        .with("nx.test", Behaviour::NxDomain)
+        .with("nodata.test", Behaviour::NoData)
+        .with("servfail.test", Behaviour::ServFail)
+        .with("refused.test", Behaviour::Refused)
+        .with("silent.test", Behaviour::Silent)
+        .with("reset.test", Behaviour::Reset)
+        .with("bogon.test", Behaviour::Answer(ips(&["10.10.34.35"])))
+        .with(
+            "inject.test",
+            Behaviour::Inject {
+                forged: ips(&["10.10.34.36"]),
+                real: ips(&["127.0.0.16"]),
+            },
+        )
+        .with("lie.test", Behaviour::Answer(ips(&["1.2.3.4"])))
+        .with("gone.test", Behaviour::NxDomain)
+}
+
+pub(crate) fn control_zone() -> Zone {
+    let mut z = Zone::new(Behaviour::NxDomain);
+    for (name, addrs) in [
+        ("canary.test", &["127.0.0.2"][..]),
+        ("ok.test", &["127.0.0.10", "::1"]),
+        ("nx.test", &["127.0.0.11"]),
+        ("nodata.test", &["127.0.0.12"]),
+        ("servfail.test", &["127.0.0.13"]),
+        ("refused.test", &["127.0.0.14"]),
+        ("silent.test", &["127.0.0.17"]),
+        ("reset.test", &["127.0.0.18"]),
+        ("bogon.test", &["127.0.0.19"]),
+        ("inject.test", &["127.0.0.16"]),
+        ("lie.test", &["5.6.7.8"]),
+    ] {
+        z = z.with(name, Behaviour::Answer(ips(addrs)));
+    }
+    z.with(
+        "cname.test",
+        Behaviour::Cname {
+            target: "edge.cdn.test".into(),
+            addrs: ips(&["127.0.0.15"]),
+        },
+    )
+}
+
+pub(crate) struct Net {
+    pub(crate) vantage: MockDns,
+    pub(crate) control: MockDns,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) ca_file: PathBuf,
+}
+
+impl Net {
+    pub(crate) async fn start() -> Self {
+        Self::start_with(vantage_zone()).await
+    }
+
+    pub(crate) async fn start_with(zone: Zone) -> Self {
+        let pki = Pki::generate("blockprobe test CA").unwrap();
+        let dot = pki
+            .server_config(&["127.0.0.1", "dns.test"], &[b"dot"])
+            .unwrap();
+        let doh = pki
+            .server_config(&["127.0.0.1", "dns.test"], &[b"http/1.1"])
+            .unwrap();
+        let vantage = MockDns::start(ip("127.0.0.1"), 0, zone, Some((dot, doh)))
+            .await
+            .unwrap();
+        let control = MockDns::start(ip("127.0.0.1"), 0, control_zone(), None)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, pki.ca_pem()).unwrap();
+        Self {
+            vantage,
+            control,
+            dir,
+            ca_file,
+        }
+    }
+
+    /// Arguments that aim a scan at this network (UDP vantage named `isp`).
+    pub(crate) fn args(&self) -> Vec<String> {
+        vec![
+            "scan".into(),
+            "--resolver".into(),
+            format!("isp=udp://{}", self.vantage.udp),
+            "--control-resolver".into(),
+            format!("ctl=udp://{}", self.control.udp),
+            "--ca-file".into(),
+            self.ca_file.display().to_string(),
+            "--canary".into(),
+            "canary.test".into(),
+            "--timeout".into(),
+            "400ms".into(),
+            "--injection-window".into(),
+            "100ms".into(),
+            "--quiet".into(),
+        ]
+    }
+
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+pub(crate) fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_blockprobe")
+}
+
+/// Runs the real binary without blocking the runtime that serves the mock network.
+pub(crate) async fn run<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    tokio::process::Command::new(bin())
+        .args(args)
+        .env_remove("BLOCKPROBE_RESOLV_CONF")
+        .output()
+        .await
+        .unwrap()
+}
+
+pub(crate) fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Decodes JSONL output into values, one per line.
+pub(crate) fn jsonl(bytes: &[u8]) -> Vec<serde_json::Value> {
+    std::str::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSONL line {l}: {e}")))
+        .collect()
+}
+
+pub(crate) fn find<'a>(records: &'a [serde_json::Value], target: &str) -> &'a serde_json::Value {
+    records
+        .iter()
+        .find(|r| r["target"] == target)
+        .unwrap_or_else(|| panic!("no record for {target} in {records:#?}"))
+}
+
+pub(crate) fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}

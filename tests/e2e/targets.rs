@@ -1,0 +1,132 @@
+//! Target parsing: each form, IDN, CSV test lists, malformed lines with their line numbers.
+
+use blockprobe::target::{self, Host, Item, Scheme, Source, Target, TargetKind};
+
+fn parse(s: &str) -> Target {
+    Target::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+#[test]
+fn each_form() {
+    let d = parse("WhatsApp.com");
+    assert_eq!(
+        (d.kind, d.port, d.scheme),
+        (TargetKind::Domain, 443, Scheme::Https)
+    );
+    assert_eq!(d.host, Host::Name("whatsapp.com".into()));
+    assert_eq!(d.input, "WhatsApp.com");
+
+    let u = parse("https://youtube.com/big.bin?x=1");
+    assert_eq!(
+        (u.kind, u.port, u.path.as_str()),
+        (TargetKind::Url, 443, "/big.bin?x=1")
+    );
+    let h = parse("http://host.example:8080/x");
+    assert_eq!(
+        (h.port, h.scheme, h.path.as_str()),
+        (8080, Scheme::Http, "/x")
+    );
+
+    let e = parse("e1.whatsapp.net:5222");
+    assert_eq!(
+        (e.kind, e.port, e.scheme),
+        (TargetKind::Endpoint, 5222, Scheme::None)
+    );
+    let ip4 = parse("149.154.167.51:443");
+    assert_eq!(ip4.host, Host::Ip("149.154.167.51".parse().unwrap()));
+    assert_eq!(ip4.name(), None);
+    let ip6 = parse("[2001:67c:4e8:f004::a]:443");
+    assert_eq!(ip6.port, 443);
+    assert!(matches!(ip6.host, Host::Ip(_)));
+    let trailing_dot = parse("example.com.");
+    assert_eq!(trailing_dot.name(), Some("example.com"));
+}
+
+#[test]
+fn idn_becomes_punycode() {
+    assert_eq!(parse("пример.рф").name(), Some("xn--e1afmkfd.xn--p1ai"));
+    assert_eq!(
+        parse("https://почта.рф/").name(),
+        Some("xn--80a1acny.xn--p1ai")
+    );
+}
+
+#[test]
+fn rejects_garbage() {
+    for bad in [
+        "",
+        "two words",
+        "ftp://x.org/",
+        "a..b",
+        "host:99999",
+        "host:0",
+        "http://",
+        "-x-/y",
+    ] {
+        assert!(Target::parse(bad).is_err(), "{bad:?} should not parse");
+    }
+}
+
+fn collect(text: &str, name: &str) -> (Vec<Target>, Vec<(u64, String)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    let sources = target::open(&[Source::File(path)]).unwrap();
+    let mut targets = Vec::new();
+    let mut errors = Vec::new();
+    target::stream(sources, |item| {
+        match item {
+            Item::Target(t) => targets.push(t),
+            Item::Malformed(e) | Item::Failed(e) => errors.push((e.line, e.message)),
+        }
+        true
+    });
+    (targets, errors)
+}
+
+#[test]
+fn text_list_with_comments_duplicates_and_bad_lines() {
+    let (targets, errors) = collect(
+        "# messengers\n\nwhatsapp.com\nWHATSAPP.COM\nnot a target\nhttps://t.me/\n  \nbad:port:x\n",
+        "list.txt",
+    );
+    let inputs: Vec<_> = targets.iter().map(|t| t.input.as_str()).collect();
+    assert_eq!(inputs, ["whatsapp.com", "https://t.me/"]);
+    let lines: Vec<u64> = errors.iter().map(|e| e.0).collect();
+    assert_eq!(lines, [5, 8], "{errors:?}");
+}
+
+#[test]
+fn citizen_lab_csv_keeps_the_category() {
+    let csv = "url,category_code,category_description,date_added,source,notes\n\
+               https://www.whatsapp.com/,COMT,Communication Tools,2017-04-12,citizenlab,\n\
+               \"http://t.me/\",COMT,Communication Tools,2017-04-12,citizenlab,\"a, quoted note\"\n\
+               not a url at all,NEWS,News,2020-01-01,x,\n\
+               https://meduza.io/,NEWS,News Media,2019-01-01,citizenlab,\n";
+    let (targets, errors) = collect(csv, "ru.csv");
+    let got: Vec<_> = targets
+        .iter()
+        .map(|t| (t.input.as_str(), t.category.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("https://www.whatsapp.com/", Some("COMT")),
+            ("http://t.me/", Some("COMT")),
+            ("https://meduza.io/", Some("NEWS")),
+        ]
+    );
+    assert_eq!(
+        errors.iter().map(|e| e.0).collect::<Vec<_>>(),
+        [4],
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn unreadable_file_is_an_error_up_front() {
+    let err = target::open(&[Source::File("/nonexistent/list.txt".into())])
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("/nonexistent/list.txt"), "{err}");
+}

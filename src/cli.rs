@@ -28,6 +28,40 @@ pub struct Cli {
 pub enum Command {
     /// Probe targets through vantage resolvers and classify what is blocked.
     Scan(Box<ScanArgs>),
+    /// Run a mock censored network on loopback (for smoke tests and trying blockprobe offline).
+    Mocknet(MocknetArgs),
+}
+
+const MOCKNET_EXAMPLES: &str = "\
+Examples:
+  # One-command smoke test: start the network, scan it, compare with the scenario's expectations
+  blockprobe mocknet --scenario probes/scenarios/russia.toml --check
+
+  # Keep it running and scan it yourself with the printed arguments
+  blockprobe mocknet --scenario probes/scenarios/russia.toml --ready-file ready.json &
+  blockprobe $(jq -r '.scan_args | join(\" \")' ready.json)
+
+The ready line (stdout, and --ready-file) is JSON with every bound address and `scan_args`.";
+
+#[derive(Debug, Args)]
+#[command(after_help = MOCKNET_EXAMPLES)]
+pub struct MocknetArgs {
+    /// Scenario file (TOML, see docs/mocknet.md).
+    #[arg(long, value_name = "FILE")]
+    pub scenario: PathBuf,
+
+    /// Also write the ready line (JSON) to PATH once every listener is bound.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+
+    /// Run the scan in-process, compare every result with the scenario, print each
+    /// mismatch, and exit 1 on any.
+    #[arg(long)]
+    pub check: bool,
+
+    /// Step timeout put in the scan arguments (the mock's silent behaviours last this long).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 const SCAN_EXAMPLES: &str = "\

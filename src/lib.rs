@@ -33,6 +33,7 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Scan(args) => run_scan(*args),
+        Command::Mocknet(args) => run_mocknet(args),
     };
     match result {
         Ok(code) => code,
@@ -55,10 +56,7 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
         }
         None => Box::new(BufWriter::new(io::stdout())),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = runtime()?;
     let outcome = runtime.block_on(scan::scan(cfg, meta, out))?;
     // Jobs abandoned by a second interrupt must not keep the process alive.
     runtime.shutdown_background();
@@ -73,4 +71,71 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run_mocknet(args: cli::MocknetArgs) -> anyhow::Result<ExitCode> {
+    let timeout = humantime::format_duration(args.timeout)
+        .to_string()
+        .replace(' ', "");
+    runtime()?.block_on(async move {
+        let net = mocknet::MockNet::start(&args.scenario, &timeout).await?;
+        let line = serde_json::to_string(&net.ready)?;
+        if let Some(p) = &args.ready_file {
+            // Write then rename, so a watcher never reads half a line.
+            let tmp = p.with_extension("tmp");
+            std::fs::write(&tmp, format!("{line}\n"))
+                .and_then(|()| std::fs::rename(&tmp, p))
+                .with_context(|| format!("cannot write ready file {}", p.display()))?;
+        }
+        if args.check {
+            let mut stdout = io::stdout().lock();
+            let mismatches = net.check(&mut stdout).await?;
+            let total = net.plan.scenario.targets.len();
+            let _ = writeln!(
+                stdout,
+                "{}: {} of {total} targets as expected",
+                net.plan.scenario.name,
+                total - mismatches.len()
+            );
+            return Ok(if mismatches.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FAIL_ON)
+            });
+        }
+        {
+            let mut stdout = io::stdout().lock();
+            writeln!(stdout, "{line}")?;
+            stdout.flush()?;
+        }
+        report::warn(format_args!(
+            "mocknet `{}` ready; scan it with: blockprobe {}",
+            net.plan.scenario.name,
+            net.ready.scan_args.join(" ")
+        ));
+        wait_for_shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

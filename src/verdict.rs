@@ -82,6 +82,18 @@ pub enum Reason {
 }
 
 impl Reason {
+    pub const ALL: [Self; 9] = [
+        Self::DnsNxdomain,
+        Self::DnsNodata,
+        Self::DnsServfail,
+        Self::DnsRefused,
+        Self::DnsTimeout,
+        Self::DnsReset,
+        Self::DnsBogon,
+        Self::DnsInjected,
+        Self::DnsInconsistent,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::DnsNxdomain => "dns.nxdomain",
@@ -123,18 +135,7 @@ mod tests {
 
     #[test]
     fn layer_is_the_reason_prefix() {
-        use Reason::*;
-        for r in [
-            DnsNxdomain,
-            DnsNodata,
-            DnsServfail,
-            DnsRefused,
-            DnsTimeout,
-            DnsReset,
-            DnsBogon,
-            DnsInjected,
-            DnsInconsistent,
-        ] {
+        for r in Reason::ALL {
             let prefix = r.as_str().split('.').next().unwrap();
             assert_eq!(prefix, r.layer().as_str());
         }

@@ -3,5 +3,6 @@
 mod classify;
 mod cli;
 mod dns;
+mod mocknet;
 mod support;
 mod targets;

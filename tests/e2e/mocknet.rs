@@ -1,0 +1,141 @@
+//! `blockprobe mocknet`: shipped scenarios pass `--check`, a wrong expectation fails it, a
+//! behaviour the mock cannot produce is an error, and the ready line drives a real scan.
+
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+use crate::support::{bin, jsonl, run, stderr, write};
+
+#[tokio::test]
+async fn every_shipped_scenario_passes_check() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("probes/scenarios");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let out = run([
+            "mocknet",
+            "--scenario",
+            path.to_str().unwrap(),
+            "--check",
+            "--timeout",
+            "300ms",
+        ])
+        .await;
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}: {text}{}",
+            path.display(),
+            stderr(&out)
+        );
+        assert!(!text.lines().any(|l| l.starts_with("FAIL")), "{text}");
+        n += 1;
+    }
+    assert!(n >= 2, "scenarios found: {n}");
+}
+
+#[tokio::test]
+async fn a_wrong_expectation_fails_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrong.toml");
+    write(
+        &path,
+        "name = \"wrong\"\n[[target]]\ntarget = \"a.example\"\ndns = \"nxdomain\"\n\
+         expect = { verdict = \"reachable\" }\n[[target]]\ntarget = \"b.example\"\n\
+         expect = { verdict = \"reachable\" }\n",
+    );
+    let out = run(["mocknet", "--scenario", path.to_str().unwrap(), "--check"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL a.example"), "{text}");
+    assert!(text.contains("got blocked dns.nxdomain"), "{text}");
+    assert!(text.contains("ok   b.example"), "{text}");
+}
+
+#[tokio::test]
+async fn behaviours_the_mock_cannot_produce_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for (body, needle) in [
+        ("dns = \"nxdomain\"\ntls = \"reset\"", "tls"),
+        ("dns = \"teleport\"", "teleport"),
+        (
+            "expect = { verdict = \"blocked\", reason = \"dns.magic\" }",
+            "dns.magic",
+        ),
+    ] {
+        let path = dir.path().join("bad.toml");
+        let expect = if body.contains("expect") {
+            ""
+        } else {
+            "expect = { verdict = \"blocked\" }\n"
+        };
+        write(
+            &path,
+            &format!("name = \"bad\"\n[[target]]\ntarget = \"a.example\"\n{body}\n{expect}"),
+        );
+        let out = run(["mocknet", "--scenario", path.to_str().unwrap(), "--check"]).await;
+        assert_eq!(out.status.code(), Some(2), "{body}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{body}: {}", stderr(&out));
+    }
+}
+
+#[tokio::test]
+async fn ready_line_drives_a_scan_and_sigterm_stops_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready_file = dir.path().join("ready.json");
+    let scenario =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("probes/scenarios/dns-all.toml");
+    let mut child = tokio::process::Command::new(bin())
+        .args([
+            "mocknet",
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--timeout",
+            "300ms",
+        ])
+        .args(["--ready-file", ready_file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .await
+        .unwrap();
+    let ready: blockprobe::mocknet::Ready = serde_json::from_str(&line).unwrap();
+    let from_file: blockprobe::mocknet::Ready =
+        serde_json::from_str(&std::fs::read_to_string(&ready_file).unwrap()).unwrap();
+    assert_eq!(from_file.scan_args, ready.scan_args);
+
+    let mut args = ready.scan_args.clone();
+    args.extend([
+        "--quiet".into(),
+        "--resolver".into(),
+        format!("dot={}", ready.isp.dot),
+    ]);
+    args.extend(["--resolver".into(), format!("doh={}", ready.isp.doh)]);
+    args.extend(["--resolver".into(), format!("tcp={}", ready.isp.tcp)]);
+    // The ready args name `isp`; adding three more vantages keeps it.
+    let out = run(&args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let recs = jsonl(&out.stdout);
+    assert_eq!(recs.len(), 10 * 4);
+    let nx_doh = recs
+        .iter()
+        .find(|r| r["target"] == "nxdomain.example" && r["resolver"] == "doh")
+        .unwrap();
+    assert_eq!(nx_doh["reason"], "dns.nxdomain");
+
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(child.wait().await.unwrap().code(), Some(0));
+}

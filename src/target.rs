@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
-use std::hash::{BuildHasher, Hash};
+use std::hash::BuildHasher as _;
 use std::io::{self, BufRead, BufReader, Read};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -262,19 +262,51 @@ pub enum Item {
     Failed(InputError),
 }
 
+/// Distinct targets remembered for de-duplication, per generation (two generations are kept).
+pub const DEDUP_GENERATION: usize = 65_536;
+
+/// Remembers recently seen targets in bounded memory: two generations of 64-bit hashes, the
+/// older dropped when the newer fills. A duplicate is caught when fewer than
+/// [`DEDUP_GENERATION`] distinct targets separate it from its first occurrence (always, for lists
+/// up to that size); farther apart, it is measured again rather than letting memory grow with
+/// the list.
+struct Recent {
+    hasher: std::collections::hash_map::RandomState,
+    current: HashSet<u64>,
+    previous: HashSet<u64>,
+}
+
+impl Recent {
+    fn new() -> Self {
+        Self {
+            hasher: std::collections::hash_map::RandomState::new(),
+            current: HashSet::new(),
+            previous: HashSet::new(),
+        }
+    }
+
+    /// True the first time a target is seen (within the window).
+    fn insert(&mut self, t: &Target) -> bool {
+        let h = self.hasher.hash_one(t.identity());
+        if self.previous.contains(&h) || !self.current.insert(h) {
+            return false;
+        }
+        if self.current.len() >= DEDUP_GENERATION {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        true
+    }
+}
+
 /// Streams targets from opened sources in order, removing duplicates. `emit` returns false to
-/// stop early (the scan was interrupted). Memory: one 64-bit hash per distinct target, so
-/// de-duplication of a million-line list costs about 16 MiB, not the list itself.
+/// stop early (the scan was interrupted). Memory is bounded: see [`Recent`].
 pub fn stream(sources: Vec<OpenSource>, mut emit: impl FnMut(Item) -> bool) {
-    let hasher = std::collections::hash_map::RandomState::new();
-    let mut seen: HashSet<u64> = HashSet::new();
+    let mut seen = Recent::new();
     let mut deliver = |item: Item| -> bool {
-        if let Item::Target(t) = &item {
-            let mut h = hasher.build_hasher();
-            t.identity().hash(&mut h);
-            if !seen.insert(std::hash::Hasher::finish(&h)) {
-                return true;
-            }
+        if let Item::Target(t) = &item
+            && !seen.insert(t)
+        {
+            return true;
         }
         emit(item)
     };
@@ -418,5 +450,25 @@ fn read_csv(
         if !emit(item) {
             return false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_memory_is_bounded_by_two_generations() {
+        let mut seen = Recent::new();
+        let t = |i: usize| Target::parse(&format!("n{i}.example")).unwrap();
+        assert!(seen.insert(&t(0)));
+        assert!(!seen.insert(&t(0)));
+        for i in 1..DEDUP_GENERATION * 2 {
+            assert!(seen.insert(&t(i)));
+        }
+        assert!(seen.current.len() + seen.previous.len() <= 2 * DEDUP_GENERATION);
+        // Recent duplicates are still caught; the oldest generation has been forgotten.
+        assert!(!seen.insert(&t(DEDUP_GENERATION * 2 - 1)));
+        assert!(seen.insert(&t(0)));
     }
 }

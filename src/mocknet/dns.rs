@@ -42,6 +42,11 @@ pub enum Behaviour {
     },
     /// Tear the connection down (TCP, DoT, DoH); silence over UDP.
     Reset,
+    /// Ignore the first `drop` queries for the name (a lossy path), then answer `addrs`.
+    Lossy {
+        drop: u64,
+        addrs: Vec<IpAddr>,
+    },
 }
 
 /// Names (lowercase, no trailing dot) to behaviours, and what every other name gets.
@@ -99,13 +104,12 @@ impl Inner {
         let qname = qname.trim_end_matches('.').to_ascii_lowercase();
         let qtype = q.query_type();
         self.counters.total.fetch_add(1, Ordering::Relaxed);
-        *self
-            .counters
-            .per_name
-            .lock()
-            .expect("counter lock")
-            .entry(qname.clone())
-            .or_default() += 1;
+        let seen = {
+            let mut per_name = self.counters.per_name.lock().expect("counter lock");
+            let n = per_name.entry(qname.clone()).or_default();
+            *n += 1;
+            *n
+        };
 
         let respond = |rcode: ResponseCode, cname: Option<&str>, addrs: &[IpAddr]| {
             let mut msg = Message::response(query.metadata.id, OpCode::Query);
@@ -148,6 +152,10 @@ impl Inner {
             Behaviour::ServFail => Reply::Send(vec![respond(ResponseCode::ServFail, None, &[])]),
             Behaviour::Refused => Reply::Send(vec![respond(ResponseCode::Refused, None, &[])]),
             Behaviour::Silent => Reply::Silent,
+            Behaviour::Lossy { drop, .. } if seen <= *drop => Reply::Silent,
+            Behaviour::Lossy { addrs, .. } => {
+                Reply::Send(vec![respond(ResponseCode::NoError, None, addrs)])
+            }
             Behaviour::Reset => {
                 if udp {
                     Reply::Silent

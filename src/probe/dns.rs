@@ -27,6 +27,8 @@ use crate::tls::TlsConfigs;
 
 /// Most responses a UDP query may collect (the first plus injected or duplicate ones).
 const MAX_RESPONSES: usize = 8;
+/// UDP sends per query: the first plus retransmissions spread over the timeout.
+const UDP_TRIES: u32 = 3;
 /// Cap on a DoH response body: a DNS message is at most 64 KiB.
 const MAX_DOH_BODY: usize = 65_535;
 
@@ -67,6 +69,8 @@ pub struct QueryObservation {
     pub responses: Vec<DnsResponse>,
     /// Why no response was obtained, when none was.
     pub failure: Option<Failure>,
+    /// Datagrams sent for this query (UDP retransmits unanswered queries; 1 elsewhere).
+    pub sent: u8,
 }
 
 impl QueryObservation {
@@ -75,6 +79,16 @@ impl QueryObservation {
             qtype: qtype_str(qtype),
             responses: Vec::new(),
             failure: Some(failure),
+            sent: 1,
+        }
+    }
+
+    fn answered(qtype: RecordType, response: DnsResponse) -> Self {
+        Self {
+            qtype: qtype_str(qtype),
+            responses: vec![response],
+            failure: None,
+            sent: 1,
         }
     }
 
@@ -323,13 +337,32 @@ impl DnsClient {
             }
         }
         let mut got: [Vec<DnsResponse>; 2] = [Vec::new(), Vec::new()];
+        let mut sent = [1u8; 2];
         let mut failure: Option<Failure> = None;
         let deadline = start + self.timeout;
+        // Retransmit unanswered queries like a stub resolver does, so that one lost datagram
+        // is not mistaken for censorship: at 1/3 and 2/3 of the timeout.
+        let retry_every = self.timeout / UDP_TRIES;
+        let mut next_retry = start + retry_every;
         let mut window_end: Option<Instant> = None;
         let mut buf = vec![0u8; 4096];
         loop {
-            let until = window_end.unwrap_or(deadline);
+            let retrying = window_end.is_none() && next_retry < deadline;
+            let until = match window_end {
+                Some(end) => end,
+                None if retrying => next_retry,
+                None => deadline,
+            };
             let n = match tokio::time::timeout_at(until, sock.recv(&mut buf)).await {
+                Err(_) if retrying => {
+                    for (i, (_, wire)) in queries.iter().enumerate() {
+                        if got[i].is_empty() && sock.send(wire).await.is_ok() {
+                            sent[i] += 1;
+                        }
+                    }
+                    next_retry += retry_every;
+                    continue;
+                }
                 Err(_) => break,
                 Ok(Err(e)) => {
                     // ICMP port unreachable shows up as ECONNREFUSED on a connected socket.
@@ -353,13 +386,13 @@ impl DnsClient {
                 window_end = Some(Instant::now() + self.window);
             }
         }
-        let mut out = got.map(|responses| QueryObservation {
-            qtype: "",
-            responses,
+        let mut out = [0, 1].map(|i| QueryObservation {
+            qtype: qtype_str(QTYPES[i]),
+            responses: std::mem::take(&mut got[i]),
             failure: None,
+            sent: sent[i],
         });
         for (i, obs) in out.iter_mut().enumerate() {
-            obs.qtype = qtype_str(QTYPES[i]);
             if obs.responses.is_empty() {
                 obs.failure = Some(failure.clone().unwrap_or_else(Failure::timeout));
             } else if obs.responses[0].truncated {
@@ -527,11 +560,7 @@ async fn stream_exchange<S: AsyncRead + AsyncWrite + Unpin>(
             if out[i].is_none()
                 && let Some(r) = parse_response(&msg, *id, QTYPES[i], start.elapsed())
             {
-                out[i] = Some(QueryObservation {
-                    qtype: qtype_str(QTYPES[i]),
-                    responses: vec![r],
-                    failure: None,
-                });
+                out[i] = Some(QueryObservation::answered(QTYPES[i], r));
             }
         }
     }
@@ -602,11 +631,7 @@ async fn doh_exchange(
                     )
                 } else {
                     match parse_response(&body, *id, QTYPES[i], start.elapsed()) {
-                        Some(r) => QueryObservation {
-                            qtype: qtype_str(QTYPES[i]),
-                            responses: vec![r],
-                            failure: None,
-                        },
+                        Some(r) => QueryObservation::answered(QTYPES[i], r),
                         None => QueryObservation::failed(
                             QTYPES[i],
                             Failure::new(
@@ -667,17 +692,12 @@ async fn system_lookup(
             let start = Instant::now();
             let res = tokio::time::timeout(timeout, resolver.lookup(fqdn.as_str(), qtype)).await;
             let elapsed = start.elapsed();
-            let ok =
-                |rcode: ResponseCode, records: &[hickory_proto::rr::Record]| QueryObservation {
-                    qtype: qtype_str(qtype),
-                    responses: vec![response_from_records(
-                        rcode_name(rcode),
-                        records,
-                        false,
-                        elapsed,
-                    )],
-                    failure: None,
-                };
+            let ok = |rcode: ResponseCode, records: &[hickory_proto::rr::Record]| {
+                QueryObservation::answered(
+                    qtype,
+                    response_from_records(rcode_name(rcode), records, false, elapsed),
+                )
+            };
             match res {
                 Err(_) => QueryObservation::failed(qtype, Failure::timeout()),
                 Ok(Ok(lookup)) => ok(ResponseCode::NoError, lookup.answers()),
@@ -717,6 +737,7 @@ mod tests {
             qtype: "A",
             responses: vec![resp("NOERROR", &["1.2.3.4"]), resp("NOERROR", &["1.2.3.4"])],
             failure: None,
+            sent: 1,
         };
         assert_eq!(q.injected().count(), 0, "a duplicate is not an injection");
         q.responses.push(resp("NOERROR", &["10.0.0.1"]));

@@ -29,6 +29,7 @@ fn query(
         qtype,
         responses,
         failure: failure.map(|k| Failure::new(k, "test")),
+        sent: 1,
     }
 }
 

@@ -229,3 +229,30 @@ async fn system_resolver_goes_through_resolv_conf() {
     assert_eq!(sf["reason"], "dns.servfail", "{sf:#}");
     assert!(server.hits_for("ok.test") >= 2);
 }
+
+#[tokio::test]
+async fn udp_retransmits_so_a_lost_datagram_is_not_a_timeout() {
+    // The first query (A) is lost; AAAA is answered; the retransmitted A is answered.
+    let zone = Zone::new(Behaviour::Lossy {
+        drop: 1,
+        addrs: vec![ip("127.0.0.21")],
+    });
+    let net = Net::start_with(zone).await;
+    let tls = TlsConfigs::new(None).unwrap();
+    let c = DnsClient::new(
+        ResolverSpec::Udp(net.vantage.udp),
+        tls,
+        Duration::from_millis(900),
+        Duration::ZERO,
+    )
+    .unwrap();
+    let o = c.lookup("lossy.test").await;
+    assert_eq!(o.a.responses.len(), 1, "{o:#?}");
+    assert_eq!(
+        o.a.sent + o.aaaa.sent,
+        3,
+        "one of the two was retransmitted: {o:#?}"
+    );
+    assert!(o.addresses().contains(&ip("127.0.0.21")));
+    assert_eq!(net.vantage.hits_for("lossy.test"), 3);
+}

@@ -27,7 +27,7 @@ use crate::verdict::Verdict;
 
 /// Names kept in the control cache. Jobs of one target run close together, so a small LRU
 /// gives "one control lookup per name per run" without holding every name of a long list.
-const CONTROL_CACHE: usize = 16_384;
+const CONTROL_CACHE: usize = 4_096;
 
 /// How a scan ended.
 #[derive(Debug)]

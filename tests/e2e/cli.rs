@@ -313,7 +313,11 @@ async fn a_resolver_failing_its_canaries_gives_inconclusive() {
     args.retain(|a| a != "--quiet");
     let out = run(&args).await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("canary"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("canary"), "{err}");
+    // Without --quiet, the summary table closes the run on stderr.
+    assert!(err.contains("inconclusive") && err.contains("isp"), "{err}");
+    assert!(err.lines().any(|l| l.starts_with("resolver")), "{err}");
     for r in jsonl(&out.stdout) {
         assert_eq!(r["verdict"], "inconclusive", "{r:#}");
         assert_eq!(r["resolver_healthy"], false);
@@ -429,4 +433,34 @@ fn help_teaches_the_contract() {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
     let _ = std::io::stdout().flush();
+}
+
+/// `blockprobe scan ... | head -1`: a closed stdout ends the scan quietly with status 0.
+#[tokio::test]
+async fn a_closed_pipe_ends_the_scan_quietly() {
+    let net = Net::start().await;
+    let list = net.path("many.txt");
+    let names: String = (0..2000).map(|i| format!("n{i}.ok.test\n")).collect();
+    write(&list, &names);
+    let mut args = net.args();
+    args.extend([
+        "-i".into(),
+        list.display().to_string(),
+        "--concurrency".into(),
+        "4".into(),
+    ]);
+    let mut child = tokio::process::Command::new(crate::support::bin())
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with('{'), "{line}");
+    drop(stdout);
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("error"), "{}", stderr(&out));
 }

@@ -6,9 +6,13 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::blockpage::Fingerprints;
 use crate::probe::dns::DnsObservation;
 use crate::probe::failure::FailureKind;
-use crate::verdict::{Reason, Verdict};
+use crate::probe::http::HttpObservation;
+use crate::probe::path::{Hop, PathObservation};
+use crate::probe::tcp::AddrSource;
+use crate::verdict::{Layer, Reason, Verdict};
 
 /// What the control resolvers said about a name (looked up once per run and shared).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -64,8 +68,8 @@ impl ControlDns {
     }
 }
 
-/// Everything one job observed. Slots for later steps (TCP, TLS, HTTP) join this struct.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// Everything one job observed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Evidence {
     /// The vantage resolver's answer; `None` when the target is an IP address.
     pub dns: Option<DnsObservation>,
@@ -73,9 +77,34 @@ pub struct Evidence {
     pub control: Option<ControlDns>,
     /// Whether the vantage resolver answered at least one canary name this run.
     pub resolver_healthy: bool,
+    /// The connection steps from here (TCP, TLS, HTTP, transfer); `None` when not run.
+    pub direct: Option<PathObservation>,
+    /// The same fetch through the control proxy; `None` without `--control-proxy`.
+    pub control_path: Option<PathObservation>,
+    /// With `--repeat N`: the outcome of each try (`verdict` or `verdict:reason`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tries: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// Thresholds of the classifier (from the configuration).
+#[derive(Clone, Copy, Debug)]
+pub struct Rules {
+    /// Throttled when the vantage rate is below this fraction of the control's...
+    pub throttle_ratio: f64,
+    /// ...and below this absolute rate (bits/s).
+    pub throttle_floor_bps: f64,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self {
+            throttle_ratio: 0.25,
+            throttle_floor_bps: 2_000_000.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Finding {
     pub verdict: Verdict,
     pub reason: Option<Reason>,
@@ -126,9 +155,10 @@ fn join(addrs: &BTreeSet<IpAddr>) -> String {
         .join(", ")
 }
 
-/// Classifies one (target, vantage) job.
-pub fn classify(evidence: Evidence) -> Finding {
-    let (verdict, reason, detail) = decide(&evidence);
+/// Classifies one (target, vantage) job. `transfer_layer` is the layer the transfer runs on
+/// (`tls` for HTTPS, `http` for plain HTTP).
+pub fn classify(evidence: Evidence, rules: &Rules, transfer_layer: Layer) -> Finding {
+    let (verdict, reason, detail) = decide(&evidence, rules, transfer_layer);
     Finding {
         verdict,
         reason,
@@ -137,14 +167,19 @@ pub fn classify(evidence: Evidence) -> Finding {
     }
 }
 
-fn decide(ev: &Evidence) -> (Verdict, Option<Reason>, String) {
+type Decision = (Verdict, Option<Reason>, String);
+
+fn decide(ev: &Evidence, rules: &Rules, transfer_layer: Layer) -> Decision {
     use Verdict::*;
     let Some(dns) = &ev.dns else {
-        return (
-            Inconclusive,
-            None,
-            "target is an IP address: nothing to resolve, and no connection probe ran".into(),
-        );
+        return match &ev.direct {
+            Some(direct) => connection(direct, ev.control_path.as_ref(), rules, transfer_layer),
+            None => (
+                Inconclusive,
+                None,
+                "target is an IP address: nothing to resolve, and no connection probe ran".into(),
+            ),
+        };
     };
     let control = ev
         .control
@@ -181,10 +216,14 @@ fn decide(ev: &Evidence) -> (Verdict, Option<Reason>, String) {
                 ),
             );
         };
+        // On a loopback test network the controls answer loopback too; then loopback is the
+        // network's ordinary address space, not a bogon.
+        let control_loopback = control_addrs.iter().any(IpAddr::is_loopback);
         let bogons: BTreeSet<IpAddr> = vantage
             .iter()
             .copied()
             .filter(|ip| is_bogon(*ip) && !control_addrs.contains(ip))
+            .filter(|ip| !(ip.is_loopback() && control_loopback))
             .collect();
         if !bogons.is_empty() {
             return (
@@ -269,5 +308,372 @@ fn decide(ev: &Evidence) -> (Verdict, Option<Reason>, String) {
             None,
             format!("vantage resolver gave {what}, and no control resolver answered"),
         ),
+    }
+}
+
+fn blockpage_of(hop: &Hop) -> Option<&'static str> {
+    let http = hop.http.as_ref()?;
+    let from = hop.tcp.iter().find(|t| t.ok).map(|t| t.addr.ip());
+    Fingerprints::builtin().matches(http, from)
+}
+
+/// Where a fetch ended.
+enum Outcome<'a> {
+    /// A redirect's host did not resolve through the vantage resolver.
+    NoAddress(&'a Hop),
+    Tcp(FailureKind),
+    Tls {
+        kind: FailureKind,
+        decoy_ok: Option<bool>,
+    },
+    /// The request or the response head failed (reset, EOF, timeout).
+    Http(FailureKind),
+    /// The body froze after this many bytes.
+    Stall(u64),
+    Response(&'a HttpObservation),
+    /// Connected (and handshaken, on TLS ports) with nothing more to do: an endpoint.
+    Connected,
+    RedirectLoop,
+}
+
+fn outcome(p: &PathObservation) -> Outcome<'_> {
+    let Some(hop) = p.hops.last() else {
+        return Outcome::Tcp(FailureKind::Other);
+    };
+    if p.redirects_exhausted {
+        return Outcome::RedirectLoop;
+    }
+    if hop.tcp.is_empty() {
+        return Outcome::NoAddress(hop);
+    }
+    // Only addresses the route was meant to use count (control addresses are extra evidence).
+    let ours = |t: &&crate::probe::tcp::TcpAttempt| {
+        t.source == AddrSource::Vantage || hop.tcp.iter().all(|x| x.source == AddrSource::Control)
+    };
+    if !hop.tcp.iter().filter(ours).any(|t| t.ok) {
+        let kind = hop
+            .tcp
+            .iter()
+            .filter(ours)
+            .find_map(|t| t.failure.as_ref().map(|f| f.kind))
+            .unwrap_or(FailureKind::Other);
+        return Outcome::Tcp(kind);
+    }
+    if let Some(tls) = &hop.tls
+        && !tls.ok
+    {
+        return Outcome::Tls {
+            kind: tls.failure.as_ref().map_or(FailureKind::Other, |f| f.kind),
+            decoy_ok: hop.decoy_tls.as_ref().map(|d| d.ok),
+        };
+    }
+    match &hop.http {
+        None => Outcome::Connected,
+        Some(h) => match (&h.failure, h.transfer.stalled_at) {
+            (_, Some(at)) => Outcome::Stall(at),
+            (Some(f), _) if h.status.is_none() => Outcome::Http(f.kind),
+            (Some(f), _) if f.kind == FailureKind::Timeout => Outcome::Stall(h.transfer.bytes),
+            (Some(f), _) => Outcome::Http(f.kind),
+            (None, None) => Outcome::Response(h),
+        },
+    }
+}
+
+/// A certificate somewhere on the path that did not verify for its name.
+fn bad_cert(p: &PathObservation) -> Option<&Hop> {
+    p.hops
+        .iter()
+        .find(|h| h.tls.as_ref().is_some_and(|t| t.verified == Some(false)))
+}
+
+fn uses_plain_http(p: &PathObservation) -> bool {
+    p.hops
+        .last()
+        .is_some_and(|h| h.tls.is_none() && h.http.is_some())
+}
+
+/// The control path's state, as the authority for `down` versus `blocked`.
+enum Control<'a> {
+    Ok(Outcome<'a>),
+    Failed(String),
+    Absent,
+}
+
+fn control_state(c: Option<&PathObservation>) -> Control<'_> {
+    let Some(c) = c else { return Control::Absent };
+    match outcome(c) {
+        o @ (Outcome::Response(_) | Outcome::Connected) => Control::Ok(o),
+        Outcome::RedirectLoop => Control::Failed("keeps redirecting".into()),
+        Outcome::Tcp(k) => Control::Failed(format!("cannot connect ({})", k.as_str())),
+        Outcome::Tls { kind, .. } => Control::Failed(format!("TLS fails ({})", kind.as_str())),
+        Outcome::Http(k) => Control::Failed(format!("HTTP fails ({})", k.as_str())),
+        Outcome::Stall(at) => Control::Failed(format!("stalls at byte {at}")),
+        Outcome::NoAddress(_) => Control::Failed("a redirect's host does not resolve".into()),
+    }
+}
+
+/// A failure on the direct path: blocked if the control path works, down if it fails the same,
+/// inconclusive without one.
+fn judge(reason: Option<Reason>, what: String, c: &Control<'_>) -> Decision {
+    match (c, reason) {
+        (Control::Ok(..), Some(r)) => (
+            r.verdict(),
+            Some(r),
+            format!("{what}; the control path reaches the target"),
+        ),
+        (Control::Ok(..), None) => (
+            Verdict::Inconclusive,
+            None,
+            format!("{what}, which is not a known censorship signature; the control path works"),
+        ),
+        (Control::Failed(why), _) => (
+            Verdict::Down,
+            None,
+            format!("{what}; the control path {why} too"),
+        ),
+        (Control::Absent, _) => (
+            Verdict::Inconclusive,
+            None,
+            format!("{what}; no control path (--control-proxy) to tell censorship from an outage"),
+        ),
+    }
+}
+
+fn tcp_reason(k: FailureKind) -> Option<Reason> {
+    match k {
+        FailureKind::Timeout => Some(Reason::TcpTimeout),
+        FailureKind::Refused => Some(Reason::TcpRefused),
+        FailureKind::Reset | FailureKind::Eof => Some(Reason::TcpReset),
+        _ => None,
+    }
+}
+
+fn tls_reason(k: FailureKind) -> Option<Reason> {
+    match k {
+        FailureKind::Reset => Some(Reason::TlsReset),
+        FailureKind::Eof => Some(Reason::TlsEof),
+        FailureKind::Timeout => Some(Reason::TlsTimeout),
+        _ => None,
+    }
+}
+
+fn rate(h: &HttpObservation) -> Option<f64> {
+    h.transfer.throughput_bps
+}
+
+/// Bodies this small say nothing about throughput.
+const RATE_MIN_BYTES: u64 = 64 * 1024;
+
+fn connection(
+    direct: &PathObservation,
+    control: Option<&PathObservation>,
+    rules: &Rules,
+    layer: Layer,
+) -> Decision {
+    use Verdict::*;
+    let c = control_state(control);
+    if let Some(hop) = bad_cert(direct) {
+        let err = hop
+            .tls
+            .as_ref()
+            .and_then(|t| t.cert_error.clone())
+            .unwrap_or_default();
+        if let Some(name) = blockpage_of(hop) {
+            return (
+                Blocked,
+                Some(Reason::TlsCertInvalid),
+                format!(
+                    "{}: certificate does not verify ({err}) and the page is a block page ({name})",
+                    hop.url
+                ),
+            );
+        }
+        let control_cert = control.and_then(bad_cert);
+        return match (&c, control_cert) {
+            (Control::Ok(..), None) => (
+                Blocked,
+                Some(Reason::TlsCertInvalid),
+                format!(
+                    "{}: certificate does not verify ({err}); through the control path it does",
+                    hop.url
+                ),
+            ),
+            (Control::Ok(..), Some(_)) | (Control::Failed(_), Some(_)) => (
+                Down,
+                None,
+                format!(
+                    "{}: the origin's certificate does not verify on either path ({err})",
+                    hop.url
+                ),
+            ),
+            _ => (
+                Inconclusive,
+                None,
+                format!(
+                    "{}: certificate does not verify ({err}); no working control path to compare",
+                    hop.url
+                ),
+            ),
+        };
+    }
+    let url = direct.hops.last().map_or("", |h| h.url.as_str());
+    match outcome(direct) {
+        Outcome::NoAddress(hop) => {
+            let rcode = hop
+                .dns
+                .as_ref()
+                .and_then(|d| d.rcode())
+                .unwrap_or("no answer");
+            let reason = match rcode {
+                "NXDOMAIN" => Some(Reason::DnsNxdomain),
+                "NOERROR" => Some(Reason::DnsNodata),
+                "SERVFAIL" => Some(Reason::DnsServfail),
+                "REFUSED" => Some(Reason::DnsRefused),
+                _ => Some(Reason::DnsTimeout),
+            };
+            judge(
+                reason,
+                format!("redirect to {url}: the vantage resolver gave {rcode}"),
+                &c,
+            )
+        }
+        Outcome::Tcp(k) => judge(
+            tcp_reason(k),
+            format!(
+                "{url}: TCP connect fails on every vantage address ({})",
+                k.as_str()
+            ),
+            &c,
+        ),
+        Outcome::Tls { kind, decoy_ok } => {
+            let what = format!(
+                "{url}: TLS handshake with the target's SNI fails ({})",
+                kind.as_str()
+            );
+            if decoy_ok == Some(true) {
+                let reason = tls_reason(kind).unwrap_or(Reason::TlsReset);
+                return (
+                    Blocked,
+                    Some(reason),
+                    format!(
+                        "{what}, while a decoy SNI on the same address succeeds: the filter is keyed on the name"
+                    ),
+                );
+            }
+            let what = if decoy_ok == Some(false) {
+                format!("{what}, and so does a decoy SNI (an IP-level problem)")
+            } else {
+                what
+            };
+            judge(tls_reason(kind), what, &c)
+        }
+        Outcome::Http(k) => judge(
+            Some(Reason::HttpReset),
+            format!("{url}: the HTTP exchange fails ({})", k.as_str()),
+            &c,
+        ),
+        Outcome::Stall(at) => judge(
+            Some(Reason::TransferStall(layer)),
+            format!("{url}: the transfer froze after {at} bytes"),
+            &c,
+        ),
+        Outcome::RedirectLoop => match c {
+            Control::Failed(_) => (
+                Down,
+                None,
+                format!("{url}: redirects never end, on both paths"),
+            ),
+            Control::Ok(..) => (
+                Blocked,
+                Some(Reason::HttpDiff),
+                format!("{url}: redirects never end here, but do through the control path"),
+            ),
+            Control::Absent => (
+                Inconclusive,
+                None,
+                format!("{url}: redirects never end; no control path to compare"),
+            ),
+        },
+        Outcome::Connected => (Reachable, None, format!("{url}: connected")),
+        Outcome::Response(h) => {
+            let last = direct.hops.last().expect("a response has a hop");
+            if let Some(name) = blockpage_of(last) {
+                return (
+                    Blocked,
+                    Some(Reason::HttpBlockpage),
+                    format!("{url}: the response is a block page ({name})"),
+                );
+            }
+            let status = h.status.unwrap_or(0);
+            match &c {
+                Control::Ok(Outcome::Response(ch)) => {
+                    let (a, b) = (h.transfer.bytes as f64, ch.transfer.bytes as f64);
+                    let ratio = if a.max(b) == 0.0 {
+                        1.0
+                    } else {
+                        a.min(b) / a.max(b)
+                    };
+                    let same_title = match (&h.title, &ch.title) {
+                        (Some(x), Some(y)) => x == y,
+                        _ => true,
+                    };
+                    if h.status != ch.status || !same_title || ratio < 0.7 {
+                        return (
+                            Blocked,
+                            Some(Reason::HttpDiff),
+                            format!(
+                                "{url}: the answer differs from the control's (status {status} vs {}, title {:?} vs {:?}, body {} vs {} bytes)",
+                                ch.status.unwrap_or(0),
+                                h.title,
+                                ch.title,
+                                h.transfer.bytes,
+                                ch.transfer.bytes
+                            ),
+                        );
+                    }
+                    if let (Some(v), Some(cr)) = (rate(h), rate(ch))
+                        && (h.transfer.bytes >= RATE_MIN_BYTES || h.transfer.timed_out)
+                        && v < rules.throttle_ratio * cr
+                        && v < rules.throttle_floor_bps
+                    {
+                        return (
+                            Throttled,
+                            Some(Reason::TransferSlow(layer)),
+                            format!(
+                                "{url}: {:.0} kbit/s here against {:.0} kbit/s through the control path",
+                                v / 1000.0,
+                                cr / 1000.0
+                            ),
+                        );
+                    }
+                    (
+                        Reachable,
+                        None,
+                        format!(
+                            "{url}: status {status}, the same answer as through the control path"
+                        ),
+                    )
+                }
+                _ if !uses_plain_http(direct) => (
+                    Reachable,
+                    None,
+                    format!("{url}: status {status} over a verified TLS connection"),
+                ),
+                Control::Failed(why) => (
+                    Inconclusive,
+                    None,
+                    format!(
+                        "{url}: plain-HTTP status {status}, unauthenticated; the control path {why}"
+                    ),
+                ),
+                _ => (
+                    Inconclusive,
+                    None,
+                    format!(
+                        "{url}: plain-HTTP status {status}, unauthenticated, with no control path to compare"
+                    ),
+                ),
+            }
+        }
     }
 }

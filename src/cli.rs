@@ -101,8 +101,8 @@ pub struct ScanArgs {
     #[arg(long = "control-resolver", value_name = "NAME=SPEC")]
     pub control_resolvers: Vec<String>,
 
-    /// SOCKS5 proxy outside the censored network, socks5://HOST:PORT, for the control path of
-    /// the connection probes (recorded in the run metadata; DNS-only scans do not use it).
+    /// SOCKS5 proxy outside the censored network, socks5://IP:PORT: the control path fetches
+    /// every target through it (names resolved by the proxy) to tell `blocked` from `down`.
     #[arg(long, value_name = "URL")]
     pub control_proxy: Option<String>,
 
@@ -118,10 +118,40 @@ pub struct ScanArgs {
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
 
-    /// Probe steps to run, comma-separated [default: dns]. This version runs the dns step;
-    /// tcp, tls and http are reserved for the connection probes.
+    /// Probe steps to run, comma-separated [default: dns,tcp,tls,http]. Later steps imply
+    /// earlier ones (http runs over tcp, and tls for https); `--probes dns` is DNS only.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub probes: Option<Vec<String>>,
+
+    /// SNI for the decoy handshake tried on the same address when the target's SNI fails
+    /// [default: example.com].
+    #[arg(long, value_name = "NAME")]
+    pub decoy_sni: Option<String>,
+
+    /// Redirects followed at most [default: 10].
+    #[arg(long, value_name = "N")]
+    pub max_redirects: Option<u32>,
+
+    /// Body bytes read at most per response, e.g. 1MiB or 256k [default: 1MiB].
+    #[arg(long, value_name = "SIZE", value_parser = crate::config::parse_size)]
+    pub max_body: Option<u64>,
+
+    /// No progress for this long after some bytes arrived is a stall [default: 3s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub stall_timeout: Option<Duration>,
+
+    /// Run the connection steps N times on fresh connections; the majority outcome is
+    /// reported, with every try in the evidence [default: 1].
+    #[arg(long, value_name = "N")]
+    pub repeat: Option<u32>,
+
+    /// Throttled only below this rate, bits/s, e.g. 2M [default: 2M]...
+    #[arg(long, value_name = "RATE", value_parser = crate::config::parse_rate)]
+    pub throttle_floor: Option<f64>,
+
+    /// ...and below this fraction of the control path's rate [default: 0.25].
+    #[arg(long, value_name = "RATIO")]
+    pub throttle_ratio: Option<f64>,
 
     /// Report format [default: from the output file's extension; jsonl on stdout].
     #[arg(long, value_enum)]

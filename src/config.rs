@@ -17,22 +17,26 @@ use crate::verdict::Verdict;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(4);
 pub const DEFAULT_CONCURRENCY: usize = 100;
 pub const DEFAULT_WINDOW: Duration = Duration::from_millis(250);
+pub const DEFAULT_PROBES: &[&str] = &["dns", "tcp", "tls", "http"];
+pub const DEFAULT_DECOY_SNI: &str = "example.com";
 pub const DEFAULT_CANARIES: &[&str] = &["example.com", "iana.org", "wikipedia.org"];
 
-/// Probe steps. Only `dns` runs in this version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Probe steps, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Probe {
     Dns,
+    Tcp,
+    Tls,
+    Http,
 }
 
 impl Probe {
     fn parse(s: &str) -> anyhow::Result<Self> {
         match s.trim() {
             "dns" => Ok(Self::Dns),
-            p @ ("tcp" | "tls" | "http") => bail!(
-                "the `{p}` probe is not available in this version yet (connection probes are \
-                 tracked as the next milestone); use --probes dns"
-            ),
+            "tcp" => Ok(Self::Tcp),
+            "tls" => Ok(Self::Tls),
+            "http" => Ok(Self::Http),
             other => bail!("unknown probe `{other}` (expected dns, tcp, tls or http)"),
         }
     }
@@ -40,8 +44,50 @@ impl Probe {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Dns => "dns",
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
+            Self::Http => "http",
         }
     }
+}
+
+/// Parses a rate like `2M`, `500k`, `2000000` (bits per second).
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t
+        .trim_end_matches("bit/s")
+        .trim_end_matches("bps")
+        .trim_end_matches("bit");
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1e3),
+        Some('m') => (&t[..t.len() - 1], 1e6),
+        Some('g') => (&t[..t.len() - 1], 1e9),
+        _ => (t, 1.0),
+    };
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| *v > 0.0 && v.is_finite())
+        .map(|v| v * mult)
+        .ok_or_else(|| format!("invalid rate `{s}` (use bits/s, e.g. 2M or 500k)"))
+}
+
+/// Parses a size like `1MiB`, `64k`, `1048576` (bytes).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.trim_end_matches("ib").trim_end_matches('b');
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1024),
+        Some('m') => (&t[..t.len() - 1], 1024 * 1024),
+        Some('g') => (&t[..t.len() - 1], 1024 * 1024 * 1024),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .map(|v| v * mult)
+        .ok_or_else(|| format!("invalid size `{s}` (use bytes, e.g. 1MiB or 64k)"))
 }
 
 /// The TOML file: the same settings as the flags.
@@ -64,6 +110,13 @@ pub struct FileConfig {
     pub strict: Option<bool>,
     pub canaries: Option<Vec<String>>,
     pub injection_window: Option<String>,
+    pub decoy_sni: Option<String>,
+    pub max_redirects: Option<u32>,
+    pub max_body: Option<String>,
+    pub stall_timeout: Option<String>,
+    pub repeat: Option<u32>,
+    pub throttle_floor: Option<String>,
+    pub throttle_ratio: Option<f64>,
 }
 
 impl FileConfig {
@@ -81,6 +134,18 @@ pub struct DnsOptions {
     pub canaries: Vec<String>,
 }
 
+/// The connection steps' settings.
+#[derive(Clone, Debug)]
+pub struct ConnSettings {
+    pub control_proxy: Option<std::net::SocketAddr>,
+    pub decoy_sni: String,
+    pub max_redirects: u32,
+    pub max_body: u64,
+    pub stall_timeout: Duration,
+    pub repeat: u32,
+    pub rules: crate::classify::Rules,
+}
+
 #[derive(Clone, Debug)]
 pub struct OutputOptions {
     pub format: Format,
@@ -94,9 +159,9 @@ pub struct ScanConfig {
     pub sources: Vec<Source>,
     pub vantages: Vec<Vantage>,
     pub controls: Vec<Vantage>,
-    pub control_proxy: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub dns: DnsOptions,
+    pub conn: ConnSettings,
     pub concurrency: usize,
     pub probes: Vec<Probe>,
     pub output: OutputOptions,
@@ -179,19 +244,61 @@ impl ScanConfig {
             "control-resolver",
         )?;
 
-        let control_proxy = args.control_proxy.or(file.control_proxy);
-        if let Some(p) = &control_proxy {
-            let ok = p
-                .strip_prefix("socks5://")
-                .or_else(|| p.strip_prefix("socks5h://"))
-                .and_then(|hp| hp.rsplit_once(':'))
-                .is_some_and(|(h, port)| {
-                    !h.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
-                });
-            if !ok {
-                bail!("--control-proxy `{p}`: expected socks5://HOST:PORT");
+        let control_proxy = match args.control_proxy.or(file.control_proxy) {
+            Some(p) => Some(crate::probe::socks::parse_proxy(&p).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--control-proxy `{p}`: expected socks5://IP:PORT (or localhost:PORT)"
+                )
+            })?),
+            None => None,
+        };
+        let stall_timeout = match (args.stall_timeout, file.stall_timeout) {
+            (Some(t), _) => t,
+            (None, Some(s)) => {
+                parse_duration(&s).map_err(|e| anyhow::anyhow!("config stall-timeout: {e}"))?
             }
+            (None, None) => Duration::from_secs(3),
+        };
+        let max_body = match (args.max_body, file.max_body) {
+            (Some(b), _) => b,
+            (None, Some(s)) => {
+                parse_size(&s).map_err(|e| anyhow::anyhow!("config max-body: {e}"))?
+            }
+            (None, None) => 1024 * 1024,
+        };
+        let throttle_floor_bps = match (args.throttle_floor, file.throttle_floor) {
+            (Some(r), _) => r,
+            (None, Some(s)) => {
+                parse_rate(&s).map_err(|e| anyhow::anyhow!("config throttle-floor: {e}"))?
+            }
+            (None, None) => 2_000_000.0,
+        };
+        let throttle_ratio = args.throttle_ratio.or(file.throttle_ratio).unwrap_or(0.25);
+        if !(throttle_ratio > 0.0 && throttle_ratio <= 1.0) {
+            bail!("--throttle-ratio must be in (0, 1]");
         }
+        let repeat = args.repeat.or(file.repeat).unwrap_or(1);
+        if repeat == 0 {
+            bail!("--repeat must be at least 1");
+        }
+        let decoy_sni = args
+            .decoy_sni
+            .or(file.decoy_sni)
+            .unwrap_or_else(|| DEFAULT_DECOY_SNI.to_owned());
+        let decoy_sni =
+            normalize_domain(&decoy_sni).map_err(|e| anyhow::anyhow!("--decoy-sni: {e}"))?;
+        let conn = ConnSettings {
+            control_proxy,
+            decoy_sni,
+            max_redirects: args.max_redirects.or(file.max_redirects).unwrap_or(10),
+            max_body,
+            stall_timeout,
+            repeat,
+            rules: crate::classify::Rules {
+                throttle_ratio,
+                throttle_floor_bps,
+            },
+        };
 
         let ca_file = args.ca_file.or(file.ca_file);
         if let Some(p) = &ca_file {
@@ -271,13 +378,13 @@ impl ScanConfig {
             sources,
             vantages,
             controls,
-            control_proxy,
             ca_file,
             dns: DnsOptions {
                 timeout,
                 injection_window,
                 canaries,
             },
+            conn,
             concurrency,
             probes,
             output: OutputOptions {

@@ -1,6 +1,7 @@
 //! blockprobe: a censorship-measurement probe. The binary is a thin shell over [`run`], so
 //! tests and benchmarks can drive a whole scan in-process.
 
+pub mod blockpage;
 pub mod classify;
 pub mod cli;
 pub mod config;

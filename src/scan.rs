@@ -15,15 +15,23 @@ use futures::StreamExt as _;
 use tokio::sync::{OnceCell, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::classify::{ControlDns, ControlObservation, Evidence, classify};
-use crate::config::ScanConfig;
-use crate::probe::dns::DnsClient;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::classify::{
+    ControlDns, ControlObservation, Evidence, Finding, Rules, classify, is_bogon,
+};
+use crate::config::{Probe, ScanConfig};
+use crate::probe::dns::{DnsClient, DnsObservation};
+use crate::probe::http::HttpOptions;
+use crate::probe::path::{self, ConnOptions, PathObservation, Route};
+use crate::probe::tcp::AddrSource;
+use crate::probe::tls::TlsClient;
 use crate::report::summary::Summary;
 use crate::report::{Record, RunEnd, RunMeta, Sink, SpecEntry, warn};
 use crate::resolver_spec::Vantage;
-use crate::target::{self, Item, Target};
+use crate::target::{self, Host, Item, Scheme, Target};
 use crate::tls::TlsConfigs;
-use crate::verdict::Verdict;
+use crate::verdict::{Layer, Verdict};
 
 /// Names kept in the control cache. Jobs of one target run close together, so a small LRU
 /// gives "one control lookup per name per run" without holding every name of a long list.
@@ -44,32 +52,56 @@ struct VantageCtx {
     healthy: bool,
 }
 
+/// Computes a value once per key and shares it with every job that asks, in bounded memory:
+/// an LRU of [`CONTROL_CACHE`] keys. Used for control DNS answers and control-path fetches.
+struct OnceLru<V> {
+    cache: Mutex<lru::LruCache<String, Arc<OnceCell<Arc<V>>>>>,
+}
+
+impl<V> OnceLru<V> {
+    fn new() -> Self {
+        Self {
+            cache: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(CONTROL_CACHE).expect("nonzero"),
+            )),
+        }
+    }
+
+    async fn get<F: Future<Output = V>>(&self, key: &str, make: impl FnOnce() -> F) -> Arc<V> {
+        let cell = {
+            let mut cache = self.cache.lock().expect("cache lock");
+            cache
+                .get_or_insert(key.to_owned(), || Arc::new(OnceCell::new()))
+                .clone()
+        };
+        cell.get_or_init(|| async { Arc::new(make().await) })
+            .await
+            .clone()
+    }
+}
+
 struct Controls {
     clients: Vec<(String, DnsClient)>,
-    cache: Mutex<lru::LruCache<String, Arc<OnceCell<Arc<ControlDns>>>>>,
+    dns: OnceLru<ControlDns>,
+    /// The control path (through `--control-proxy`), fetched once per target.
+    paths: OnceLru<PathObservation>,
 }
 
 impl Controls {
     async fn lookup(&self, name: &str) -> Arc<ControlDns> {
-        let cell = {
-            let mut cache = self.cache.lock().expect("control cache lock");
-            cache
-                .get_or_insert(name.to_owned(), || Arc::new(OnceCell::new()))
-                .clone()
-        };
-        cell.get_or_init(|| async {
-            let lookups = self.clients.iter().map(|(n, c)| async move {
-                ControlObservation {
-                    resolver: n.clone(),
-                    dns: c.lookup(name).await,
+        self.dns
+            .get(name, || async {
+                let lookups = self.clients.iter().map(|(n, c)| async move {
+                    ControlObservation {
+                        resolver: n.clone(),
+                        dns: c.lookup(name).await,
+                    }
+                });
+                ControlDns {
+                    resolvers: futures::future::join_all(lookups).await,
                 }
-            });
-            Arc::new(ControlDns {
-                resolvers: futures::future::join_all(lookups).await,
             })
-        })
-        .await
-        .clone()
+            .await
     }
 }
 
@@ -77,6 +109,12 @@ struct Ctx {
     meta: RunMeta,
     vantages: Vec<VantageCtx>,
     controls: Controls,
+    probes: Vec<Probe>,
+    conn: ConnOptions,
+    proxy: Option<SocketAddr>,
+    repeat: u32,
+    rules: Rules,
+    tls: TlsClient,
 }
 
 /// A fresh run identifier: UTC time plus randomness, sortable and unique enough for a fleet.
@@ -142,31 +180,119 @@ async fn healthy(client: &DnsClient, canaries: &[String]) -> bool {
         .any(|obs| !obs.addresses().is_empty())
 }
 
+/// Addresses the direct path may connect to: the vantage answers (never a reserved address a
+/// resolver made up, unless the controls live there too, as on a loopback test network) and,
+/// when they differ from the controls', the control addresses as well: this separates "DNS
+/// lied" from "the IP is blocked".
+fn direct_addrs(dns: &DnsObservation, control: &ControlDns) -> Vec<(IpAddr, AddrSource)> {
+    let control_addrs = control.addresses();
+    let loopback_net = control_addrs.iter().any(IpAddr::is_loopback);
+    let vantage = dns.addresses();
+    let mut out: Vec<(IpAddr, AddrSource)> = vantage
+        .iter()
+        .filter(|ip| {
+            !is_bogon(**ip) || control_addrs.contains(*ip) || (ip.is_loopback() && loopback_net)
+        })
+        .map(|ip| (*ip, AddrSource::Vantage))
+        .collect();
+    if !out.is_empty() && vantage.is_disjoint(&control_addrs) {
+        out.extend(control_addrs.iter().map(|ip| (*ip, AddrSource::Control)));
+    }
+    out
+}
+
 async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
     let start = Instant::now();
     let v = &ctx.vantages[vi];
-    let evidence = match target.name() {
+    let connect = ctx.probes.contains(&Probe::Tcp);
+    let (dns, control) = match target.name() {
         Some(name) => {
             let (dns, control) = tokio::join!(v.client.lookup(name), ctx.controls.lookup(name));
-            Evidence {
-                dns: Some(dns),
-                control: Some((*control).clone()),
-                resolver_healthy: v.healthy,
-            }
+            (Some(dns), Some((*control).clone()))
         }
-        None => Evidence {
-            dns: None,
-            control: None,
-            resolver_healthy: v.healthy,
-        },
+        None => (None, None),
     };
-    Record::new(
-        &ctx.meta,
-        &target,
-        &v.vantage,
-        classify(evidence),
-        start.elapsed(),
-    )
+    let addrs = match (&target.host, &dns, &control) {
+        (Host::Ip(ip), _, _) => vec![(*ip, AddrSource::Vantage)],
+        (_, Some(d), Some(c)) if d.injected_addresses().is_none() => direct_addrs(d, c),
+        _ => Vec::new(),
+    };
+    let layer = if target.scheme == Scheme::Http {
+        Layer::Http
+    } else {
+        Layer::Tls
+    };
+    let base = Evidence {
+        dns,
+        control,
+        resolver_healthy: v.healthy,
+        direct: None,
+        control_path: None,
+        tries: Vec::new(),
+    };
+    if !connect || addrs.is_empty() {
+        let finding = classify(base, &ctx.rules, layer);
+        return Record::new(&ctx.meta, &target, &v.vantage, finding, start.elapsed());
+    }
+
+    let control_path = async {
+        match ctx.proxy {
+            Some(proxy) => Some(
+                ctx.controls
+                    .paths
+                    .get(&target.input, || {
+                        path::fetch(&target, Route::Proxy(proxy), &ctx.tls, &ctx.conn)
+                    })
+                    .await,
+            ),
+            None => None,
+        }
+    };
+    let direct = async {
+        let mut tries = Vec::with_capacity(ctx.repeat as usize);
+        for _ in 0..ctx.repeat {
+            let route = Route::Direct {
+                dns: &v.client,
+                addrs: addrs.clone(),
+            };
+            tries.push(path::fetch(&target, route, &ctx.tls, &ctx.conn).await);
+        }
+        tries
+    };
+    let (tries, control_path) = tokio::join!(direct, control_path);
+    let control_path = control_path.map(|p| (*p).clone());
+
+    // Classify every try; the most frequent outcome wins (the first try breaks ties), and the
+    // evidence keeps the first try that had it, plus the list of outcomes.
+    let findings: Vec<Finding> = tries
+        .into_iter()
+        .map(|direct| {
+            let ev = Evidence {
+                direct: Some(direct),
+                control_path: control_path.clone(),
+                ..base.clone()
+            };
+            classify(ev, &ctx.rules, layer)
+        })
+        .collect();
+    let label = |f: &Finding| match f.reason {
+        Some(r) => format!("{}:{}", f.verdict.as_str(), r.as_str()),
+        None => f.verdict.as_str().to_owned(),
+    };
+    let labels: Vec<String> = findings.iter().map(label).collect();
+    let best = (0..findings.len())
+        .max_by_key(|i| {
+            let n = labels.iter().filter(|l| **l == labels[*i]).count();
+            (n, std::cmp::Reverse(*i))
+        })
+        .unwrap_or(0);
+    let mut finding = findings.into_iter().nth(best).expect("repeat >= 1");
+    if labels.len() > 1 {
+        let n = labels.iter().filter(|l| **l == labels[best]).count();
+        finding.detail = format!("{} ({n} of {} tries)", finding.detail, labels.len());
+        finding.evidence.tries = labels;
+    }
+    Record::new(&ctx.meta, &target, &v.vantage, finding, start.elapsed())
 }
 
 /// Runs a whole scan, writing records to `out` as they finish.
@@ -219,10 +345,26 @@ pub async fn scan<W: Write>(cfg: ScanConfig, meta: RunMeta, out: W) -> anyhow::R
         vantages,
         controls: Controls {
             clients: control_clients,
-            cache: Mutex::new(lru::LruCache::new(
-                NonZeroUsize::new(CONTROL_CACHE).expect("nonzero"),
-            )),
+            dns: OnceLru::new(),
+            paths: OnceLru::new(),
         },
+        probes: cfg.probes.clone(),
+        conn: ConnOptions {
+            timeout,
+            http: HttpOptions {
+                timeout,
+                stall_timeout: cfg.conn.stall_timeout,
+                max_body: cfg.conn.max_body,
+            },
+            max_redirects: cfg.conn.max_redirects,
+            decoy_sni: cfg.conn.decoy_sni.clone(),
+            tls: cfg.probes.contains(&Probe::Tls),
+            http_step: cfg.probes.contains(&Probe::Http),
+        },
+        proxy: cfg.conn.control_proxy,
+        repeat: cfg.conn.repeat,
+        rules: cfg.conn.rules,
+        tls: tls.probe.clone(),
     });
 
     // Targets are read on their own thread (files and stdin block) into a small channel.

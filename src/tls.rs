@@ -1,5 +1,5 @@
-//! TLS client configuration shared by every TLS user (DoT, DoH, later the TLS probe): the
-//! webpki roots plus the certificates of `--ca-file`, on the ring provider.
+//! TLS client configuration shared by every TLS user (DoT, DoH, the TLS probe): the webpki
+//! roots plus the certificates of `--ca-file`, on the ring provider. Read once per run.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,12 +9,9 @@ use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 
-/// Builds a client config trusting the webpki roots and, if given, the PEM certificates in
-/// `ca_file`. `alpn` is set per use (DoT: `dot`, DoH over HTTP/1.1: `http/1.1`).
-pub fn client_config(
-    ca_file: Option<&Path>,
-    alpn: &[&[u8]],
-) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+use crate::probe::tls::TlsClient;
+
+fn roots(ca_file: Option<&Path>) -> anyhow::Result<Arc<RootCertStore>> {
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
@@ -31,11 +28,18 @@ pub fn client_config(
         }
         anyhow::ensure!(added > 0, "CA file {} holds no certificate", path.display());
     }
+    Ok(Arc::new(roots))
+}
+
+fn client_config(
+    roots: &Arc<RootCertStore>,
+    alpn: &[&[u8]],
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS provider")?
-        .with_root_certificates(roots)
+        .with_root_certificates(roots.clone())
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
@@ -46,13 +50,17 @@ pub fn client_config(
 pub struct TlsConfigs {
     pub dot: Arc<rustls::ClientConfig>,
     pub doh: Arc<rustls::ClientConfig>,
+    /// For the TLS probe: verifies like the others, but records instead of refusing.
+    pub probe: TlsClient,
 }
 
 impl TlsConfigs {
     pub fn new(ca_file: Option<&Path>) -> anyhow::Result<Self> {
+        let roots = roots(ca_file)?;
         Ok(Self {
-            dot: client_config(ca_file, &[b"dot"])?,
-            doh: client_config(ca_file, &[b"http/1.1"])?,
+            dot: client_config(&roots, &[b"dot"])?,
+            doh: client_config(&roots, &[b"http/1.1"])?,
+            probe: TlsClient::new(roots)?,
         })
     }
 }

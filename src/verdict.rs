@@ -45,7 +45,7 @@ impl std::str::FromStr for Verdict {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layer {
     Dns,
@@ -79,10 +79,25 @@ pub enum Reason {
     DnsBogon,
     DnsInjected,
     DnsInconsistent,
+    DnsBlockpage,
+    TcpTimeout,
+    TcpRefused,
+    TcpReset,
+    TlsReset,
+    TlsEof,
+    TlsTimeout,
+    TlsCertInvalid,
+    HttpBlockpage,
+    HttpReset,
+    HttpDiff,
+    /// The transfer froze after some bytes; the layer is the connection's (tls or http).
+    TransferStall(Layer),
+    /// The transfer was far slower than the control's; the layer is the connection's.
+    TransferSlow(Layer),
 }
 
 impl Reason {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 24] = [
         Self::DnsNxdomain,
         Self::DnsNodata,
         Self::DnsServfail,
@@ -92,6 +107,21 @@ impl Reason {
         Self::DnsBogon,
         Self::DnsInjected,
         Self::DnsInconsistent,
+        Self::DnsBlockpage,
+        Self::TcpTimeout,
+        Self::TcpRefused,
+        Self::TcpReset,
+        Self::TlsReset,
+        Self::TlsEof,
+        Self::TlsTimeout,
+        Self::TlsCertInvalid,
+        Self::HttpBlockpage,
+        Self::HttpReset,
+        Self::HttpDiff,
+        Self::TransferStall(Layer::Tls),
+        Self::TransferStall(Layer::Http),
+        Self::TransferSlow(Layer::Tls),
+        Self::TransferSlow(Layer::Http),
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -105,6 +135,19 @@ impl Reason {
             Self::DnsBogon => "dns.bogon",
             Self::DnsInjected => "dns.injected",
             Self::DnsInconsistent => "dns.inconsistent",
+            Self::DnsBlockpage => "dns.blockpage",
+            Self::TcpTimeout => "tcp.timeout",
+            Self::TcpRefused => "tcp.refused",
+            Self::TcpReset => "tcp.reset",
+            Self::TlsReset => "tls.reset",
+            Self::TlsEof => "tls.eof",
+            Self::TlsTimeout => "tls.timeout",
+            Self::TlsCertInvalid => "tls.cert_invalid",
+            Self::HttpBlockpage => "http.blockpage",
+            Self::HttpReset => "http.reset",
+            Self::HttpDiff => "http.diff",
+            Self::TransferStall(_) => "transfer.stall",
+            Self::TransferSlow(_) => "transfer.slow",
         }
     }
 
@@ -118,7 +161,20 @@ impl Reason {
             | Self::DnsReset
             | Self::DnsBogon
             | Self::DnsInjected
-            | Self::DnsInconsistent => Layer::Dns,
+            | Self::DnsInconsistent
+            | Self::DnsBlockpage => Layer::Dns,
+            Self::TcpTimeout | Self::TcpRefused | Self::TcpReset => Layer::Tcp,
+            Self::TlsReset | Self::TlsEof | Self::TlsTimeout | Self::TlsCertInvalid => Layer::Tls,
+            Self::HttpBlockpage | Self::HttpReset | Self::HttpDiff => Layer::Http,
+            Self::TransferStall(l) | Self::TransferSlow(l) => l,
+        }
+    }
+
+    /// The verdict this reason supports.
+    pub fn verdict(self) -> Verdict {
+        match self {
+            Self::TransferSlow(_) => Verdict::Throttled,
+            _ => Verdict::Blocked,
         }
     }
 }
@@ -137,7 +193,11 @@ mod tests {
     fn layer_is_the_reason_prefix() {
         for r in Reason::ALL {
             let prefix = r.as_str().split('.').next().unwrap();
-            assert_eq!(prefix, r.layer().as_str());
+            if prefix == "transfer" {
+                assert!(matches!(r.layer(), Layer::Tls | Layer::Http), "{r:?}");
+            } else {
+                assert_eq!(prefix, r.layer().as_str());
+            }
         }
     }
 

@@ -103,6 +103,9 @@ impl MockNet {
             CANARY.into(),
             "--timeout".into(),
             timeout.into(),
+            // The mock network serves DNS only in this version: no origin servers to connect to.
+            "--probes".into(),
+            "dns".into(),
         ];
         let ready = Ready {
             scenario: plan.scenario.name.clone(),

@@ -135,8 +135,9 @@ impl Scenario {
                     forged: vec![IpAddr::V4(Ipv4Addr::new(10, 10, 34, n))],
                     real: real.clone(),
                 },
-                // TEST-NET addresses would be bogons; use an ordinary public-looking one.
-                DnsMode::Lie => Behaviour::Answer(vec![IpAddr::V4(Ipv4Addr::new(5, 45, 0, n))]),
+                // Another loopback address: on a loopback network that is ordinary address space
+                // (not a bogon), and a connection probe never leaves the machine.
+                DnsMode::Lie => Behaviour::Answer(vec![IpAddr::V4(Ipv4Addr::new(127, 0, 3, n))]),
                 DnsMode::Missing => Behaviour::NxDomain,
             };
             vantage = vantage.with(&name, lie);

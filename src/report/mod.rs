@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::classify::{Evidence, Finding};
+use crate::probe::path::PathObservation;
 use crate::resolver_spec::Vantage;
 use crate::target::Target;
 use crate::verdict::{Layer, Reason, Verdict};
@@ -16,7 +17,7 @@ use crate::verdict::{Layer, Reason, Verdict};
 pub mod summary;
 
 /// Version of the report schema documented in `docs/report-schema.md`.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The flat columns, in order (CSV header; JSON key order before `evidence`).
 pub const COLUMNS: &[&str] = &[
@@ -44,6 +45,21 @@ pub const COLUMNS: &[&str] = &[
     "control_rcode",
     "control_answers",
     "resolver_healthy",
+    "tcp_connected",
+    "tcp_error",
+    "tls_version",
+    "tls_verified",
+    "tls_error",
+    "tls_decoy_ok",
+    "http_status",
+    "http_title",
+    "redirects",
+    "bytes",
+    "throughput_bps",
+    "stalled_at",
+    "control_path_status",
+    "control_throughput_bps",
+    "tries",
     "elapsed_ms",
 ];
 
@@ -104,8 +120,85 @@ pub struct Record {
     pub control_rcode: Option<String>,
     pub control_answers: Vec<IpAddr>,
     pub resolver_healthy: bool,
+    pub tcp_connected: Option<String>,
+    pub tcp_error: Option<&'static str>,
+    pub tls_version: Option<String>,
+    pub tls_verified: Option<bool>,
+    pub tls_error: Option<&'static str>,
+    pub tls_decoy_ok: Option<bool>,
+    pub http_status: Option<u16>,
+    pub http_title: Option<String>,
+    pub redirects: Option<usize>,
+    pub bytes: Option<u64>,
+    pub throughput_bps: Option<f64>,
+    pub stalled_at: Option<u64>,
+    pub control_path_status: Option<String>,
+    pub control_throughput_bps: Option<f64>,
+    pub tries: Vec<String>,
     pub elapsed_ms: f64,
     pub evidence: Evidence,
+}
+
+/// The flat view of one path: the first hop's connection, the last hop's response.
+#[derive(Default)]
+struct PathColumns {
+    tcp_connected: Option<String>,
+    tcp_error: Option<&'static str>,
+    tls_version: Option<String>,
+    tls_verified: Option<bool>,
+    tls_error: Option<&'static str>,
+    tls_decoy_ok: Option<bool>,
+    http_status: Option<u16>,
+    http_title: Option<String>,
+    redirects: Option<usize>,
+    bytes: Option<u64>,
+    throughput_bps: Option<f64>,
+    stalled_at: Option<u64>,
+    /// The final status, or the failure kind of the step that failed.
+    outcome: Option<String>,
+}
+
+impl PathColumns {
+    fn of(p: &PathObservation) -> Self {
+        let mut c = Self {
+            redirects: Some(p.hops.len().saturating_sub(1)),
+            ..Self::default()
+        };
+        let Some(last) = p.hops.last() else { return c };
+        c.tcp_connected = last.tcp.iter().find(|t| t.ok).map(|t| t.addr.to_string());
+        if c.tcp_connected.is_none() {
+            c.tcp_error = last
+                .tcp
+                .iter()
+                .find_map(|t| t.failure.as_ref().map(|f| f.kind.as_str()));
+            c.outcome = c.tcp_error.map(|k| format!("tcp:{k}"));
+        }
+        if let Some(tls) = &last.tls {
+            c.tls_version = tls.version.clone();
+            c.tls_verified = tls.verified;
+            c.tls_error = tls.failure.as_ref().map(|f| f.kind.as_str());
+            if let Some(k) = c.tls_error {
+                c.outcome = Some(format!("tls:{k}"));
+            }
+        }
+        c.tls_decoy_ok = last.decoy_tls.as_ref().map(|d| d.ok);
+        if let Some(h) = &last.http {
+            c.http_status = h.status;
+            c.http_title = h.title.clone();
+            c.bytes = Some(h.transfer.bytes);
+            c.throughput_bps = h.transfer.throughput_bps;
+            c.stalled_at = h.transfer.stalled_at;
+            c.outcome = match (h.status, &h.failure, h.transfer.stalled_at) {
+                (_, _, Some(at)) => Some(format!("stall:{at}")),
+                (None, Some(f), _) => Some(format!("http:{}", f.kind.as_str())),
+                (Some(s), _, _) => Some(s.to_string()),
+                (None, None, _) => None,
+            };
+        } else if c.outcome.is_none() && c.tcp_connected.is_some() {
+            c.outcome = Some("connected".into());
+        }
+        c
+    }
 }
 
 impl Record {
@@ -124,6 +217,12 @@ impl Record {
         } = finding;
         let dns = evidence.dns.as_ref();
         let control = evidence.control.as_ref();
+        let direct = evidence
+            .direct
+            .as_ref()
+            .map(PathColumns::of)
+            .unwrap_or_default();
+        let ctl_path = evidence.control_path.as_ref().map(PathColumns::of);
         Self {
             run_id: meta.run_id.clone(),
             started_at: meta.started_at.clone(),
@@ -159,6 +258,21 @@ impl Record {
                 .map(|c| c.addresses().into_iter().collect())
                 .unwrap_or_default(),
             resolver_healthy: evidence.resolver_healthy,
+            tcp_connected: direct.tcp_connected,
+            tcp_error: direct.tcp_error,
+            tls_version: direct.tls_version,
+            tls_verified: direct.tls_verified,
+            tls_error: direct.tls_error,
+            tls_decoy_ok: direct.tls_decoy_ok,
+            http_status: direct.http_status,
+            http_title: direct.http_title,
+            redirects: direct.redirects,
+            bytes: direct.bytes,
+            throughput_bps: direct.throughput_bps,
+            stalled_at: direct.stalled_at,
+            control_path_status: ctl_path.as_ref().and_then(|c| c.outcome.clone()),
+            control_throughput_bps: ctl_path.and_then(|c| c.throughput_bps),
+            tries: evidence.tries.clone(),
             elapsed_ms: ms(elapsed),
             evidence,
         }
@@ -200,6 +314,21 @@ impl Record {
             opt(self.control_rcode.as_ref()),
             list(&self.control_answers),
             self.resolver_healthy.to_string(),
+            opt(self.tcp_connected.as_ref()),
+            opt(self.tcp_error),
+            opt(self.tls_version.as_ref()),
+            opt(self.tls_verified),
+            opt(self.tls_error),
+            opt(self.tls_decoy_ok),
+            opt(self.http_status),
+            opt(self.http_title.as_ref()),
+            opt(self.redirects),
+            opt(self.bytes),
+            opt(self.throughput_bps),
+            opt(self.stalled_at),
+            opt(self.control_path_status.as_ref()),
+            opt(self.control_throughput_bps),
+            list(&self.tries),
             self.elapsed_ms.to_string(),
         ]
     }

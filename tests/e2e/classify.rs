@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use blockprobe::classify::{ControlDns, ControlObservation, Evidence, classify, is_bogon};
+use blockprobe::classify::{ControlDns, ControlObservation, Evidence, Rules, classify, is_bogon};
 use blockprobe::probe::dns::{DnsObservation, DnsResponse, QueryObservation};
 use blockprobe::probe::failure::{Failure, FailureKind};
-use blockprobe::verdict::{Reason, Verdict};
+use blockprobe::verdict::{Layer, Reason, Verdict};
 
 use crate::support::ip;
 
@@ -208,12 +208,20 @@ fn dns_table() {
             None,
         ),
         (
-            "loopback the control does not return is a bogon",
+            "loopback for a public name is a bogon",
+            Answer("NOERROR", &["127.0.0.1"]),
+            Some(Answer("NOERROR", PUBLIC)),
+            true,
+            Blocked,
+            Some(Reason::DnsBogon),
+        ),
+        (
+            "on a loopback network another loopback address is a lie, not a bogon",
             Answer("NOERROR", &["127.0.0.1"]),
             Some(Answer("NOERROR", &["127.0.0.5"])),
             true,
             Blocked,
-            Some(Reason::DnsBogon),
+            Some(Reason::DnsInconsistent),
         ),
         (
             "disjoint public answers",
@@ -289,11 +297,18 @@ fn dns_table() {
         ),
     ];
     for (name, v, c, healthy, verdict, reason) in rows {
-        let f = classify(Evidence {
-            dns: Some(obs(v)),
-            control: control(c.as_ref()),
-            resolver_healthy: *healthy,
-        });
+        let f = classify(
+            Evidence {
+                dns: Some(obs(v)),
+                control: control(c.as_ref()),
+                resolver_healthy: *healthy,
+                direct: None,
+                control_path: None,
+                tries: vec![],
+            },
+            &Rules::default(),
+            Layer::Tls,
+        );
         assert_eq!(
             (f.verdict, f.reason),
             (*verdict, *reason),
@@ -306,11 +321,18 @@ fn dns_table() {
 
 #[test]
 fn an_ip_target_has_no_dns_verdict() {
-    let f = classify(Evidence {
-        dns: None,
-        control: None,
-        resolver_healthy: true,
-    });
+    let f = classify(
+        Evidence {
+            dns: None,
+            control: None,
+            resolver_healthy: true,
+            direct: None,
+            control_path: None,
+            tries: vec![],
+        },
+        &Rules::default(),
+        Layer::Tls,
+    );
     assert_eq!(f.verdict, Verdict::Inconclusive);
     assert_eq!(f.reason, None);
 }

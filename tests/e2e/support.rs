@@ -139,6 +139,8 @@ impl Net {
             "400ms".into(),
             "--injection-window".into(),
             "100ms".into(),
+            "--probes".into(),
+            "dns".into(),
             "--quiet".into(),
         ]
     }

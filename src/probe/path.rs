@@ -1,0 +1,300 @@
+//! One fetch of a target along one route — directly, with addresses from the vantage resolver,
+//! or through the SOCKS5 control proxy — as a list of hops: TCP, TLS (with the SNI swap on
+//! failure), HTTP, and the redirects a browser would follow. Every connection is fresh.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::classify::is_bogon;
+use crate::probe::dns::{DnsClient, DnsObservation};
+use crate::probe::failure::Failure;
+use crate::probe::http::{self, HttpObservation, HttpOptions};
+use crate::probe::socks;
+use crate::probe::tcp::{self, AddrSource, TcpAttempt};
+use crate::probe::tls::{TlsClient, TlsObservation};
+use crate::target::{Scheme, Target};
+
+/// Options of the connection steps, validated by `config`.
+#[derive(Clone, Debug)]
+pub struct ConnOptions {
+    pub timeout: Duration,
+    pub http: HttpOptions,
+    pub max_redirects: u32,
+    pub decoy_sni: String,
+    /// Run TLS and HTTP after TCP (`--probes` tls / http).
+    pub tls: bool,
+    pub http_step: bool,
+}
+
+/// How a route reaches the target.
+pub enum Route<'a> {
+    /// From here, first hop to these addresses; later hops resolved through `dns`.
+    Direct {
+        dns: &'a DnsClient,
+        addrs: Vec<(IpAddr, AddrSource)>,
+    },
+    /// Through the control proxy, which resolves names itself.
+    Proxy(SocketAddr),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Hop {
+    pub url: String,
+    /// Resolution of a redirect's new host through the same vantage resolver.
+    pub dns: Option<DnsObservation>,
+    pub tcp: Vec<TcpAttempt>,
+    pub tls: Option<TlsObservation>,
+    /// The same handshake with the decoy SNI, run when the target's SNI failed.
+    pub decoy_tls: Option<TlsObservation>,
+    pub http: Option<HttpObservation>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PathObservation {
+    pub hops: Vec<Hop>,
+    /// Still redirecting after `--max-redirects` hops.
+    pub redirects_exhausted: bool,
+}
+
+/// Where a hop goes: the parts of a URL the steps need.
+#[derive(Clone, Debug)]
+struct Dest {
+    scheme: Scheme,
+    host: String,
+    ip: Option<IpAddr>,
+    port: u16,
+    path: String,
+}
+
+impl Dest {
+    fn of(t: &Target) -> Self {
+        Self {
+            scheme: t.scheme,
+            host: t.host.to_string(),
+            ip: match &t.host {
+                crate::target::Host::Ip(ip) => Some(*ip),
+                crate::target::Host::Name(_) => None,
+            },
+            port: t.port,
+            path: t.path.clone(),
+        }
+    }
+
+    fn url(&self) -> String {
+        let host = match self.ip {
+            Some(IpAddr::V6(v6)) => format!("[{v6}]"),
+            _ => self.host.clone(),
+        };
+        match self.scheme {
+            Scheme::None => format!("{host}:{}", self.port),
+            Scheme::Http | Scheme::Https => {
+                let scheme = if self.scheme == Scheme::Http {
+                    "http"
+                } else {
+                    "https"
+                };
+                let default = if self.scheme == Scheme::Http { 80 } else { 443 };
+                if self.port == default {
+                    format!("{scheme}://{host}{}", self.path)
+                } else {
+                    format!("{scheme}://{host}:{}{}", self.port, self.path)
+                }
+            }
+        }
+    }
+
+    fn authority(&self) -> String {
+        let default = if self.scheme == Scheme::Http { 80 } else { 443 };
+        let host = match self.ip {
+            Some(IpAddr::V6(v6)) => format!("[{v6}]"),
+            _ => self.host.clone(),
+        };
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
+    fn uses_tls(&self) -> bool {
+        self.scheme == Scheme::Https || (self.scheme == Scheme::None && self.port == 443)
+    }
+
+    /// The next hop from a `Location` header, resolved against this URL.
+    fn follow(&self, location: &str) -> Option<Self> {
+        let base = url::Url::parse(&self.url()).ok()?;
+        let next = base.join(location).ok()?;
+        let scheme = match next.scheme() {
+            "http" => Scheme::Http,
+            "https" => Scheme::Https,
+            _ => return None,
+        };
+        let (host, ip) = match next.host()? {
+            url::Host::Domain(d) => (d.to_ascii_lowercase(), None),
+            url::Host::Ipv4(v4) => (v4.to_string(), Some(IpAddr::V4(v4))),
+            url::Host::Ipv6(v6) => (v6.to_string(), Some(IpAddr::V6(v6))),
+        };
+        let mut path = next.path().to_owned();
+        if let Some(q) = next.query() {
+            path.push('?');
+            path.push_str(q);
+        }
+        Some(Self {
+            scheme,
+            host,
+            ip,
+            port: next.port_or_known_default()?,
+            path,
+        })
+    }
+}
+
+/// Fetches `target` along `route`, following redirects.
+pub async fn fetch(
+    target: &Target,
+    route: Route<'_>,
+    tls: &TlsClient,
+    opts: &ConnOptions,
+) -> PathObservation {
+    let mut path = PathObservation::default();
+    let mut dest = Dest::of(target);
+    for hop_no in 0..=opts.max_redirects {
+        let mut hop = Hop {
+            url: dest.url(),
+            dns: None,
+            tcp: Vec::new(),
+            tls: None,
+            decoy_tls: None,
+            http: None,
+        };
+        // Connect.
+        let stream = match &route {
+            Route::Direct { dns, addrs } => {
+                let addrs = if hop_no == 0 {
+                    addrs.clone()
+                } else if let Some(ip) = dest.ip {
+                    vec![(ip, AddrSource::Vantage)]
+                } else {
+                    let obs = dns.lookup(&dest.host).await;
+                    // Never connect to reserved addresses a resolver hands out for a redirect.
+                    let found = obs
+                        .addresses()
+                        .into_iter()
+                        .filter(|ip| !is_bogon(*ip) || ip.is_loopback())
+                        .map(|ip| (ip, AddrSource::Vantage))
+                        .collect();
+                    hop.dns = Some(obs);
+                    found
+                };
+                if addrs.is_empty() {
+                    path.hops.push(hop);
+                    break;
+                }
+                let (attempts, first) = tcp::connect_all(&addrs, dest.port, opts.timeout).await;
+                hop.tcp = attempts;
+                first
+            }
+            Route::Proxy(proxy) => {
+                let start = tokio::time::Instant::now();
+                let res = tokio::time::timeout(
+                    opts.timeout,
+                    socks::connect(*proxy, &dest.host, dest.port),
+                )
+                .await;
+                let (ok, failure, stream) = match res {
+                    Err(_) => (false, Some(Failure::timeout()), None),
+                    Ok(Err(e)) => (false, Some(Failure::from_error(&e)), None),
+                    Ok(Ok(s)) => (true, None, Some((*proxy, s))),
+                };
+                hop.tcp.push(TcpAttempt {
+                    addr: *proxy,
+                    source: AddrSource::Control,
+                    ok,
+                    failure,
+                    elapsed: start.elapsed(),
+                });
+                stream
+            }
+        };
+        let Some((addr, stream)) = stream else {
+            path.hops.push(hop);
+            break;
+        };
+
+        let next = if dest.uses_tls() && opts.tls {
+            let (obs, tls_stream) = tls
+                .handshake(stream, &dest.host, &[b"http/1.1"], opts.timeout)
+                .await;
+            hop.tls = Some(obs);
+            let Some(tls_stream) = tls_stream else {
+                // SNI swap: same address, decoy name. Only meaningful on the direct path.
+                if matches!(route, Route::Direct { .. }) {
+                    hop.decoy_tls = Some(decoy(addr, tls, opts).await);
+                }
+                path.hops.push(hop);
+                break;
+            };
+            if dest.scheme == Scheme::None || !opts.http_step {
+                path.hops.push(hop);
+                break;
+            }
+            http::get(
+                tls_stream,
+                &hop.url,
+                &dest.authority(),
+                &dest.path,
+                opts.http,
+            )
+            .await
+        } else {
+            if dest.scheme != Scheme::Http || !opts.http_step {
+                path.hops.push(hop);
+                break;
+            }
+            http::get(stream, &hop.url, &dest.authority(), &dest.path, opts.http).await
+        };
+        let follow = next
+            .is_redirect()
+            .then(|| next.location().and_then(|l| dest.follow(l)))
+            .flatten();
+        hop.http = Some(next);
+        path.hops.push(hop);
+        match follow {
+            Some(d) if hop_no < opts.max_redirects => dest = d,
+            Some(_) => {
+                path.redirects_exhausted = true;
+                break;
+            }
+            None => break,
+        }
+    }
+    path
+}
+
+async fn decoy(addr: SocketAddr, tls: &TlsClient, opts: &ConnOptions) -> TlsObservation {
+    let (stream, elapsed) = tcp::connect(addr, opts.timeout).await;
+    match stream {
+        Ok(s) => {
+            tls.handshake(s, &opts.decoy_sni, &[b"http/1.1"], opts.timeout)
+                .await
+                .0
+        }
+        Err(f) => TlsObservation {
+            sni: opts.decoy_sni.clone(),
+            ok: false,
+            version: None,
+            alpn: None,
+            certs: Vec::new(),
+            verified: None,
+            cert_error: None,
+            failure: Some(Failure::new(
+                f.kind,
+                format!("decoy connect: {}", f.message),
+            )),
+            phase: None,
+            elapsed,
+        },
+    }
+}

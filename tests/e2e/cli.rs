@@ -221,9 +221,9 @@ async fn usage_and_input_errors_exit_two_with_a_clear_message() {
                 "scan".into(),
                 "x.test".into(),
                 "--probes".into(),
-                "dns,tcp".into(),
+                "dns,ftp".into(),
             ],
-            "tcp",
+            "ftp",
         ),
         (
             vec![

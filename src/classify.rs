@@ -236,24 +236,52 @@ fn decide(ev: &Evidence, rules: &Rules, transfer_layer: Layer) -> Decision {
             );
         }
         if vantage.is_disjoint(control_addrs) {
-            return (
-                Blocked,
-                Some(Reason::DnsInconsistent),
-                format!(
-                    "vantage answers [{}] share no address with the controls' [{}]",
-                    join(&vantage),
-                    join(control_addrs)
-                ),
-            );
+            // Like OONI and Satellite: an address that proves the name with a valid certificate
+            // is CDN or geo variance; one that serves a block page is a DNS block page.
+            let direct = ev.direct.as_ref();
+            let first = direct.and_then(|d| d.hops.first());
+            if let Some(name) = first.and_then(blockpage_of) {
+                return (
+                    Blocked,
+                    Some(Reason::DnsBlockpage),
+                    format!(
+                        "vantage answers [{}] (controls: [{}]) serve a block page ({name})",
+                        join(&vantage),
+                        join(control_addrs)
+                    ),
+                );
+            }
+            let proven = first
+                .and_then(|h| h.tls.as_ref())
+                .is_some_and(|t| t.ok && t.verified == Some(true));
+            if !proven {
+                let why = if direct.is_some() {
+                    " and do not present a valid certificate for the name"
+                } else {
+                    ""
+                };
+                return (
+                    Blocked,
+                    Some(Reason::DnsInconsistent),
+                    format!(
+                        "vantage answers [{}] share no address with the controls' [{}]{why}",
+                        join(&vantage),
+                        join(control_addrs)
+                    ),
+                );
+            }
         }
-        return (
-            Reachable,
-            None,
-            format!(
-                "vantage answers [{}] agree with the controls",
-                join(&vantage)
+        return match &ev.direct {
+            Some(direct) => connection(direct, ev.control_path.as_ref(), rules, transfer_layer),
+            None => (
+                Reachable,
+                None,
+                format!(
+                    "vantage answers [{}] agree with the controls",
+                    join(&vantage)
+                ),
             ),
-        );
+        };
     }
 
     // No address from the vantage resolver: what did it say instead?
@@ -371,8 +399,10 @@ fn outcome(p: &PathObservation) -> Outcome<'_> {
         None => Outcome::Connected,
         Some(h) => match (&h.failure, h.transfer.stalled_at) {
             (_, Some(at)) => Outcome::Stall(at),
-            (Some(f), _) if h.status.is_none() => Outcome::Http(f.kind),
+            // A flow that goes silent is a stall, also before the response head arrives
+            // (a freeze inside the first TLS record hides every plaintext byte).
             (Some(f), _) if f.kind == FailureKind::Timeout => Outcome::Stall(h.transfer.bytes),
+            (Some(f), _) if h.status.is_none() => Outcome::Http(f.kind),
             (Some(f), _) => Outcome::Http(f.kind),
             (None, None) => Outcome::Response(h),
         },
@@ -607,8 +637,12 @@ fn connection(
             let status = h.status.unwrap_or(0);
             match &c {
                 Control::Ok(Outcome::Response(ch)) => {
+                    // Lengths compare only when both bodies ended the same way (both complete or
+                    // both capped); a slow transfer cut by the timeout is judged on its rate.
                     let (a, b) = (h.transfer.bytes as f64, ch.transfer.bytes as f64);
-                    let ratio = if a.max(b) == 0.0 {
+                    let comparable = (h.transfer.complete && ch.transfer.complete)
+                        || (h.transfer.capped && ch.transfer.capped);
+                    let ratio = if !comparable || a.max(b) == 0.0 {
                         1.0
                     } else {
                         a.min(b) / a.max(b)

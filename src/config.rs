@@ -334,13 +334,22 @@ impl ScanConfig {
         for p in args
             .probes
             .or(file.probes)
-            .unwrap_or_else(|| vec!["dns".into()])
+            .unwrap_or_else(|| DEFAULT_PROBES.iter().map(|s| (*s).to_owned()).collect())
         {
-            let p = Probe::parse(&p)?;
-            if !probes.contains(&p) {
-                probes.push(p);
+            // Later steps need the earlier ones: http runs over tcp (and tls for https).
+            let implied: &[Probe] = match Probe::parse(&p)? {
+                Probe::Dns => &[Probe::Dns],
+                Probe::Tcp => &[Probe::Tcp],
+                Probe::Tls => &[Probe::Tcp, Probe::Tls],
+                Probe::Http => &[Probe::Tcp, Probe::Tls, Probe::Http],
+            };
+            for q in implied {
+                if !probes.contains(q) {
+                    probes.push(*q);
+                }
             }
         }
+        probes.sort();
 
         let canaries = args
             .canaries

@@ -3,9 +3,12 @@
 //! DoH) and a truthful control resolver, driven by a scenario file whose targets carry the
 //! verdict a scan must reach.
 
+pub mod censor;
 pub mod dns;
+pub mod origin;
 pub mod pki;
 pub mod scenario;
+pub mod socks;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};

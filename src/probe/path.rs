@@ -49,6 +49,8 @@ pub struct Hop {
     /// The same handshake with the decoy SNI, run when the target's SNI failed.
     pub decoy_tls: Option<TlsObservation>,
     pub http: Option<HttpObservation>,
+    /// Bytes received on the connection (TLS records included): where a flow froze on the wire.
+    pub wire_bytes_in: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -168,6 +170,7 @@ pub async fn fetch(
             tls: None,
             decoy_tls: None,
             http: None,
+            wire_bytes_in: 0,
         };
         // Connect.
         let stream = match &route {
@@ -222,6 +225,7 @@ pub async fn fetch(
             path.hops.push(hop);
             break;
         };
+        let (stream, wire) = tcp::Counted::new(stream);
 
         let next = if dest.uses_tls() && opts.tls {
             let (obs, tls_stream) = tls
@@ -233,6 +237,7 @@ pub async fn fetch(
                 if matches!(route, Route::Direct { .. }) {
                     hop.decoy_tls = Some(decoy(addr, tls, opts).await);
                 }
+                hop.wire_bytes_in = wire.load(std::sync::atomic::Ordering::Relaxed);
                 path.hops.push(hop);
                 break;
             };
@@ -255,6 +260,7 @@ pub async fn fetch(
             }
             http::get(stream, &hop.url, &dest.authority(), &dest.path, opts.http).await
         };
+        hop.wire_bytes_in = wire.load(std::sync::atomic::Ordering::Relaxed);
         let follow = next
             .is_redirect()
             .then(|| next.location().and_then(|l| dest.follow(l)))

@@ -2,6 +2,7 @@
 
 mod classify;
 mod cli;
+mod conn;
 mod dns;
 mod mocknet;
 mod support;

@@ -212,6 +212,8 @@ async fn system_resolver_goes_through_resolv_conf() {
             &format!("ctl=udp://{}", net.control.udp),
             "--canary",
             "canary.test",
+            "--probes",
+            "dns",
             "--quiet",
         ])
         .env("BLOCKPROBE_RESOLV_CONF", &conf)

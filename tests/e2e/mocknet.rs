@@ -19,7 +19,7 @@ async fn every_shipped_scenario_passes_check() {
             path.to_str().unwrap(),
             "--check",
             "--timeout",
-            "300ms",
+            "1s",
         ])
         .await;
         let text = String::from_utf8_lossy(&out.stdout);
@@ -92,7 +92,7 @@ async fn ready_line_drives_a_scan_and_sigterm_stops_the_network() {
             "--scenario",
             scenario.to_str().unwrap(),
             "--timeout",
-            "300ms",
+            "1s",
         ])
         .args(["--ready-file", ready_file.to_str().unwrap()])
         .stdout(Stdio::piped())

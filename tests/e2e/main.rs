@@ -1,6 +1,7 @@
 //! The single integration-test binary (one link, many modules).
 
 mod classify;
+mod classify_conn;
 mod cli;
 mod conn;
 mod dns;

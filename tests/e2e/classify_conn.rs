@@ -1,0 +1,616 @@
+//! Table tests of the connection-layer classifier: synthetic paths in, verdicts out.
+
+use std::time::Duration;
+
+use blockprobe::classify::{ControlDns, ControlObservation, Evidence, Rules, classify};
+use blockprobe::probe::dns::{DnsObservation, DnsResponse, QueryObservation};
+use blockprobe::probe::failure::{Failure, FailureKind as K};
+use blockprobe::probe::http::{HttpObservation, Transfer};
+use blockprobe::probe::path::{Hop, PathObservation};
+use blockprobe::probe::tcp::{AddrSource, TcpAttempt};
+use blockprobe::probe::tls::TlsObservation;
+use blockprobe::verdict::{Layer, Verdict};
+
+fn dns(addrs: &[&str]) -> DnsObservation {
+    let q = |qtype| QueryObservation {
+        qtype,
+        responses: vec![DnsResponse {
+            rcode: "NOERROR".into(),
+            answers: if qtype == "A" {
+                addrs.iter().map(|a| a.parse().unwrap()).collect()
+            } else {
+                vec![]
+            },
+            cnames: vec![],
+            truncated: false,
+            elapsed: Duration::ZERO,
+        }],
+        failure: None,
+        sent: 1,
+    };
+    DnsObservation {
+        transport: "udp",
+        server: "x".into(),
+        a: q("A"),
+        aaaa: q("AAAA"),
+        elapsed: Duration::ZERO,
+    }
+}
+
+/// A path shorthand: how far it got.
+#[derive(Clone)]
+enum P {
+    Tcp(K),
+    Tls(K, Option<bool>),
+    Cert(&'static str),
+    HttpFail(K),
+    Stall(u64),
+    Body {
+        status: u16,
+        title: &'static str,
+        bytes: u64,
+        rate: f64,
+        timed_out: bool,
+    },
+    Loop,
+}
+
+fn tls_obs(ok: bool, kind: Option<K>, verified: Option<bool>) -> TlsObservation {
+    TlsObservation {
+        sni: "t.example".into(),
+        ok,
+        version: None,
+        alpn: None,
+        certs: vec![],
+        verified,
+        cert_error: (verified == Some(false)).then(|| "UnknownIssuer".into()),
+        failure: kind.map(|k| Failure::new(k, "x")),
+        phase: None,
+        elapsed: Duration::ZERO,
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // a test builder: one argument per field under test
+fn http_obs(
+    status: Option<u16>,
+    title: &str,
+    body: &str,
+    bytes: u64,
+    rate: f64,
+    failure: Option<K>,
+    stalled: Option<u64>,
+    timed_out: bool,
+) -> HttpObservation {
+    HttpObservation {
+        url: "https://t.example/".into(),
+        status,
+        headers: Default::default(),
+        title: (!title.is_empty()).then(|| title.to_owned()),
+        body_sha256: None,
+        transfer: Transfer {
+            bytes,
+            throughput_bps: Some(rate),
+            stalled_at: stalled,
+            complete: failure.is_none() && stalled.is_none() && !timed_out,
+            timed_out,
+            ..Transfer::default()
+        },
+        failure: failure.map(|k| Failure::new(k, "x")),
+        elapsed: Duration::ZERO,
+        head: body.as_bytes().to_vec(),
+    }
+}
+
+fn path(p: &P, tls_port: bool) -> PathObservation {
+    let tcp_ok = |ok: bool, k: Option<K>| {
+        vec![TcpAttempt {
+            addr: "93.184.216.34:443".parse().unwrap(),
+            source: AddrSource::Vantage,
+            ok,
+            failure: k.map(|k| Failure::new(k, "x")),
+            elapsed: Duration::ZERO,
+        }]
+    };
+    let verified = tls_port.then(|| tls_obs(true, None, Some(true)));
+    let mut hop = Hop {
+        url: "https://t.example/".into(),
+        dns: None,
+        tcp: tcp_ok(true, None),
+        tls: verified,
+        decoy_tls: None,
+        http: None,
+        wire_bytes_in: 0,
+    };
+    let mut exhausted = false;
+    match p {
+        P::Tcp(k) => {
+            hop.tcp = tcp_ok(false, Some(*k));
+            hop.tls = None;
+        }
+        P::Tls(k, decoy) => {
+            hop.tls = Some(tls_obs(false, Some(*k), None));
+            hop.decoy_tls = decoy.map(|ok| tls_obs(ok, None, None));
+        }
+        P::Cert(body) => {
+            hop.tls = Some(tls_obs(true, None, Some(false)));
+            hop.http = Some(http_obs(
+                Some(200),
+                "",
+                body,
+                body.len() as u64,
+                1e7,
+                None,
+                None,
+                false,
+            ));
+        }
+        P::HttpFail(k) => hop.http = Some(http_obs(None, "", "", 0, 0.0, Some(*k), None, false)),
+        P::Stall(at) => {
+            hop.http = Some(http_obs(
+                Some(200),
+                "",
+                "",
+                *at,
+                1e5,
+                None,
+                Some(*at),
+                false,
+            ))
+        }
+        P::Body {
+            status,
+            title,
+            bytes,
+            rate,
+            timed_out,
+        } => {
+            let body = format!("<title>{title}</title>");
+            hop.http = Some(http_obs(
+                Some(*status),
+                title,
+                &body,
+                *bytes,
+                *rate,
+                None,
+                None,
+                *timed_out,
+            ));
+        }
+        P::Loop => {
+            hop.http = Some(http_obs(Some(302), "", "", 0, 1e7, None, None, false));
+            exhausted = true;
+        }
+    }
+    PathObservation {
+        hops: vec![hop],
+        redirects_exhausted: exhausted,
+    }
+}
+
+const PAGE: P = P::Body {
+    status: 200,
+    title: "Home",
+    bytes: 300_000,
+    rate: 5e7,
+    timed_out: false,
+};
+
+type Row = (
+    &'static str,
+    P,
+    Option<P>,
+    Layer,
+    Verdict,
+    Option<&'static str>,
+);
+
+#[test]
+fn connection_table() {
+    use Verdict::*;
+    let rows: Vec<Row> = vec![
+        (
+            "tcp timeout, control ok",
+            P::Tcp(K::Timeout),
+            Some(PAGE),
+            Layer::Tls,
+            Blocked,
+            Some("tcp.timeout"),
+        ),
+        (
+            "tcp refused, control ok",
+            P::Tcp(K::Refused),
+            Some(PAGE),
+            Layer::Tls,
+            Blocked,
+            Some("tcp.refused"),
+        ),
+        (
+            "tcp reset, control ok",
+            P::Tcp(K::Reset),
+            Some(PAGE),
+            Layer::Tls,
+            Blocked,
+            Some("tcp.reset"),
+        ),
+        (
+            "refused on both paths",
+            P::Tcp(K::Refused),
+            Some(P::Tcp(K::Refused)),
+            Layer::Tls,
+            Down,
+            None,
+        ),
+        (
+            "tcp timeout, no control",
+            P::Tcp(K::Timeout),
+            None,
+            Layer::Tls,
+            Inconclusive,
+            None,
+        ),
+        (
+            "sni reset, decoy works",
+            P::Tls(K::Reset, Some(true)),
+            None,
+            Layer::Tls,
+            Blocked,
+            Some("tls.reset"),
+        ),
+        (
+            "sni silence, decoy works",
+            P::Tls(K::Timeout, Some(true)),
+            None,
+            Layer::Tls,
+            Blocked,
+            Some("tls.timeout"),
+        ),
+        (
+            "eof, decoy fails, control ok",
+            P::Tls(K::Eof, Some(false)),
+            Some(PAGE),
+            Layer::Tls,
+            Blocked,
+            Some("tls.eof"),
+        ),
+        (
+            "tls fails everywhere",
+            P::Tls(K::Reset, Some(false)),
+            Some(P::Tls(K::Reset, None)),
+            Layer::Tls,
+            Down,
+            None,
+        ),
+        (
+            "tls fails, decoy fails, no control",
+            P::Tls(K::Reset, Some(false)),
+            None,
+            Layer::Tls,
+            Inconclusive,
+            None,
+        ),
+        (
+            "interception, control verifies",
+            P::Cert("hello"),
+            Some(PAGE),
+            Layer::Tls,
+            Blocked,
+            Some("tls.cert_invalid"),
+        ),
+        (
+            "interception serving a block page",
+            P::Cert("Доступ ограничен по решению Роскомнадзора"),
+            None,
+            Layer::Tls,
+            Blocked,
+            Some("tls.cert_invalid"),
+        ),
+        (
+            "origin's own bad certificate",
+            P::Cert("hello"),
+            Some(P::Cert("hello")),
+            Layer::Tls,
+            Down,
+            None,
+        ),
+        (
+            "bad certificate, no control",
+            P::Cert("hello"),
+            None,
+            Layer::Tls,
+            Inconclusive,
+            None,
+        ),
+        (
+            "http reset, control ok",
+            P::HttpFail(K::Reset),
+            Some(PAGE),
+            Layer::Tls,
+            Blocked,
+            Some("http.reset"),
+        ),
+        (
+            "stall on https",
+            P::Stall(16_384),
+            Some(PAGE),
+            Layer::Tls,
+            Blocked,
+            Some("transfer.stall"),
+        ),
+        (
+            "stall on plain http",
+            P::Stall(16_384),
+            Some(PAGE),
+            Layer::Http,
+            Blocked,
+            Some("transfer.stall"),
+        ),
+        (
+            "silent before the head",
+            P::HttpFail(K::Timeout),
+            Some(PAGE),
+            Layer::Tls,
+            Blocked,
+            Some("transfer.stall"),
+        ),
+        (
+            "stall on both",
+            P::Stall(16_384),
+            Some(P::Stall(20_000)),
+            Layer::Tls,
+            Down,
+            None,
+        ),
+        (
+            "slow and below the floor",
+            P::Body {
+                status: 200,
+                title: "Home",
+                bytes: 40_000,
+                rate: 3e5,
+                timed_out: true,
+            },
+            Some(PAGE),
+            Layer::Tls,
+            Throttled,
+            Some("transfer.slow"),
+        ),
+        (
+            "slower but above the floor",
+            P::Body {
+                status: 200,
+                title: "Home",
+                bytes: 300_000,
+                rate: 5e6,
+                timed_out: false,
+            },
+            Some(PAGE),
+            Layer::Tls,
+            Reachable,
+            None,
+        ),
+        (
+            "a small page says nothing about rate",
+            P::Body {
+                status: 200,
+                title: "Home",
+                bytes: 3_000,
+                rate: 1e5,
+                timed_out: false,
+            },
+            Some(P::Body {
+                status: 200,
+                title: "Home",
+                bytes: 3_000,
+                rate: 5e7,
+                timed_out: false,
+            }),
+            Layer::Tls,
+            Reachable,
+            None,
+        ),
+        (
+            "different status",
+            P::Body {
+                status: 403,
+                title: "Home",
+                bytes: 300_000,
+                rate: 5e7,
+                timed_out: false,
+            },
+            Some(PAGE),
+            Layer::Tls,
+            Blocked,
+            Some("http.diff"),
+        ),
+        (
+            "different length",
+            P::Body {
+                status: 200,
+                title: "Home",
+                bytes: 1_000,
+                rate: 5e7,
+                timed_out: false,
+            },
+            Some(PAGE),
+            Layer::Tls,
+            Blocked,
+            Some("http.diff"),
+        ),
+        (
+            "the same challenge page on both paths",
+            P::Body {
+                status: 503,
+                title: "Just a moment",
+                bytes: 900,
+                rate: 5e7,
+                timed_out: false,
+            },
+            Some(P::Body {
+                status: 503,
+                title: "Just a moment",
+                bytes: 950,
+                rate: 5e7,
+                timed_out: false,
+            }),
+            Layer::Tls,
+            Reachable,
+            None,
+        ),
+        (
+            "a block page needs no control",
+            P::Body {
+                status: 200,
+                title: "Доступ ограничен",
+                bytes: 500,
+                rate: 5e7,
+                timed_out: false,
+            },
+            None,
+            Layer::Http,
+            Blocked,
+            Some("http.blockpage"),
+        ),
+        (
+            "redirect loop on both",
+            P::Loop,
+            Some(P::Loop),
+            Layer::Tls,
+            Down,
+            None,
+        ),
+        (
+            "redirect loop only here",
+            P::Loop,
+            Some(PAGE),
+            Layer::Tls,
+            Blocked,
+            Some("http.diff"),
+        ),
+        (
+            "verified https, control down",
+            PAGE,
+            Some(P::Tcp(K::Refused)),
+            Layer::Tls,
+            Reachable,
+            None,
+        ),
+        (
+            "verified https, no control",
+            PAGE,
+            None,
+            Layer::Tls,
+            Reachable,
+            None,
+        ),
+    ];
+    for (name, v, c, layer, verdict, reason) in rows {
+        let plain = layer == Layer::Http;
+        let f = classify(
+            Evidence {
+                dns: Some(dns(&["93.184.216.34"])),
+                control: Some(ControlDns {
+                    resolvers: vec![ControlObservation {
+                        resolver: "c".into(),
+                        dns: dns(&["93.184.216.34"]),
+                    }],
+                }),
+                resolver_healthy: true,
+                direct: Some(path(&v, !plain)),
+                control_path: c.map(|c| path(&c, !plain)),
+                tries: vec![],
+            },
+            &Rules::default(),
+            layer,
+        );
+        assert_eq!(
+            (f.verdict, f.reason.map(|r| r.as_str())),
+            (verdict, reason),
+            "row `{name}`: {}",
+            f.detail
+        );
+        if let Some(r) = f.reason {
+            let want = if r.as_str().starts_with("transfer.") {
+                layer
+            } else {
+                r.layer()
+            };
+            assert_eq!(r.layer(), want, "row `{name}`");
+        }
+    }
+}
+
+#[test]
+fn plain_http_without_a_baseline_is_inconclusive() {
+    let page = P::Body {
+        status: 200,
+        title: "Home",
+        bytes: 3_000,
+        rate: 5e7,
+        timed_out: false,
+    };
+    let f = classify(
+        Evidence {
+            dns: Some(dns(&["93.184.216.34"])),
+            control: Some(ControlDns {
+                resolvers: vec![ControlObservation {
+                    resolver: "c".into(),
+                    dns: dns(&["93.184.216.34"]),
+                }],
+            }),
+            resolver_healthy: true,
+            direct: Some(path(&page, false)),
+            control_path: None,
+            tries: vec![],
+        },
+        &Rules::default(),
+        Layer::Http,
+    );
+    assert_eq!(f.verdict, Verdict::Inconclusive, "{}", f.detail);
+}
+
+#[test]
+fn dns_consistency_is_settled_by_the_certificate() {
+    let ev = |direct: P| Evidence {
+        dns: Some(dns(&["198.51.100.7"])),
+        control: Some(ControlDns {
+            resolvers: vec![ControlObservation {
+                resolver: "c".into(),
+                dns: dns(&["93.184.216.34"]),
+            }],
+        }),
+        resolver_healthy: true,
+        direct: Some(path(&direct, true)),
+        control_path: None,
+        tries: vec![],
+    };
+    // 198.51.100.0/24 is documentation space, hence a bogon: use a public-looking one instead.
+    let mut cdn = ev(PAGE);
+    cdn.dns = Some(dns(&["104.16.0.7"]));
+    let f = classify(cdn, &Rules::default(), Layer::Tls);
+    assert_eq!(
+        (f.verdict, f.reason),
+        (Verdict::Reachable, None),
+        "{}",
+        f.detail
+    );
+
+    let mut bp = ev(P::Cert("Доступ ограничен"));
+    bp.dns = Some(dns(&["104.16.0.7"]));
+    let f = classify(bp, &Rules::default(), Layer::Tls);
+    assert_eq!(
+        f.reason.map(|r| r.as_str()),
+        Some("dns.blockpage"),
+        "{}",
+        f.detail
+    );
+
+    let mut lie = ev(P::Tls(K::Reset, Some(false)));
+    lie.dns = Some(dns(&["104.16.0.7"]));
+    let f = classify(lie, &Rules::default(), Layer::Tls);
+    assert_eq!(
+        f.reason.map(|r| r.as_str()),
+        Some("dns.inconsistent"),
+        "{}",
+        f.detail
+    );
+}

@@ -602,11 +602,16 @@ fn connection(
             format!("{url}: the HTTP exchange fails ({})", k.as_str()),
             &c,
         ),
-        Outcome::Stall(at) => judge(
-            Some(Reason::TransferStall(layer)),
-            format!("{url}: the transfer froze after {at} bytes"),
-            &c,
-        ),
+        Outcome::Stall(at) => {
+            let wire = direct.hops.last().map_or(0, |h| h.wire_bytes_in);
+            judge(
+                Some(Reason::TransferStall(layer)),
+                format!(
+                    "{url}: the transfer froze after {at} body bytes ({wire} bytes on the wire)"
+                ),
+                &c,
+            )
+        }
         Outcome::RedirectLoop => match c {
             Control::Failed(_) => (
                 Down,

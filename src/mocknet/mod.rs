@@ -1,6 +1,7 @@
 //! `blockprobe mocknet`: a censored network on loopback, for users' CI smoke tests and our own
-//! end-to-end tests. This version runs the DNS side of it: a lying ISP resolver (UDP, TCP, DoT,
-//! DoH) and a truthful control resolver, driven by a scenario file whose targets carry the
+//! end-to-end tests: a lying ISP resolver (UDP, TCP, DoT, DoH), a truthful control resolver,
+//! origin servers, a censor in front of every target, a block-page server and a SOCKS5 proxy
+//! that is the uncensored outside view — driven by a scenario file whose targets carry the
 //! verdict a scan must reach.
 
 pub mod censor;
@@ -16,9 +17,18 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::Serialize;
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crate::mocknet::censor::{Behaviour as CensorBehaviour, Censor};
 use crate::mocknet::dns::MockDns;
+use crate::mocknet::origin::Origin;
 use crate::mocknet::pki::Pki;
-use crate::mocknet::scenario::{CANARY, Plan, Scenario};
+use crate::mocknet::scenario::{
+    CANARY, DnsMode, HttpMode, OriginMode, Plan, Scenario, SchemeMode, TcpMode, TlsMode,
+};
+use crate::mocknet::socks::SocksProxy;
+use crate::target::normalize_domain;
 
 /// Name the mock resolvers' certificate is issued for (DoT `#NAME`).
 pub const DNS_SERVER_NAME: &str = "dns.mocknet.test";
@@ -31,6 +41,8 @@ pub struct Ready {
     pub isp: Transports,
     /// The truthful control resolver.
     pub control: String,
+    /// The SOCKS5 proxy that is the uncensored outside view.
+    pub proxy: String,
     pub ca_file: PathBuf,
     pub targets_file: PathBuf,
     /// Arguments for `blockprobe` that scan this network (`scan` first).
@@ -49,15 +61,27 @@ pub struct Transports {
 pub struct MockNet {
     pub isp: MockDns,
     pub control: MockDns,
+    pub proxy: SocksProxy,
+    pub origin: Origin,
+    pub plain_origin: Origin,
     pub ready: Ready,
     pub plan: Plan,
+    /// The URL scanned for each scenario target, in order.
+    pub urls: Vec<String>,
+    _censors: Vec<Censor>,
     _dir: tempfile::TempDir,
+}
+
+/// A port on `ip` where nothing listens (bound, then released).
+fn closed_port(ip: IpAddr) -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind((ip, 0))?.local_addr()?.port())
 }
 
 impl MockNet {
     pub async fn start(scenario_path: &Path, timeout: &str) -> anyhow::Result<Self> {
         let plan = Scenario::load(scenario_path)?.plan()?;
         let pki = Pki::generate("blockprobe mocknet CA")?;
+        let rogue = Pki::generate("untrusted interception CA")?;
         let names = ["127.0.0.1", DNS_SERVER_NAME];
         let dot = pki.server_config(&names, &[b"dot"])?;
         let doh = pki.server_config(&names, &[b"http/1.1"])?;
@@ -69,6 +93,94 @@ impl MockNet {
             .await
             .context("cannot bind the control resolver")?;
 
+        // Origins: one HTTPS server with a certificate for every name, one plain HTTP server.
+        let mut cert_names: Vec<String> = plan
+            .scenario
+            .targets
+            .iter()
+            .map(|t| normalize_domain(&t.target))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!(e))?;
+        cert_names.push(crate::config::DEFAULT_DECOY_SNI.to_owned());
+        let cert_refs: Vec<&str> = cert_names.iter().map(String::as_str).collect();
+        let origin = Origin::start(lo, Some(pki.server_config(&cert_refs, &[b"http/1.1"])?))
+            .await
+            .context("cannot bind the origin")?;
+        let plain_origin = Origin::start(lo, None)
+            .await
+            .context("cannot bind the origin")?;
+
+        let mut censors = Vec::new();
+        let mut urls = Vec::new();
+        let mut outside: HashMap<String, SocketAddr> = HashMap::new();
+        for (i, t) in plan.scenario.targets.iter().enumerate() {
+            let n = u8::try_from(i + 1).expect("at most 250 targets");
+            let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 1, n));
+            let name = &cert_names[i];
+            let https = t.scheme == SchemeMode::Https;
+            let upstream = if https {
+                origin.addr
+            } else {
+                plain_origin.addr
+            };
+            let behaviour = match (t.tcp, t.tls, t.http, t.freeze, t.throttle) {
+                (Some(TcpMode::Drop), ..) => Some(CensorBehaviour::Drop),
+                (Some(TcpMode::Refuse), ..) => None,
+                (_, Some(TlsMode::Reset), ..) => {
+                    Some(CensorBehaviour::ResetSni(vec![name.clone()]))
+                }
+                (_, Some(TlsMode::Silence), ..) => {
+                    Some(CensorBehaviour::SilenceSni(vec![name.clone()]))
+                }
+                (_, Some(TlsMode::Intercept), ..) => Some(CensorBehaviour::Intercept(
+                    rogue.server_config(&[name.as_str()], &[b"http/1.1"])?,
+                )),
+                (_, _, Some(HttpMode::Blockpage), ..) => Some(CensorBehaviour::InjectBlockPage),
+                (_, _, _, Some(n), _) => Some(CensorBehaviour::FreezeAfter(n)),
+                (_, _, _, _, Some(r)) => Some(CensorBehaviour::Throttle(r)),
+                _ => Some(CensorBehaviour::Pass),
+            };
+            let down = t.origin == Some(OriginMode::Down);
+            let port = match behaviour {
+                Some(b) if !down => {
+                    let c = Censor::start(SocketAddr::new(ip, 0), upstream, b)
+                        .await
+                        .with_context(|| format!("cannot bind the censor for {name}"))?;
+                    let port = c.addr.port();
+                    censors.push(c);
+                    port
+                }
+                _ => closed_port(ip)?,
+            };
+            // The outside view: the origin itself (or, for a dead origin, a closed port).
+            let outside_addr = if down {
+                SocketAddr::new(ip, port)
+            } else {
+                upstream
+            };
+            outside.insert(name.clone(), outside_addr);
+            if t.dns == DnsMode::Blockpage {
+                let bp_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 2, n));
+                let b = if https {
+                    CensorBehaviour::Intercept(
+                        rogue.server_config(&["blockpage.isp"], &[b"http/1.1"])?,
+                    )
+                } else {
+                    CensorBehaviour::InjectBlockPage
+                };
+                censors.push(
+                    Censor::start(SocketAddr::new(bp_ip, port), upstream, b)
+                        .await
+                        .with_context(|| format!("cannot bind the block-page server for {name}"))?,
+                );
+            }
+            let scheme = if https { "https" } else { "http" };
+            urls.push(format!("{scheme}://{name}:{port}{}", t.path));
+        }
+        let proxy = SocksProxy::start(lo, outside)
+            .await
+            .context("cannot bind the SOCKS5 proxy")?;
+
         let dir = tempfile::Builder::new()
             .prefix("blockprobe-mocknet-")
             .tempdir()?;
@@ -76,8 +188,8 @@ impl MockNet {
         std::fs::write(&ca_file, pki.ca_pem())?;
         let targets_file = dir.path().join("targets.txt");
         let mut list = String::new();
-        for t in &plan.scenario.targets {
-            list.push_str(&t.target);
+        for u in &urls {
+            list.push_str(u);
             list.push('\n');
         }
         std::fs::write(&targets_file, list)?;
@@ -92,6 +204,14 @@ impl MockNet {
             ),
         };
         let control_spec = format!("udp://{}", control.udp);
+        let proxy_url = format!("socks5://{}", proxy.addr);
+        let stall = crate::cli::parse_duration(timeout)
+            .map(|d| {
+                humantime::format_duration(d / 2)
+                    .to_string()
+                    .replace(' ', "")
+            })
+            .map_err(|e| anyhow::anyhow!(e))?;
         let scan_args = vec![
             "scan".to_owned(),
             "-i".into(),
@@ -100,20 +220,22 @@ impl MockNet {
             format!("isp={}", isp_specs.udp),
             "--control-resolver".into(),
             format!("control={control_spec}"),
+            "--control-proxy".into(),
+            proxy_url.clone(),
             "--ca-file".into(),
             ca_file.display().to_string(),
             "--canary".into(),
             CANARY.into(),
             "--timeout".into(),
             timeout.into(),
-            // The mock network serves DNS only in this version: no origin servers to connect to.
-            "--probes".into(),
-            "dns".into(),
+            "--stall-timeout".into(),
+            stall,
         ];
         let ready = Ready {
             scenario: plan.scenario.name.clone(),
             isp: isp_specs,
             control: control_spec,
+            proxy: proxy_url,
             ca_file,
             targets_file,
             scan_args,
@@ -121,8 +243,13 @@ impl MockNet {
         Ok(Self {
             isp,
             control,
+            proxy,
+            origin,
+            plain_origin,
             ready,
             plan,
+            urls,
+            _censors: censors,
             _dir: dir,
         })
     }
@@ -148,9 +275,9 @@ impl MockNet {
             .map(serde_json::from_slice)
             .collect::<Result<_, _>>()?;
         let mut mismatches = Vec::new();
-        for t in &self.plan.scenario.targets {
+        for (t, url) in self.plan.scenario.targets.iter().zip(&self.urls) {
             let want_reason = t.expect.reason.as_deref();
-            let Some(r) = records.iter().find(|r| r["target"] == t.target.as_str()) else {
+            let Some(r) = records.iter().find(|r| r["target"] == url.as_str()) else {
                 mismatches.push(format!("{}: no record in the scan output", t.target));
                 continue;
             };

@@ -28,14 +28,83 @@ pub struct Scenario {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioTarget {
-    /// The target as a scan gets it (a domain in this version).
+    /// The name of the target; the scan gets a URL with the mock network's port.
     pub target: String,
     /// What the ISP resolver does for it.
     #[serde(default)]
     pub dns: DnsMode,
+    /// `https` (default) or `http`.
+    #[serde(default)]
+    pub scheme: SchemeMode,
+    /// Path of the URL the scan fetches (`/big` serves 256 KiB).
+    #[serde(default = "root")]
+    pub path: String,
+    /// What the censor does to TCP connections.
+    #[serde(default)]
+    pub tcp: Option<TcpMode>,
+    /// What the censor does to TLS handshakes for this name.
+    #[serde(default)]
+    pub tls: Option<TlsMode>,
+    /// What the censor does to plain HTTP.
+    #[serde(default)]
+    pub http: Option<HttpMode>,
+    /// Freeze the flow towards the client after this many bytes (the "16 KB freeze").
+    #[serde(default)]
+    pub freeze: Option<u64>,
+    /// Throttle the flow towards the client to this many bytes per second.
+    #[serde(default)]
+    pub throttle: Option<u64>,
+    /// `down`: the origin itself refuses connections (on every path).
+    #[serde(default)]
+    pub origin: Option<OriginMode>,
     #[serde(default)]
     pub note: String,
     pub expect: Expect,
+}
+
+fn root() -> String {
+    "/".into()
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchemeMode {
+    #[default]
+    Https,
+    Http,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TcpMode {
+    /// Connects hang (SYNs dropped).
+    Drop,
+    /// Connects are refused.
+    Refuse,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// RST after the ClientHello carrying this name.
+    Reset,
+    /// Swallow the ClientHello, answer nothing.
+    Silence,
+    /// Answer the handshake with an untrusted certificate and serve a block page.
+    Intercept,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpMode {
+    /// Answer plain-HTTP requests with a block page.
+    Blockpage,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OriginMode {
+    Down,
 }
 
 /// The ISP resolver's behaviour for one name.
@@ -61,6 +130,8 @@ pub enum DnsMode {
     Lie,
     /// The name does not exist anywhere (control included): the target is down.
     Missing,
+    /// Answer the address of the ISP's block-page server.
+    Blockpage,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,7 +210,35 @@ impl Scenario {
                 // (not a bogon), and a connection probe never leaves the machine.
                 DnsMode::Lie => Behaviour::Answer(vec![IpAddr::V4(Ipv4Addr::new(127, 0, 3, n))]),
                 DnsMode::Missing => Behaviour::NxDomain,
+                DnsMode::Blockpage => {
+                    Behaviour::Answer(vec![IpAddr::V4(Ipv4Addr::new(127, 0, 2, n))])
+                }
             };
+            let censors = [
+                t.tcp.is_some(),
+                t.tls.is_some(),
+                t.http.is_some(),
+                t.freeze.is_some(),
+                t.throttle.is_some(),
+            ];
+            if censors.iter().filter(|c| **c).count() > 1 {
+                bail!(
+                    "scenario target `{}`: one censor behaviour per target (tcp, tls, http, freeze or throttle)",
+                    t.target
+                );
+            }
+            if t.http.is_some() && t.scheme != SchemeMode::Http {
+                bail!(
+                    "scenario target `{}`: `http = ...` needs `scheme = \"http\"`",
+                    t.target
+                );
+            }
+            if t.tls.is_some() && t.scheme != SchemeMode::Https {
+                bail!(
+                    "scenario target `{}`: `tls = ...` needs an https target",
+                    t.target
+                );
+            }
             vantage = vantage.with(&name, lie);
             control = control.with(
                 &name,

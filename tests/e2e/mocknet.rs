@@ -57,7 +57,9 @@ async fn a_wrong_expectation_fails_check() {
 async fn behaviours_the_mock_cannot_produce_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     for (body, needle) in [
-        ("dns = \"nxdomain\"\ntls = \"reset\"", "tls"),
+        ("dns = \"nxdomain\"\nudp = \"drop\"", "udp"),
+        ("tls = \"reset\"\nfreeze = 16384", "one censor behaviour"),
+        ("tls = \"reset\"\nscheme = \"http\"", "https"),
         ("dns = \"teleport\"", "teleport"),
         (
             "expect = { verdict = \"blocked\", reason = \"dns.magic\" }",
@@ -85,7 +87,7 @@ async fn ready_line_drives_a_scan_and_sigterm_stops_the_network() {
     let dir = tempfile::tempdir().unwrap();
     let ready_file = dir.path().join("ready.json");
     let scenario =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("probes/scenarios/dns-all.toml");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("probes/scenarios/all.toml");
     let mut child = tokio::process::Command::new(bin())
         .args([
             "mocknet",
@@ -122,10 +124,10 @@ async fn ready_line_drives_a_scan_and_sigterm_stops_the_network() {
     let out = run(&args).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let recs = jsonl(&out.stdout);
-    assert_eq!(recs.len(), 10 * 4);
+    assert_eq!(recs.len(), 22 * 4);
     let nx_doh = recs
         .iter()
-        .find(|r| r["target"] == "nxdomain.example" && r["resolver"] == "doh")
+        .find(|r| r["host"] == "nxdomain.example" && r["resolver"] == "doh")
         .unwrap();
     assert_eq!(nx_doh["reason"], "dns.nxdomain");
 

@@ -209,8 +209,19 @@ impl MockDns {
             zone,
             counters: Counters::default(),
         });
-        let udp_sock = UdpSocket::bind((ip, port)).await?;
-        let tcp_l = TcpListener::bind(udp_sock.local_addr()?).await?;
+        // UDP and TCP share the port number; with port 0 the UDP pick may be taken for TCP,
+        // so try again a few times.
+        let mut tries = 0;
+        let (udp_sock, tcp_l) = loop {
+            let udp_sock = UdpSocket::bind((ip, port)).await?;
+            match TcpListener::bind(udp_sock.local_addr()?).await {
+                Ok(l) => break (udp_sock, l),
+                Err(e) if port == 0 && tries < 20 && e.kind() == std::io::ErrorKind::AddrInUse => {
+                    tries += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let mut srv = Self {
             udp: udp_sock.local_addr()?,
             tcp: tcp_l.local_addr()?,

@@ -53,6 +53,7 @@ const NAMES: &[&str] = &[
     "endless.test",
     "giant.test",
     "garbage.test",
+    "slowloris.test",
     "example.com",
 ];
 
@@ -200,6 +201,13 @@ async fn world() -> World {
     add(
         "endless.test",
         format!("https://endless.test:{p}/endless"),
+        "reachable",
+        None,
+        o,
+    );
+    add(
+        "slowloris.test",
+        format!("https://slowloris.test:{p}/slowloris"),
         "reachable",
         None,
         o,
@@ -387,6 +395,16 @@ async fn every_connection_reason_through_the_binary() {
         endless["evidence"]["direct"]["hops"][0]["http"]["transfer"]["capped"],
         true
     );
+    // A byte every 200 ms: never a stall, but the step's timeout bounds it.
+    let slow_loris = by("//slowloris.test");
+    let transfer = &slow_loris["evidence"]["direct"]["hops"][0]["http"]["transfer"];
+    assert_eq!(transfer["timed_out"], true, "{slow_loris:#}");
+    assert!(slow_loris["bytes"].as_u64().unwrap() < 20);
+    assert!(slow_loris["elapsed_ms"].as_f64().unwrap() < 3000.0);
+    let giant = by("//giant.test");
+    assert_eq!(giant["control_path_status"], "http:http", "{giant:#}");
+    let garbage = by("//garbage.test");
+    assert!(garbage["tls_error"].is_string(), "{garbage:#}");
     let lp = by("//loop.test");
     assert_eq!(lp["redirects"], 10);
     let ok = by("//ok.test");

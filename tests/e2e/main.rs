@@ -5,6 +5,7 @@ mod classify_conn;
 mod cli;
 mod conn;
 mod dns;
+mod docs;
 mod mocknet;
 mod support;
 mod targets;

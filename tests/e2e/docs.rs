@@ -1,0 +1,59 @@
+//! The documents stay true: the README's commands, the reason table, the report schema.
+
+use std::path::Path;
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
+}
+
+#[test]
+fn readme_commands_are_the_ones_ci_and_the_tests_use() {
+    let readme = read("README.md");
+    let ci = read(".ci/run");
+    let test_cmd = "cargo nextest run --locked --profile ci";
+    assert!(readme.contains(test_cmd));
+    assert!(
+        ci.lines().any(|l| l.trim() == test_cmd),
+        ".ci/run must call the README's test command"
+    );
+    // The "try it" command names a shipped scenario (every shipped scenario passes --check in
+    // mocknet::every_shipped_scenario_passes_check).
+    let try_it = readme
+        .lines()
+        .find(|l| l.contains("mocknet --scenario"))
+        .expect("README shows the mocknet command");
+    let scenario = try_it
+        .split_whitespace()
+        .find(|w| w.ends_with(".toml"))
+        .unwrap();
+    assert!(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(scenario)
+            .exists(),
+        "{scenario}"
+    );
+}
+
+#[test]
+fn every_reason_is_documented() {
+    let doc = read("docs/reasons.md");
+    for r in blockprobe::verdict::Reason::ALL {
+        assert!(
+            doc.contains(&format!("`{}`", r.as_str())),
+            "docs/reasons.md lacks {}",
+            r.as_str()
+        );
+    }
+}
+
+#[test]
+fn every_column_is_documented_with_the_schema_version() {
+    let doc = read("docs/report-schema.md");
+    assert!(doc.contains(&format!("version {}", blockprobe::report::SCHEMA_VERSION)));
+    for c in blockprobe::report::COLUMNS {
+        assert!(
+            doc.contains(&format!("`{c}`")),
+            "docs/report-schema.md lacks {c}"
+        );
+    }
+}

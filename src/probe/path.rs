@@ -288,19 +288,12 @@ async fn decoy(addr: SocketAddr, tls: &TlsClient, opts: &ConnOptions) -> TlsObse
                 .0
         }
         Err(f) => TlsObservation {
-            sni: opts.decoy_sni.clone(),
-            ok: false,
-            version: None,
-            alpn: None,
-            certs: Vec::new(),
-            verified: None,
-            cert_error: None,
             failure: Some(Failure::new(
                 f.kind,
                 format!("decoy connect: {}", f.message),
             )),
-            phase: None,
             elapsed,
+            ..TlsObservation::new(&opts.decoy_sni)
         },
     }
 }

@@ -52,6 +52,24 @@ pub struct TlsObservation {
     pub elapsed: Duration,
 }
 
+impl TlsObservation {
+    /// Nothing observed yet.
+    pub fn new(sni: &str) -> Self {
+        Self {
+            sni: sni.to_owned(),
+            ok: false,
+            version: None,
+            alpn: None,
+            certs: Vec::new(),
+            verified: None,
+            cert_error: None,
+            failure: None,
+            phase: None,
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
 /// Roots and provider, built once per run; each handshake gets its own recording verifier.
 #[derive(Clone)]
 pub struct TlsClient {
@@ -83,18 +101,7 @@ impl TlsClient {
             inner: self.webpki.clone(),
             seen: Mutex::default(),
         });
-        let mut obs = TlsObservation {
-            sni: sni.to_owned(),
-            ok: false,
-            version: None,
-            alpn: None,
-            certs: Vec::new(),
-            verified: None,
-            cert_error: None,
-            failure: None,
-            phase: None,
-            elapsed: Duration::ZERO,
-        };
+        let mut obs = TlsObservation::new(sni);
         let config = rustls::ClientConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
             .map(|b| {

@@ -187,6 +187,27 @@ fn path(p: &P, tls_port: bool) -> PathObservation {
     }
 }
 
+/// Evidence: the vantage answers `vantage_addr`, the control `93.184.216.34`.
+fn evidence(
+    vantage_addr: &str,
+    direct: PathObservation,
+    control_path: Option<PathObservation>,
+) -> Evidence {
+    Evidence {
+        dns: Some(dns(&[vantage_addr])),
+        control: Some(ControlDns {
+            resolvers: vec![ControlObservation {
+                resolver: "c".into(),
+                dns: dns(&["93.184.216.34"]),
+            }],
+        }),
+        resolver_healthy: true,
+        direct: Some(direct),
+        control_path,
+        tries: vec![],
+    }
+}
+
 const PAGE: P = P::Body {
     status: 200,
     title: "Home",
@@ -506,19 +527,11 @@ fn connection_table() {
     for (name, v, c, layer, verdict, reason) in rows {
         let plain = layer == Layer::Http;
         let f = classify(
-            Evidence {
-                dns: Some(dns(&["93.184.216.34"])),
-                control: Some(ControlDns {
-                    resolvers: vec![ControlObservation {
-                        resolver: "c".into(),
-                        dns: dns(&["93.184.216.34"]),
-                    }],
-                }),
-                resolver_healthy: true,
-                direct: Some(path(&v, !plain)),
-                control_path: c.map(|c| path(&c, !plain)),
-                tries: vec![],
-            },
+            evidence(
+                "93.184.216.34",
+                path(&v, !plain),
+                c.map(|c| path(&c, !plain)),
+            ),
             &Rules::default(),
             layer,
         );
@@ -549,19 +562,7 @@ fn plain_http_without_a_baseline_is_inconclusive() {
         timed_out: false,
     };
     let f = classify(
-        Evidence {
-            dns: Some(dns(&["93.184.216.34"])),
-            control: Some(ControlDns {
-                resolvers: vec![ControlObservation {
-                    resolver: "c".into(),
-                    dns: dns(&["93.184.216.34"]),
-                }],
-            }),
-            resolver_healthy: true,
-            direct: Some(path(&page, false)),
-            control_path: None,
-            tries: vec![],
-        },
+        evidence("93.184.216.34", path(&page, false), None),
         &Rules::default(),
         Layer::Http,
     );
@@ -570,23 +571,9 @@ fn plain_http_without_a_baseline_is_inconclusive() {
 
 #[test]
 fn dns_consistency_is_settled_by_the_certificate() {
-    let ev = |direct: P| Evidence {
-        dns: Some(dns(&["198.51.100.7"])),
-        control: Some(ControlDns {
-            resolvers: vec![ControlObservation {
-                resolver: "c".into(),
-                dns: dns(&["93.184.216.34"]),
-            }],
-        }),
-        resolver_healthy: true,
-        direct: Some(path(&direct, true)),
-        control_path: None,
-        tries: vec![],
-    };
-    // 198.51.100.0/24 is documentation space, hence a bogon: use a public-looking one instead.
-    let mut cdn = ev(PAGE);
-    cdn.dns = Some(dns(&["104.16.0.7"]));
-    let f = classify(cdn, &Rules::default(), Layer::Tls);
+    let ev = |direct: P| evidence("104.16.0.7", path(&direct, true), None);
+    // The vantage answers a public address the controls do not know.
+    let f = classify(ev(PAGE), &Rules::default(), Layer::Tls);
     assert_eq!(
         (f.verdict, f.reason),
         (Verdict::Reachable, None),
@@ -594,9 +581,11 @@ fn dns_consistency_is_settled_by_the_certificate() {
         f.detail
     );
 
-    let mut bp = ev(P::Cert("Доступ ограничен"));
-    bp.dns = Some(dns(&["104.16.0.7"]));
-    let f = classify(bp, &Rules::default(), Layer::Tls);
+    let f = classify(
+        ev(P::Cert("Доступ ограничен")),
+        &Rules::default(),
+        Layer::Tls,
+    );
     assert_eq!(
         f.reason.map(|r| r.as_str()),
         Some("dns.blockpage"),
@@ -604,9 +593,11 @@ fn dns_consistency_is_settled_by_the_certificate() {
         f.detail
     );
 
-    let mut lie = ev(P::Tls(K::Reset, Some(false)));
-    lie.dns = Some(dns(&["104.16.0.7"]));
-    let f = classify(lie, &Rules::default(), Layer::Tls);
+    let f = classify(
+        ev(P::Tls(K::Reset, Some(false))),
+        &Rules::default(),
+        Layer::Tls,
+    );
     assert_eq!(
         f.reason.map(|r| r.as_str()),
         Some("dns.inconsistent"),

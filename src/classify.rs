@@ -390,6 +390,17 @@ fn outcome(p: &PathObservation) -> Outcome<'_> {
     if let Some(tls) = &hop.tls
         && !tls.ok
     {
+        // Reset before a single byte came back, for the target's SNI and the decoy alike: the
+        // connection itself is being killed, whatever it carries — a TCP-level block.
+        let kind = tls.failure.as_ref().map(|f| f.kind);
+        let decoy_kind = hop
+            .decoy_tls
+            .as_ref()
+            .and_then(|d| d.failure.as_ref().map(|f| f.kind));
+        let resets = |k: Option<FailureKind>| matches!(k, Some(FailureKind::Reset));
+        if hop.wire_bytes_in == 0 && resets(kind) && resets(decoy_kind) {
+            return Outcome::Tcp(FailureKind::Reset);
+        }
         return Outcome::Tls {
             kind: tls.failure.as_ref().map_or(FailureKind::Other, |f| f.kind),
             decoy_ok: hop.decoy_tls.as_ref().map(|d| d.ok),
@@ -569,10 +580,7 @@ fn connection(
         }
         Outcome::Tcp(k) => judge(
             tcp_reason(k),
-            format!(
-                "{url}: TCP connect fails on every vantage address ({})",
-                k.as_str()
-            ),
+            format!("{url}: TCP fails on every vantage address ({})", k.as_str()),
             &c,
         ),
         Outcome::Tls { kind, decoy_ok } => {

@@ -19,6 +19,8 @@ pub enum Behaviour {
     Pass,
     /// Connects hang: the listener's accept queue is kept full.
     Drop,
+    /// Accept, then reset (RST) every connection at once, whatever it carries.
+    Reset,
     /// Reset (RST) the connection after a ClientHello whose SNI is listed.
     ResetSni(Vec<String>),
     /// Swallow the ClientHello of a listed SNI and never answer.
@@ -101,6 +103,11 @@ impl Censor {
 async fn handle(mut client: TcpStream, upstream: SocketAddr, b: Behaviour) -> std::io::Result<()> {
     match b {
         Behaviour::Pass => splice(client, upstream, Vec::new(), None, None).await,
+        Behaviour::Reset => {
+            client.set_zero_linger()?;
+            drop(client);
+            Ok(())
+        }
         Behaviour::ResetSni(names) => {
             let hello = read_client_hello(&mut client).await?;
             if sni_of(&hello).is_some_and(|s| names.iter().any(|n| n.eq_ignore_ascii_case(&s))) {

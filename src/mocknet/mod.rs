@@ -126,6 +126,7 @@ impl MockNet {
             let behaviour = match (t.tcp, t.tls, t.http, t.freeze, t.throttle) {
                 (Some(TcpMode::Drop), ..) => Some(CensorBehaviour::Drop),
                 (Some(TcpMode::Refuse), ..) => None,
+                (Some(TcpMode::Reset), ..) => Some(CensorBehaviour::Reset),
                 (_, Some(TlsMode::Reset), ..) => {
                     Some(CensorBehaviour::ResetSni(vec![name.clone()]))
                 }

@@ -81,6 +81,8 @@ pub enum TcpMode {
     Drop,
     /// Connects are refused.
     Refuse,
+    /// Connects succeed, then the connection is reset before any byte.
+    Reset,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

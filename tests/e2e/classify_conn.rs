@@ -42,6 +42,8 @@ fn dns(addrs: &[&str]) -> DnsObservation {
 enum P {
     Tcp(K),
     Tls(K, Option<bool>),
+    /// The target's SNI and the decoy both fail this way, before any byte came back.
+    TlsBoth(K),
     Cert(&'static str),
     HttpFail(K),
     Stall(u64),
@@ -130,6 +132,10 @@ fn path(p: &P, tls_port: bool) -> PathObservation {
         P::Tls(k, decoy) => {
             hop.tls = Some(tls_obs(false, Some(*k), None));
             hop.decoy_tls = decoy.map(|ok| tls_obs(ok, None, None));
+        }
+        P::TlsBoth(k) => {
+            hop.tls = Some(tls_obs(false, Some(*k), None));
+            hop.decoy_tls = Some(tls_obs(false, Some(*k), None));
         }
         P::Cert(body) => {
             hop.tls = Some(tls_obs(true, None, Some(false)));
@@ -268,6 +274,22 @@ fn connection_table() {
             Layer::Tls,
             Inconclusive,
             None,
+        ),
+        (
+            "reset at once for any SNI: a TCP-level block",
+            P::TlsBoth(K::Reset),
+            Some(PAGE),
+            Layer::Tls,
+            Blocked,
+            Some("tcp.reset"),
+        ),
+        (
+            "timeout for any SNI stays a TLS timeout",
+            P::TlsBoth(K::Timeout),
+            Some(PAGE),
+            Layer::Tls,
+            Blocked,
+            Some("tls.timeout"),
         ),
         (
             "sni reset, decoy works",

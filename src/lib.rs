@@ -101,9 +101,14 @@ fn run_mocknet(args: cli::MocknetArgs) -> anyhow::Result<ExitCode> {
             let total = net.plan.scenario.targets.len();
             let _ = writeln!(
                 stdout,
-                "{}: {} of {total} targets as expected",
+                "{}: {} of {total} targets as expected (traffic: {} DNS queries at the ISP \
+                 resolver, {} at the control, {} origin connections, {} proxy connects)",
                 net.plan.scenario.name,
-                total - mismatches.len()
+                total - mismatches.len(),
+                net.isp.hits(),
+                net.control.hits(),
+                net.origin.connections() + net.plain_origin.connections(),
+                net.proxy.connects(),
             );
             return Ok(if mismatches.is_empty() {
                 ExitCode::SUCCESS

@@ -79,6 +79,13 @@ async fn serve(
                 u16::from_be_bytes([b[4], b[5]]),
             )))
         }
+        4 => {
+            let mut b = [0u8; 18];
+            c.read_exact(&mut b).await?;
+            let mut ip = [0u8; 16];
+            ip.copy_from_slice(&b[..16]);
+            Some(SocketAddr::from((ip, u16::from_be_bytes([b[16], b[17]]))))
+        }
         3 => {
             let len = usize::from(c.read_u8().await?);
             let mut name = vec![0u8; len];

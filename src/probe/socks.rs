@@ -53,10 +53,26 @@ pub async fn connect(proxy: SocketAddr, host: &str, port: u16) -> Result<TcpStre
     if choice != [5, 0] {
         return Err(SocksError::Protocol);
     }
-    let name = host.as_bytes();
-    let len = u8::try_from(name.len()).map_err(|_| SocksError::Refused("host name too long"))?;
-    let mut req = vec![5, 1, 0, 3, len];
-    req.extend_from_slice(name);
+    let mut req = vec![5, 1, 0];
+    match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => {
+            req.push(1);
+            req.extend_from_slice(&v4.octets());
+        }
+        Ok(std::net::IpAddr::V6(v6)) => {
+            req.push(4);
+            req.extend_from_slice(&v6.octets());
+        }
+        Err(_) => {
+            // A name: the proxy resolves it (socks5h), outside the censored network.
+            let name = host.as_bytes();
+            let len =
+                u8::try_from(name.len()).map_err(|_| SocksError::Refused("host name too long"))?;
+            req.push(3);
+            req.push(len);
+            req.extend_from_slice(name);
+        }
+    }
     req.extend_from_slice(&port.to_be_bytes());
     s.write_all(&req).await?;
     let mut head = [0u8; 4];

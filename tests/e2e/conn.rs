@@ -255,6 +255,16 @@ async fn world() -> World {
         o,
     );
 
+    // An IP-address target: no DNS; the proxy gets the address itself (SOCKS5 ATYP 1).
+    let p = censor(&mut keep, C::Pass, plain.addr).await;
+    add(
+        "127.0.0.1",
+        format!("http://127.0.0.1:{p}/"),
+        "reachable",
+        None,
+        plain.addr,
+    );
+
     // Garbage instead of TLS, on both paths.
     let g = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gaddr = g.local_addr().unwrap();

@@ -30,6 +30,16 @@ async fn every_shipped_scenario_passes_check() {
             stderr(&out)
         );
         assert!(!text.lines().any(|l| l.starts_with("FAIL")), "{text}");
+        // The mock servers saw real traffic: no verdict without packets.
+        let summary = text.lines().last().unwrap();
+        let numbers: Vec<u64> = summary
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        // "N of M targets ... (traffic: Q DNS queries ..., C at the control, O origin
+        // connections, P proxy connects)"
+        assert_eq!(numbers.len(), 6, "{summary}");
+        assert!(numbers[2..].iter().all(|n| *n > 0), "{summary}");
         n += 1;
     }
     assert!(n >= 2, "scenarios found: {n}");

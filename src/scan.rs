@@ -33,9 +33,11 @@ use crate::target::{self, Host, Item, Scheme, Target};
 use crate::tls::TlsConfigs;
 use crate::verdict::{Layer, Verdict};
 
-/// Names kept in the control cache. Jobs of one target run close together, so a small LRU
+/// Names kept in the control DNS cache. Jobs of one target run close together, so a small LRU
 /// gives "one control lookup per name per run" without holding every name of a long list.
 const CONTROL_CACHE: usize = 4_096;
+/// Control-path fetches kept (bigger entries; needed only while a target's jobs run).
+const CONTROL_PATH_CACHE: usize = 1_024;
 
 /// How a scan ended.
 #[derive(Debug)]
@@ -53,16 +55,16 @@ struct VantageCtx {
 }
 
 /// Computes a value once per key and shares it with every job that asks, in bounded memory:
-/// an LRU of [`CONTROL_CACHE`] keys. Used for control DNS answers and control-path fetches.
+/// an LRU of `capacity` keys. Used for control DNS answers and control-path fetches.
 struct OnceLru<V> {
     cache: Mutex<lru::LruCache<String, Arc<OnceCell<Arc<V>>>>>,
 }
 
 impl<V> OnceLru<V> {
-    fn new() -> Self {
+    fn new(capacity: usize) -> Self {
         Self {
             cache: Mutex::new(lru::LruCache::new(
-                NonZeroUsize::new(CONTROL_CACHE).expect("nonzero"),
+                NonZeroUsize::new(capacity).expect("nonzero"),
             )),
         }
     }
@@ -240,8 +242,17 @@ async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
             Some(proxy) => Some(
                 ctx.controls
                     .paths
-                    .get(&target.input, || {
-                        path::fetch(&target, Route::Proxy(proxy), &ctx.tls, &ctx.conn)
+                    .get(&target.input, || async {
+                        let mut p =
+                            path::fetch(&target, Route::Proxy(proxy), &ctx.tls, &ctx.conn).await;
+                        // The control path is compared by status, title, length and rate; its
+                        // body bytes would only weigh on the cache.
+                        for hop in &mut p.hops {
+                            if let Some(h) = hop.http.as_mut() {
+                                h.head = Vec::new();
+                            }
+                        }
+                        p
                     })
                     .await,
             ),
@@ -345,8 +356,8 @@ pub async fn scan<W: Write>(cfg: ScanConfig, meta: RunMeta, out: W) -> anyhow::R
         vantages,
         controls: Controls {
             clients: control_clients,
-            dns: OnceLru::new(),
-            paths: OnceLru::new(),
+            dns: OnceLru::new(CONTROL_CACHE),
+            paths: OnceLru::new(CONTROL_PATH_CACHE),
         },
         probes: cfg.probes.clone(),
         conn: ConnOptions {

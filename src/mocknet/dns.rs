@@ -84,6 +84,8 @@ enum Reply {
 #[derive(Default)]
 struct Counters {
     total: AtomicU64,
+    /// TCP, DoT and DoH connections accepted.
+    connections: AtomicU64,
     per_name: Mutex<HashMap<String, u64>>,
 }
 
@@ -255,6 +257,11 @@ impl MockDns {
         self.inner.counters.total.load(Ordering::Relaxed)
     }
 
+    /// TCP, DoT and DoH connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.inner.counters.connections.load(Ordering::Relaxed)
+    }
+
     /// Queries received for one name (lowercase, no trailing dot).
     pub fn hits_for(&self, name: &str) -> u64 {
         self.inner
@@ -287,6 +294,7 @@ async fn serve_stream(l: TcpListener, inner: Arc<Inner>, tls: Option<Arc<rustls:
         let Ok((tcp, _)) = l.accept().await else {
             continue;
         };
+        inner.counters.connections.fetch_add(1, Ordering::Relaxed);
         let inner = inner.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -334,6 +342,7 @@ async fn serve_doh(l: TcpListener, inner: Arc<Inner>, tls: Arc<rustls::ServerCon
         let Ok((tcp, _)) = l.accept().await else {
             continue;
         };
+        inner.counters.connections.fetch_add(1, Ordering::Relaxed);
         let inner = inner.clone();
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
         tokio::spawn(async move {

@@ -206,6 +206,8 @@ pub struct DnsClient {
     timeout: Duration,
     /// How long to keep listening on UDP after the last first-response, for injected ones.
     window: Duration,
+    /// Idle DoH connections (used only by `https://` specs).
+    doh: DohPool,
 }
 
 impl DnsClient {
@@ -225,6 +227,7 @@ impl DnsClient {
             system,
             timeout,
             window,
+            doh: DohPool::default(),
         })
     }
 
@@ -273,7 +276,8 @@ impl DnsClient {
             ResolverSpec::Https { host, port, path } => {
                 let obs = self
                     .with_queries(name, start, |q| async move {
-                        doh_exchange(host, *port, path, self.tls.doh.clone(), &q, start).await
+                        let server = (host.as_str(), *port, path.as_str());
+                        doh_exchange(server, self.tls.doh.clone(), &self.doh, &q, start).await
                     })
                     .await;
                 ("doh", self.spec.to_string(), obs)
@@ -580,15 +584,40 @@ async fn tls_connect(
         .await?)
 }
 
-/// RFC 8484: one HTTP/1.1 connection, two POSTs of `application/dns-message`.
-async fn doh_exchange(
+type DohSender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// Idle DoH connections kept per resolver: a resolver, unlike a target, is a long-lived peer
+/// (browsers keep their DoH connection open), and the default controls are DoH.
+const DOH_IDLE: usize = 32;
+
+/// Idle keep-alive connections to one DoH server.
+#[derive(Default)]
+struct DohPool(std::sync::Mutex<Vec<DohSender>>);
+
+impl DohPool {
+    fn take(&self) -> Option<DohSender> {
+        let mut idle = self.0.lock().expect("doh pool lock");
+        while let Some(s) = idle.pop() {
+            if !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn give(&self, s: DohSender) {
+        let mut idle = self.0.lock().expect("doh pool lock");
+        if !s.is_closed() && idle.len() < DOH_IDLE {
+            idle.push(s);
+        }
+    }
+}
+
+async fn doh_connect(
     host: &str,
     port: u16,
-    path: &str,
     config: Arc<rustls::ClientConfig>,
-    queries: &[(u16, Vec<u8>); 2],
-    start: Instant,
-) -> anyhow::Result<[QueryObservation; 2]> {
+) -> anyhow::Result<DohSender> {
     let addr = match host.parse::<IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, port),
         Err(_) => tokio::net::lookup_host((host, port))
@@ -597,58 +626,117 @@ async fn doh_exchange(
             .ok_or_else(|| anyhow::anyhow!("no address for DoH host {host}"))?,
     };
     let tls = tls_connect(addr, host, config).await?;
-    let (mut sender, conn) =
+    let (sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
-    let driver = tokio::spawn(conn);
+    // The connection lives as long as a sender for it does (in use or idle in the pool).
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// One POST of `application/dns-message`. `Err` only when the connection itself failed.
+async fn doh_query(
+    sender: &mut DohSender,
+    authority: &str,
+    path: &str,
+    (id, wire): &(u16, Vec<u8>),
+    qtype: RecordType,
+    start: Instant,
+) -> anyhow::Result<QueryObservation> {
+    let req = http::Request::post(path)
+        .header(http::header::HOST, authority)
+        .header(http::header::CONTENT_TYPE, "application/dns-message")
+        .header(http::header::ACCEPT, "application/dns-message")
+        .body(Full::new(Bytes::copy_from_slice(wire)))?;
+    sender.ready().await?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status();
+    let body = Limited::new(resp.into_body(), MAX_DOH_BODY)
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading DoH body: {e}"))?
+        .to_bytes();
+    Ok(if !status.is_success() {
+        QueryObservation::failed(
+            qtype,
+            Failure::new(
+                FailureKind::Http,
+                format!("DoH server answered HTTP {status}"),
+            ),
+        )
+    } else {
+        match parse_response(&body, *id, qtype, start.elapsed()) {
+            Some(r) => QueryObservation::answered(qtype, r),
+            None => QueryObservation::failed(
+                qtype,
+                Failure::new(
+                    FailureKind::Malformed,
+                    "DoH body is not a DNS response to the query",
+                ),
+            ),
+        }
+    })
+}
+
+/// RFC 8484 over HTTP/1.1: the two queries one after the other on a kept-alive connection
+/// (a fresh one when the pool has none, or when a pooled one turns out to be dead).
+async fn doh_exchange(
+    (host, port, path): (&str, u16, &str),
+    config: Arc<rustls::ClientConfig>,
+    pool: &DohPool,
+    queries: &[(u16, Vec<u8>); 2],
+    start: Instant,
+) -> anyhow::Result<[QueryObservation; 2]> {
     let authority = if port == 443 {
         host.to_owned()
     } else {
         format!("{host}:{port}")
     };
-    let mut out: Vec<QueryObservation> = Vec::with_capacity(2);
-    for (i, (id, wire)) in queries.iter().enumerate() {
-        let req = http::Request::post(path)
-            .header(http::header::HOST, &authority)
-            .header(http::header::CONTENT_TYPE, "application/dns-message")
-            .header(http::header::ACCEPT, "application/dns-message")
-            .body(Full::new(Bytes::copy_from_slice(wire)))?;
-        sender.ready().await?;
-        let obs = match sender.send_request(req).await {
-            Ok(resp) => {
-                let status = resp.status();
-                let body = Limited::new(resp.into_body(), MAX_DOH_BODY)
-                    .collect()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("reading DoH body: {e}"))?
-                    .to_bytes();
-                if !status.is_success() {
-                    QueryObservation::failed(
-                        QTYPES[i],
-                        Failure::new(
-                            FailureKind::Http,
-                            format!("DoH server answered HTTP {status}"),
-                        ),
-                    )
-                } else {
-                    match parse_response(&body, *id, QTYPES[i], start.elapsed()) {
-                        Some(r) => QueryObservation::answered(QTYPES[i], r),
-                        None => QueryObservation::failed(
-                            QTYPES[i],
-                            Failure::new(
-                                FailureKind::Malformed,
-                                "DoH body is not a DNS response to the query",
-                            ),
-                        ),
-                    }
-                }
-            }
-            Err(e) => QueryObservation::failed(QTYPES[i], Failure::from_error(&e)),
-        };
-        out.push(obs);
-    }
-    driver.abort();
-    let aaaa = out.pop().expect("two");
-    let a = out.pop().expect("two");
+    let pooled = pool.take();
+    let reused = pooled.is_some();
+    let mut sender = match pooled {
+        Some(s) => s,
+        None => doh_connect(host, port, config.clone()).await?,
+    };
+    let a = match doh_query(
+        &mut sender,
+        &authority,
+        path,
+        &queries[0],
+        RecordType::A,
+        start,
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(_) if reused => {
+            // The server closed the idle connection under us: that is not an observation.
+            sender = doh_connect(host, port, config).await?;
+            doh_query(
+                &mut sender,
+                &authority,
+                path,
+                &queries[0],
+                RecordType::A,
+                start,
+            )
+            .await?
+        }
+        Err(e) => return Err(e),
+    };
+    let aaaa = match doh_query(
+        &mut sender,
+        &authority,
+        path,
+        &queries[1],
+        RecordType::AAAA,
+        start,
+    )
+    .await
+    {
+        Ok(o) => o,
+        Err(e) => QueryObservation::failed(RecordType::AAAA, Failure::from_error(e.as_ref())),
+    };
+    pool.give(sender);
     Ok([a, aaaa])
 }
 

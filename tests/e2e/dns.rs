@@ -258,3 +258,20 @@ async fn udp_retransmits_so_a_lost_datagram_is_not_a_timeout() {
     assert!(o.addresses().contains(&ip("127.0.0.21")));
     assert_eq!(net.vantage.hits_for("lossy.test"), 3);
 }
+
+#[tokio::test]
+async fn doh_keeps_its_connection_alive_across_names() {
+    let net = Net::start().await;
+    let doh = specs(&net).pop().unwrap();
+    let c = client(&net, doh);
+    for name in ["ok.test", "nx.test", "cname.test"] {
+        let o = c.lookup(name).await;
+        assert!(o.rcode().is_some(), "{name}: {o:#?}");
+    }
+    assert_eq!(net.vantage.hits(), 6);
+    assert_eq!(
+        net.vantage.connections(),
+        1,
+        "one DoH connection for three names"
+    );
+}

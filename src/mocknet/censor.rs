@@ -33,6 +33,17 @@ pub enum Behaviour {
     FreezeAfter(u64),
     /// Forward towards the client at this many bytes per second.
     Throttle(u64),
+    /// Forward, but stop forwarding towards the server after this many bytes (an upload
+    /// freeze); what the client sends after that is swallowed.
+    FreezeUpload(u64),
+}
+
+/// How `splice` shapes the two directions.
+#[derive(Clone, Copy, Default)]
+struct Shape {
+    freeze_down: Option<u64>,
+    freeze_up: Option<u64>,
+    rate_down: Option<u64>,
 }
 
 pub struct Censor {
@@ -102,7 +113,7 @@ impl Censor {
 
 async fn handle(mut client: TcpStream, upstream: SocketAddr, b: Behaviour) -> std::io::Result<()> {
     match b {
-        Behaviour::Pass => splice(client, upstream, Vec::new(), None, None).await,
+        Behaviour::Pass => splice(client, upstream, Vec::new(), Shape::default()).await,
         Behaviour::Reset => {
             client.set_zero_linger()?;
             drop(client);
@@ -115,7 +126,7 @@ async fn handle(mut client: TcpStream, upstream: SocketAddr, b: Behaviour) -> st
                 drop(client);
                 return Ok(());
             }
-            splice(client, upstream, hello, None, None).await
+            splice(client, upstream, hello, Shape::default()).await
         }
         Behaviour::SilenceSni(names) => {
             let hello = read_client_hello(&mut client).await?;
@@ -124,7 +135,7 @@ async fn handle(mut client: TcpStream, upstream: SocketAddr, b: Behaviour) -> st
                 while client.read(&mut sink).await? > 0 {}
                 return Ok(());
             }
-            splice(client, upstream, hello, None, None).await
+            splice(client, upstream, hello, Shape::default()).await
         }
         Behaviour::Intercept(cfg) => {
             if let Ok(s) = tokio_rustls::TlsAcceptor::from(cfg).accept(client).await {
@@ -136,8 +147,27 @@ async fn handle(mut client: TcpStream, upstream: SocketAddr, b: Behaviour) -> st
             serve_block_page(client).await;
             Ok(())
         }
-        Behaviour::FreezeAfter(n) => splice(client, upstream, Vec::new(), Some(n), None).await,
-        Behaviour::Throttle(rate) => splice(client, upstream, Vec::new(), None, Some(rate)).await,
+        Behaviour::FreezeAfter(n) => {
+            let shape = Shape {
+                freeze_down: Some(n),
+                ..Shape::default()
+            };
+            splice(client, upstream, Vec::new(), shape).await
+        }
+        Behaviour::FreezeUpload(n) => {
+            let shape = Shape {
+                freeze_up: Some(n),
+                ..Shape::default()
+            };
+            splice(client, upstream, Vec::new(), shape).await
+        }
+        Behaviour::Throttle(rate) => {
+            let shape = Shape {
+                rate_down: Some(rate),
+                ..Shape::default()
+            };
+            splice(client, upstream, Vec::new(), shape).await
+        }
         Behaviour::Drop => Ok(()),
     }
 }
@@ -198,14 +228,19 @@ pub fn sni_of(rec: &[u8]) -> Option<String> {
     None
 }
 
-/// Forwards both ways; towards the client it may stop after `freeze` bytes or pace at `rate`.
+/// Forwards both ways, shaped: either direction may freeze after some bytes (no FIN, no RST),
+/// and the download may be paced.
 async fn splice(
     client: TcpStream,
     upstream: SocketAddr,
     first: Vec<u8>,
-    freeze: Option<u64>,
-    rate: Option<u64>,
+    shape: Shape,
 ) -> std::io::Result<()> {
+    let Shape {
+        freeze_down: freeze,
+        freeze_up,
+        rate_down: rate,
+    } = shape;
     let mut up = TcpStream::connect(upstream).await?;
     up.set_nodelay(true)?;
     up.write_all(&first).await?;
@@ -213,7 +248,26 @@ async fn splice(
     let (mut ur, mut uw) = up.into_split();
     let (gone_tx, mut gone_rx) = tokio::sync::watch::channel(false);
     let to_up = async {
-        let _ = tokio::io::copy(&mut cr, &mut uw).await;
+        match freeze_up {
+            None => {
+                let _ = tokio::io::copy(&mut cr, &mut uw).await;
+            }
+            Some(limit) => {
+                let mut sent = first.len() as u64;
+                let mut buf = vec![0u8; 4096];
+                while let Ok(n) = cr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let room = usize::try_from(limit.saturating_sub(sent)).unwrap_or(usize::MAX);
+                    let take = n.min(room);
+                    if take > 0 && uw.write_all(&buf[..take]).await.is_err() {
+                        break;
+                    }
+                    sent += take as u64;
+                }
+            }
+        }
         let _ = uw.shutdown().await;
         let _ = gone_tx.send(true);
     };

@@ -124,6 +124,9 @@ impl MockNet {
                 plain_origin.addr
             };
             let behaviour = match (t.tcp, t.tls, t.http, t.freeze, t.throttle) {
+                _ if t.freeze_upload.is_some() => {
+                    t.freeze_upload.map(CensorBehaviour::FreezeUpload)
+                }
                 (Some(TcpMode::Drop), ..) => Some(CensorBehaviour::Drop),
                 (Some(TcpMode::Refuse), ..) => None,
                 (Some(TcpMode::Reset), ..) => Some(CensorBehaviour::Reset),

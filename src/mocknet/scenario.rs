@@ -54,6 +54,9 @@ pub struct ScenarioTarget {
     /// Throttle the flow towards the client to this many bytes per second.
     #[serde(default)]
     pub throttle: Option<u64>,
+    /// Freeze the flow towards the server after this many bytes (an upload freeze).
+    #[serde(default)]
+    pub freeze_upload: Option<u64>,
     /// `down`: the origin itself refuses connections (on every path).
     #[serde(default)]
     pub origin: Option<OriginMode>,
@@ -222,10 +225,11 @@ impl Scenario {
                 t.http.is_some(),
                 t.freeze.is_some(),
                 t.throttle.is_some(),
+                t.freeze_upload.is_some(),
             ];
             if censors.iter().filter(|c| **c).count() > 1 {
                 bail!(
-                    "scenario target `{}`: one censor behaviour per target (tcp, tls, http, freeze or throttle)",
+                    "scenario target `{}`: one censor behaviour per target (tcp, tls, http, freeze, freeze_upload or throttle)",
                     t.target
                 );
             }

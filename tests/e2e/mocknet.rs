@@ -134,7 +134,7 @@ async fn ready_line_drives_a_scan_and_sigterm_stops_the_network() {
     let out = run(&args).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let recs = jsonl(&out.stdout);
-    assert_eq!(recs.len(), 23 * 4);
+    assert_eq!(recs.len(), 24 * 4);
     let nx_doh = recs
         .iter()
         .find(|r| r["host"] == "nxdomain.example" && r["resolver"] == "doh")
@@ -150,4 +150,31 @@ async fn ready_line_drives_a_scan_and_sigterm_stops_the_network() {
             .success()
     );
     assert_eq!(child.wait().await.unwrap().code(), Some(0));
+}
+
+/// The censor's upload freeze forwards exactly N bytes towards the server, then swallows the
+/// rest without closing or resetting anything.
+#[tokio::test]
+async fn censor_freezes_uploads_after_n_bytes() {
+    use blockprobe::mocknet::censor::{Behaviour, Censor};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    let received = tokio::spawn(async move {
+        let (mut s, _) = upstream.accept().await.unwrap();
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).await.unwrap();
+        all.len()
+    });
+    let censor = Censor::start(
+        "127.0.0.1:0".parse().unwrap(),
+        up_addr,
+        Behaviour::FreezeUpload(16 * 1024),
+    )
+    .await
+    .unwrap();
+    let mut c = tokio::net::TcpStream::connect(censor.addr).await.unwrap();
+    c.write_all(&vec![b'u'; 48 * 1024]).await.unwrap();
+    c.shutdown().await.unwrap();
+    assert_eq!(received.await.unwrap(), 16 * 1024);
 }

@@ -187,6 +187,11 @@ pub struct ScanArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub injection_window: Option<Duration>,
 
+    /// At most this many DNS queries per second to each resolver (vantage and control; a
+    /// lookup is A + AAAA = 2 queries); 0 = unlimited [default: 0].
+    #[arg(long, value_name = "QPS")]
+    pub rate: Option<f64>,
+
     /// Identifier written in every record [default: generated from time and randomness].
     #[arg(long, value_name = "ID")]
     pub run_id: Option<String>,

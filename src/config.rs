@@ -111,6 +111,7 @@ pub struct FileConfig {
     pub canaries: Option<Vec<String>>,
     pub injection_window: Option<String>,
     pub decoy_sni: Option<String>,
+    pub rate: Option<f64>,
     pub max_redirects: Option<u32>,
     pub max_body: Option<String>,
     pub stall_timeout: Option<String>,
@@ -132,6 +133,8 @@ pub struct DnsOptions {
     pub timeout: Duration,
     pub injection_window: Duration,
     pub canaries: Vec<String>,
+    /// Queries per second per resolver; 0 = unlimited.
+    pub rate: f64,
 }
 
 /// The connection steps' settings.
@@ -322,6 +325,10 @@ impl ScanConfig {
             }
             (None, None) => DEFAULT_WINDOW,
         };
+        let rate = args.rate.or(file.rate).unwrap_or(0.0);
+        if !(rate >= 0.0 && rate.is_finite()) {
+            bail!("--rate must be a number of queries per second, 0 for unlimited");
+        }
         let concurrency = args
             .concurrency
             .or(file.concurrency)
@@ -392,6 +399,7 @@ impl ScanConfig {
                 timeout,
                 injection_window,
                 canaries,
+                rate,
             },
             conn,
             concurrency,

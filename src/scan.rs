@@ -317,7 +317,8 @@ pub async fn scan<W: Write>(cfg: ScanConfig, meta: RunMeta, out: W) -> anyhow::R
             tls.clone(),
             timeout,
             cfg.dns.injection_window,
-        )?;
+        )?
+        .with_rate(cfg.dns.rate);
         vantages.push(VantageCtx {
             vantage: v.clone(),
             client,
@@ -328,7 +329,8 @@ pub async fn scan<W: Write>(cfg: ScanConfig, meta: RunMeta, out: W) -> anyhow::R
     for c in &cfg.controls {
         control_clients.push((
             c.name.clone(),
-            DnsClient::new(c.spec.clone(), tls.clone(), timeout, Duration::ZERO)?,
+            DnsClient::new(c.spec.clone(), tls.clone(), timeout, Duration::ZERO)?
+                .with_rate(cfg.dns.rate),
         ));
     }
     // Open every input before measuring anything: an unreadable file is a usage error.

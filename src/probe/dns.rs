@@ -208,6 +208,27 @@ pub struct DnsClient {
     window: Duration,
     /// Idle DoH connections (used only by `https://` specs).
     doh: DohPool,
+    /// Spacing of lookups when a query rate is set.
+    pacer: Option<Pacer>,
+}
+
+/// Spaces calls evenly: a lookup (A + AAAA) takes the next free slot, `interval` after the last.
+/// Resolvers that rate-limit would otherwise turn a fast scan into false `dns.timeout`s.
+struct Pacer {
+    interval: Duration,
+    next: std::sync::Mutex<Instant>,
+}
+
+impl Pacer {
+    async fn wait(&self) {
+        let slot = {
+            let mut next = self.next.lock().expect("pacer lock");
+            let slot = (*next).max(Instant::now());
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
 }
 
 impl DnsClient {
@@ -228,7 +249,17 @@ impl DnsClient {
             timeout,
             window,
             doh: DohPool::default(),
+            pacer: None,
         })
+    }
+
+    /// Limits this resolver to `qps` queries per second (a lookup is two queries).
+    pub fn with_rate(mut self, qps: f64) -> Self {
+        self.pacer = (qps > 0.0).then(|| Pacer {
+            interval: Duration::from_secs_f64(2.0 / qps),
+            next: std::sync::Mutex::new(Instant::now()),
+        });
+        self
     }
 
     pub fn spec(&self) -> &ResolverSpec {
@@ -237,6 +268,9 @@ impl DnsClient {
 
     /// Queries A and AAAA for `name` (ASCII, no trailing dot). Never fails: failures are data.
     pub async fn lookup(&self, name: &str) -> DnsObservation {
+        if let Some(p) = &self.pacer {
+            p.wait().await;
+        }
         let start = Instant::now();
         let (transport, server, [a, aaaa]) = match &self.spec {
             ResolverSpec::System => {

@@ -275,3 +275,22 @@ async fn doh_keeps_its_connection_alive_across_names() {
         "one DoH connection for three names"
     );
 }
+
+/// `--rate`: lookups are spaced, never sent faster than the limit (a lower bound on time is
+/// the limiter's contract, not a timing race).
+#[tokio::test]
+async fn rate_limit_spaces_lookups() {
+    let net = Net::start().await;
+    let c = client(&net, ResolverSpec::Udp(net.vantage.udp)).with_rate(40.0);
+    let start = std::time::Instant::now();
+    for _ in 0..5 {
+        c.lookup("ok.test").await;
+    }
+    // 5 lookups = 10 queries at 40 q/s: the 5th waits at least 4 × 50 ms.
+    assert!(
+        start.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(net.vantage.hits(), 10);
+}

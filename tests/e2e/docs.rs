@@ -57,3 +57,14 @@ fn every_column_is_documented_with_the_schema_version() {
         );
     }
 }
+
+#[test]
+fn the_config_example_parses() {
+    let doc = read("docs/config.md");
+    let start = doc.find("```toml\n").expect("a TOML example") + "```toml\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let cfg: blockprobe::config::FileConfig =
+        toml::from_str(&doc[start..end]).unwrap_or_else(|e| panic!("docs/config.md: {e}"));
+    assert_eq!(cfg.rate, Some(50.0));
+    assert_eq!(cfg.resolvers.unwrap().len(), 2);
+}

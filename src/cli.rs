@@ -30,6 +30,22 @@ pub enum Command {
     Scan(Box<ScanArgs>),
     /// Run a mock censored network on loopback (for smoke tests and trying blockprobe offline).
     Mocknet(MocknetArgs),
+    /// Print a man page or shell completions, rendered from this command line.
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// The man page (roff) on standard output: `blockprobe generate man > blockprobe.1`.
+    Man,
+    /// Completions for SHELL on standard output (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 const MOCKNET_EXAMPLES: &str = "\
@@ -72,8 +88,14 @@ Examples:
   # A Citizen Lab test list through two vantages, as CSV:
   blockprobe scan -i global.csv --resolver isp=system --resolver dot=tls://1.1.1.1#one.one.one.one -o out.csv
 
-  # CI smoke test: fail when anything is blocked
-  blockprobe scan -i targets.txt --probes dns --fail-on blocked,throttled --quiet
+  # With a control path outside the censored network (tells blocked from down, and throttling)
+  blockprobe scan t.me youtube.com --control-proxy socks5://127.0.0.1:1080
+
+  # CI smoke test: fail when anything is blocked or throttled
+  blockprobe scan -i targets.txt --fail-on blocked,throttled --quiet
+
+  # Try it offline against the bundled mock censored network
+  blockprobe mocknet --scenario probes/scenarios/russia.toml --check
 
 Resolver SPEC forms: system | udp://IP[:PORT] | tcp://IP[:PORT] | tls://IP[:PORT]#NAME | \
 https://HOST[:PORT]/PATH | IP[:PORT] (udp).

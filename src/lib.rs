@@ -35,6 +35,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Scan(args) => run_scan(*args),
         Command::Mocknet(args) => run_mocknet(args),
+        Command::Generate { what } => generate(what),
     };
     match result {
         Ok(code) => code,
@@ -144,4 +145,17 @@ async fn wait_for_shutdown() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+fn generate(what: cli::Generate) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory as _;
+    let mut cmd = Cli::command();
+    let mut out = io::stdout().lock();
+    match what {
+        cli::Generate::Man => clap_mangen::Man::new(cmd).render(&mut out)?,
+        cli::Generate::Completions { shell } => {
+            clap_complete::generate(shell, &mut cmd, "blockprobe", &mut out);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

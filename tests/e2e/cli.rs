@@ -464,3 +464,54 @@ async fn a_closed_pipe_ends_the_scan_quietly() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!stderr(&out).contains("error"), "{}", stderr(&out));
 }
+
+/// `--help` is part of the interface: a change to it must be deliberate. Regenerate with
+/// `BLOCKPROBE_UPDATE_SNAPSHOTS=1 cargo nextest run help_snapshots`.
+#[test]
+fn help_snapshots() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    for (file, args) in [
+        ("help.txt", &["--help"][..]),
+        ("scan-help.txt", &["scan", "--help"][..]),
+        ("mocknet-help.txt", &["mocknet", "--help"][..]),
+    ] {
+        let out = std::process::Command::new(crate::support::bin())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let got = String::from_utf8(out.stdout).unwrap();
+        let path = dir.join(file);
+        if std::env::var_os("BLOCKPROBE_UPDATE_SNAPSHOTS").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(
+            got, want,
+            "{file} changed: review it and regenerate the snapshot"
+        );
+    }
+}
+
+#[test]
+fn generate_man_and_completions() {
+    for (args, needle) in [
+        (&["generate", "man"][..], ".TH blockprobe"),
+        (&["generate", "completions", "bash"][..], "_blockprobe"),
+        (
+            &["generate", "completions", "zsh"][..],
+            "#compdef blockprobe",
+        ),
+    ] {
+        let out = std::process::Command::new(crate::support::bin())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(needle),
+            "{args:?}"
+        );
+    }
+}

@@ -6,6 +6,7 @@
 //! an LRU, and records are written and dropped one by one.
 
 use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -14,8 +15,6 @@ use anyhow::Context as _;
 use futures::StreamExt as _;
 use tokio::sync::{OnceCell, mpsc, watch};
 use tokio::time::Instant;
-
-use std::net::{IpAddr, SocketAddr};
 
 use crate::classify::{
     ControlDns, ControlObservation, Evidence, Finding, Rules, classify, is_bogon,
@@ -215,6 +214,7 @@ async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
         None => (None, None),
     };
     let addrs = match (&target.host, &dns, &control) {
+        _ if !connect => Vec::new(),
         (Host::Ip(ip), _, _) => vec![(*ip, AddrSource::Vantage)],
         (_, Some(d), Some(c)) if d.injected_addresses().is_none() => direct_addrs(d, c),
         _ => Vec::new(),
@@ -232,7 +232,7 @@ async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
         control_path: None,
         tries: Vec::new(),
     };
-    if !connect || addrs.is_empty() {
+    if addrs.is_empty() {
         let finding = classify(base, &ctx.rules, layer);
         return Record::new(&ctx.meta, &target, &v.vantage, finding, start.elapsed());
     }

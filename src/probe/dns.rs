@@ -731,42 +731,19 @@ async fn doh_exchange(
         Some(s) => s,
         None => doh_connect(host, port, config.clone()).await?,
     };
-    let a = match doh_query(
-        &mut sender,
-        &authority,
-        path,
-        &queries[0],
-        RecordType::A,
-        start,
-    )
-    .await
-    {
+    let ask = async |s: &mut DohSender, i: usize| {
+        doh_query(s, &authority, path, &queries[i], QTYPES[i], start).await
+    };
+    let a = match ask(&mut sender, 0).await {
         Ok(a) => a,
         Err(_) if reused => {
             // The server closed the idle connection under us: that is not an observation.
             sender = doh_connect(host, port, config).await?;
-            doh_query(
-                &mut sender,
-                &authority,
-                path,
-                &queries[0],
-                RecordType::A,
-                start,
-            )
-            .await?
+            ask(&mut sender, 0).await?
         }
         Err(e) => return Err(e),
     };
-    let aaaa = match doh_query(
-        &mut sender,
-        &authority,
-        path,
-        &queries[1],
-        RecordType::AAAA,
-        start,
-    )
-    .await
-    {
+    let aaaa = match ask(&mut sender, 1).await {
         Ok(o) => o,
         Err(e) => QueryObservation::failed(RecordType::AAAA, Failure::from_error(e.as_ref())),
     };

@@ -379,11 +379,19 @@ fn outcome(p: &PathObservation) -> Outcome<'_> {
         t.source == AddrSource::Vantage || hop.tcp.iter().all(|x| x.source == AddrSource::Control)
     };
     if !hop.tcp.iter().filter(ours).any(|t| t.ok) {
+        // A censor's signature (timeout, refusal, reset) outranks a local "no route": a v4
+        // address blackholed next to a v6 one this host cannot reach is still a block.
+        let rank = |k: FailureKind| match k {
+            FailureKind::Timeout | FailureKind::Refused | FailureKind::Reset => 0,
+            FailureKind::Eof => 1,
+            _ => 2,
+        };
         let kind = hop
             .tcp
             .iter()
             .filter(ours)
-            .find_map(|t| t.failure.as_ref().map(|f| f.kind))
+            .filter_map(|t| t.failure.as_ref().map(|f| f.kind))
+            .min_by_key(|k| rank(*k))
             .unwrap_or(FailureKind::Other);
         return Outcome::Tcp(kind);
     }

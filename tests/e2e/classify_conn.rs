@@ -575,6 +575,29 @@ fn connection_table() {
 }
 
 #[test]
+fn an_unroutable_v6_address_does_not_hide_a_blackholed_v4_one() {
+    let mut direct = path(&P::Tcp(K::Unreachable), true);
+    direct.hops[0].tcp.push(TcpAttempt {
+        addr: "93.184.216.34:443".parse().unwrap(),
+        source: AddrSource::Vantage,
+        ok: false,
+        failure: Some(Failure::new(K::Timeout, "x")),
+        elapsed: Duration::ZERO,
+    });
+    let f = classify(
+        evidence("93.184.216.34", direct, Some(path(&PAGE, true))),
+        &Rules::default(),
+        Layer::Tls,
+    );
+    assert_eq!(
+        f.reason.map(|r| r.as_str()),
+        Some("tcp.timeout"),
+        "{}",
+        f.detail
+    );
+}
+
+#[test]
 fn plain_http_without_a_baseline_is_inconclusive() {
     let page = P::Body {
         status: 200,

@@ -81,6 +81,11 @@ pub struct Evidence {
     pub direct: Option<PathObservation>,
     /// The same fetch through the control proxy; `None` without `--control-proxy`.
     pub control_path: Option<PathObservation>,
+    /// When the vantage answers differ from the controls' and the target is not fetched over
+    /// TLS: a handshake with the name on port 443 of the first vantage address, whose verified
+    /// certificate would prove CDN variance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<crate::probe::tls::TlsObservation>,
     /// With `--repeat N`: the outcome of each try (`verdict` or `verdict:reason`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tries: Vec<String>,
@@ -251,9 +256,9 @@ fn decide(ev: &Evidence, rules: &Rules, transfer_layer: Layer) -> Decision {
                     ),
                 );
             }
-            let proven = first
-                .and_then(|h| h.tls.as_ref())
-                .is_some_and(|t| t.ok && t.verified == Some(true));
+            let verifies = |t: &crate::probe::tls::TlsObservation| t.ok && t.verified == Some(true);
+            let proven = first.and_then(|h| h.tls.as_ref()).is_some_and(verifies)
+                || ev.consistency.as_ref().is_some_and(verifies);
             if !proven {
                 let why = if direct.is_some() {
                     " and do not present a valid certificate for the name"

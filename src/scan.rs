@@ -230,6 +230,7 @@ async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
         resolver_healthy: v.healthy,
         direct: None,
         control_path: None,
+        consistency: None,
         tries: Vec::new(),
     };
     if addrs.is_empty() {
@@ -270,7 +271,37 @@ async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
         }
         tries
     };
-    let (tries, control_path) = tokio::join!(direct, control_path);
+    // DNS consistency for targets not fetched over TLS (plain-HTTP URLs, other ports): a
+    // certificate for the name on port 443 of the vantage address settles CDN variance.
+    let consistency = async {
+        let first = addrs.iter().find(|(_, src)| *src == AddrSource::Vantage)?;
+        let name = target.name()?;
+        let disjoint = match (&base.dns, &base.control) {
+            (Some(d), Some(c)) => d.addresses().is_disjoint(&c.addresses()),
+            _ => false,
+        };
+        let fetched_over_tls =
+            target.scheme == Scheme::Https || (target.scheme == Scheme::None && target.port == 443);
+        if !disjoint || fetched_over_tls || !ctx.probes.contains(&Probe::Tls) {
+            return None;
+        }
+        let addr = SocketAddr::new(first.0, 443);
+        let (stream, elapsed) = crate::probe::tcp::connect(addr, ctx.conn.timeout).await;
+        Some(match stream {
+            Ok(s) => {
+                ctx.tls
+                    .handshake(s, name, &[b"http/1.1"], ctx.conn.timeout)
+                    .await
+                    .0
+            }
+            Err(f) => crate::probe::tls::TlsObservation {
+                failure: Some(f),
+                elapsed,
+                ..crate::probe::tls::TlsObservation::new(name)
+            },
+        })
+    };
+    let (tries, control_path, consistency) = tokio::join!(direct, control_path, consistency);
     let control_path = control_path.map(|p| (*p).clone());
 
     // Classify every try; the most frequent outcome wins (the first try breaks ties), and the
@@ -281,6 +312,7 @@ async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
             let ev = Evidence {
                 direct: Some(direct),
                 control_path: control_path.clone(),
+                consistency: consistency.clone(),
                 ..base.clone()
             };
             classify(ev, &ctx.rules, layer)

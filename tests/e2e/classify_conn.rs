@@ -210,6 +210,7 @@ fn evidence(
         resolver_healthy: true,
         direct: Some(direct),
         control_path,
+        consistency: None,
         tries: vec![],
     }
 }
@@ -642,6 +643,50 @@ fn dns_consistency_is_settled_by_the_certificate() {
         ev(P::Tls(K::Reset, Some(false))),
         &Rules::default(),
         Layer::Tls,
+    );
+    assert_eq!(
+        f.reason.map(|r| r.as_str()),
+        Some("dns.inconsistent"),
+        "{}",
+        f.detail
+    );
+}
+
+#[test]
+fn a_plain_http_target_on_a_cdn_is_settled_by_a_handshake_on_443() {
+    let page = P::Body {
+        status: 200,
+        title: "Home",
+        bytes: 3_000,
+        rate: 5e7,
+        timed_out: false,
+    };
+    let ev = |consistency| Evidence {
+        consistency,
+        ..evidence("104.16.0.7", path(&page, false), Some(path(&page, false)))
+    };
+    let f = classify(ev(None), &Rules::default(), Layer::Http);
+    assert_eq!(
+        f.reason.map(|r| r.as_str()),
+        Some("dns.inconsistent"),
+        "{}",
+        f.detail
+    );
+    let f = classify(
+        ev(Some(tls_obs(true, None, Some(true)))),
+        &Rules::default(),
+        Layer::Http,
+    );
+    assert_eq!(
+        (f.verdict, f.reason),
+        (Verdict::Reachable, None),
+        "{}",
+        f.detail
+    );
+    let f = classify(
+        ev(Some(tls_obs(true, None, Some(false)))),
+        &Rules::default(),
+        Layer::Http,
     );
     assert_eq!(
         f.reason.map(|r| r.as_str()),

@@ -287,15 +287,28 @@ impl MockNet {
             };
             let got_verdict = r["verdict"].as_str().unwrap_or("?");
             let got_reason = r["reason"].as_str();
-            let ok = got_verdict == t.expect.verdict && got_reason == want_reason;
+            // The layer is the reason's prefix; a transfer's is its connection's.
+            let want_layer = want_reason.map(|r| match r.split('.').next() {
+                Some("transfer") if t.scheme == SchemeMode::Http => "http",
+                Some("transfer") => "tls",
+                Some(prefix) => prefix,
+                None => "",
+            });
+            let got_layer = r["layer"].as_str();
+            let ok = got_verdict == t.expect.verdict
+                && got_reason == want_reason
+                && got_layer == want_layer;
             let line = format!(
-                "{:<4} {:<28} expected {}{}, got {}{} ({})",
+                "{:<4} {:<28} expected {}{}, got {}{}{} ({})",
                 if ok { "ok" } else { "FAIL" },
                 t.target,
                 t.expect.verdict,
                 want_reason.map(|r| format!(" {r}")).unwrap_or_default(),
                 got_verdict,
                 got_reason.map(|r| format!(" {r}")).unwrap_or_default(),
+                got_layer
+                    .map(|l| format!(" [layer {l}]"))
+                    .unwrap_or_default(),
                 r["detail"].as_str().unwrap_or(""),
             );
             writeln!(out, "{line}")?;

@@ -42,6 +42,8 @@ pub enum Behaviour {
     },
     /// Tear the connection down (TCP, DoT, DoH); silence over UDP.
     Reset,
+    /// Over UDP, an empty answer with the TC (truncated) bit; over TCP the full answer.
+    Truncated(Vec<IpAddr>),
     /// Ignore the first `drop` queries for the name (a lossy path), then answer `addrs`.
     Lossy {
         drop: u64,
@@ -113,8 +115,10 @@ impl Inner {
             *n
         };
 
+        let truncate = udp && matches!(self.zone.behaviour(&qname), Behaviour::Truncated(_));
         let respond = |rcode: ResponseCode, cname: Option<&str>, addrs: &[IpAddr]| {
             let mut msg = Message::response(query.metadata.id, OpCode::Query);
+            msg.metadata.truncation = truncate;
             msg.metadata.message_type = MessageType::Response;
             msg.metadata.recursion_desired = query.metadata.recursion_desired;
             msg.metadata.recursion_available = true;
@@ -131,7 +135,7 @@ impl Inner {
                 ));
                 owner = t;
             }
-            for ip in addrs {
+            for ip in addrs.iter().filter(|_| !truncate) {
                 let data = match (ip, qtype) {
                     (IpAddr::V4(v4), RecordType::A) => RData::A(A(*v4)),
                     (IpAddr::V6(v6), RecordType::AAAA) => RData::AAAA(AAAA(*v6)),
@@ -154,6 +158,9 @@ impl Inner {
             Behaviour::ServFail => Reply::Send(vec![respond(ResponseCode::ServFail, None, &[])]),
             Behaviour::Refused => Reply::Send(vec![respond(ResponseCode::Refused, None, &[])]),
             Behaviour::Silent => Reply::Silent,
+            Behaviour::Truncated(addrs) => {
+                Reply::Send(vec![respond(ResponseCode::NoError, None, addrs)])
+            }
             Behaviour::Lossy { drop, .. } if seen <= *drop => Reply::Silent,
             Behaviour::Lossy { addrs, .. } => {
                 Reply::Send(vec![respond(ResponseCode::NoError, None, addrs)])

@@ -262,10 +262,6 @@ impl DnsClient {
         self
     }
 
-    pub fn spec(&self) -> &ResolverSpec {
-        &self.spec
-    }
-
     /// Queries A and AAAA for `name` (ASCII, no trailing dot). Never fails: failures are data.
     pub async fn lookup(&self, name: &str) -> DnsObservation {
         if let Some(p) = &self.pacer {
@@ -435,7 +431,7 @@ impl DnsClient {
                 obs.failure = Some(failure.clone().unwrap_or_else(Failure::timeout));
             } else if obs.responses[0].truncated {
                 // Too big for UDP: ask again over TCP, as a stub resolver would.
-                if let Some(full) = self.tcp_retry(server, &queries[i], start).await {
+                if let Some(full) = self.tcp_retry(server, &queries[i], QTYPES[i], start).await {
                     obs.responses[0] = full;
                 }
             }
@@ -447,13 +443,13 @@ impl DnsClient {
         &self,
         server: SocketAddr,
         query: &(u16, Vec<u8>),
+        qtype: RecordType,
         start: Instant,
     ) -> Option<DnsResponse> {
         let fut = async {
             let mut s = TcpStream::connect(server).await.ok()?;
             write_framed(&mut s, &query.1).await.ok()?;
             let msg = read_framed(&mut s).await.ok()?;
-            let qtype = record_type_of(&query.1)?;
             parse_response(&msg, query.0, qtype, start.elapsed())
         };
         tokio::time::timeout_at(start + self.timeout, fut)
@@ -468,14 +464,6 @@ fn both_failed(f: Failure) -> [QueryObservation; 2] {
         QueryObservation::failed(RecordType::A, f.clone()),
         QueryObservation::failed(RecordType::AAAA, f),
     ]
-}
-
-fn record_type_of(wire: &[u8]) -> Option<RecordType> {
-    Message::from_vec(wire)
-        .ok()?
-        .queries
-        .first()
-        .map(Query::query_type)
 }
 
 /// Encodes the A and AAAA queries for `name` with random ids.

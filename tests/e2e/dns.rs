@@ -294,3 +294,17 @@ async fn rate_limit_spaces_lookups() {
     );
     assert_eq!(net.vantage.hits(), 10);
 }
+
+#[tokio::test]
+async fn a_truncated_udp_answer_is_asked_again_over_tcp() {
+    let zone = Zone::new(Behaviour::Truncated(vec![ip("127.0.0.22")]));
+    let net = Net::start_with(zone).await;
+    let o = client(&net, ResolverSpec::Udp(net.vantage.udp))
+        .lookup("big.test")
+        .await;
+    assert_eq!(o.a.responses[0].answers, vec![ip("127.0.0.22")], "{o:#?}");
+    assert!(!o.a.responses[0].truncated);
+    // A and AAAA over UDP, then both again over TCP.
+    assert_eq!(net.vantage.hits_for("big.test"), 4);
+    assert_eq!(net.vantage.connections(), 2);
+}

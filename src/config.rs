@@ -415,3 +415,98 @@ impl ScanConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_and_sizes() {
+        for (s, bps) in [
+            ("2M", 2e6),
+            ("500k", 5e5),
+            ("2000000", 2e6),
+            ("1.5mbit/s", 1.5e6),
+        ] {
+            assert_eq!(parse_rate(s), Ok(bps), "{s}");
+        }
+        for (s, bytes) in [
+            ("1MiB", 1 << 20),
+            ("64k", 64 << 10),
+            ("4096", 4096),
+            ("2mb", 2 << 20),
+        ] {
+            assert_eq!(parse_size(s), Ok(bytes), "{s}");
+        }
+        for bad in ["", "fast", "-1", "0", "1x"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn cfg(args: &[&str]) -> anyhow::Result<ScanConfig> {
+        use clap::Parser as _;
+        let cli =
+            crate::cli::Cli::try_parse_from(["blockprobe", "scan"].iter().chain(args).copied())?;
+        let crate::cli::Command::Scan(a) = cli.command else {
+            unreachable!()
+        };
+        ScanConfig::from_args(*a)
+    }
+
+    #[test]
+    fn defaults_and_implied_probes() {
+        let c = cfg(&["x.example"]).unwrap();
+        assert_eq!(c.probes, [Probe::Dns, Probe::Tcp, Probe::Tls, Probe::Http]);
+        assert_eq!(c.dns.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(c.conn.max_body, 1 << 20);
+        assert_eq!(c.conn.decoy_sni, DEFAULT_DECOY_SNI);
+        assert_eq!(c.controls.len(), DEFAULT_CONTROLS.len());
+        assert_eq!(c.vantages[0].name, "system");
+        let c = cfg(&["x.example", "--probes", "http"]).unwrap();
+        assert_eq!(c.probes, [Probe::Tcp, Probe::Tls, Probe::Http]);
+        let c = cfg(&[
+            "x.example",
+            "--probes",
+            "dns",
+            "--decoy-sni",
+            "Decoy.Example",
+        ])
+        .unwrap();
+        assert_eq!(c.probes, [Probe::Dns]);
+        assert_eq!(c.conn.decoy_sni, "decoy.example");
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        for (args, needle) in [
+            (&["x.example", "--repeat", "0"][..], "--repeat"),
+            (
+                &["x.example", "--throttle-ratio", "2"][..],
+                "--throttle-ratio",
+            ),
+            (&["x.example", "--concurrency", "0"][..], "--concurrency"),
+            (&["x.example", "--timeout", "0s"][..], "--timeout"),
+            (&["x.example", "--rate=-5"][..], "--rate"),
+            (
+                &[
+                    "x.example",
+                    "--resolver",
+                    "a=udp://1.1.1.1",
+                    "--resolver",
+                    "a=tcp://1.1.1.1",
+                ][..],
+                "twice",
+            ),
+            (
+                &["x.example", "--control-proxy", "socks5://example.org:1080"][..],
+                "socks5://IP:PORT",
+            ),
+        ] {
+            let e = cfg(args)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} accepted"));
+            assert!(format!("{e:#}").contains(needle), "{args:?}: {e:#}");
+        }
+    }
+}

@@ -665,33 +665,25 @@ fn a_plain_http_target_on_a_cdn_is_settled_by_a_handshake_on_443() {
         consistency,
         ..evidence("104.16.0.7", path(&page, false), Some(path(&page, false)))
     };
-    let f = classify(ev(None), &Rules::default(), Layer::Http);
-    assert_eq!(
-        f.reason.map(|r| r.as_str()),
-        Some("dns.inconsistent"),
-        "{}",
-        f.detail
-    );
-    let f = classify(
-        ev(Some(tls_obs(true, None, Some(true)))),
-        &Rules::default(),
-        Layer::Http,
-    );
-    assert_eq!(
-        (f.verdict, f.reason),
-        (Verdict::Reachable, None),
-        "{}",
-        f.detail
-    );
-    let f = classify(
-        ev(Some(tls_obs(true, None, Some(false)))),
-        &Rules::default(),
-        Layer::Http,
-    );
-    assert_eq!(
-        f.reason.map(|r| r.as_str()),
-        Some("dns.inconsistent"),
-        "{}",
-        f.detail
-    );
+    for (consistency, verdict, reason) in [
+        (None, Verdict::Blocked, Some("dns.inconsistent")),
+        (
+            Some(tls_obs(true, None, Some(true))),
+            Verdict::Reachable,
+            None,
+        ),
+        (
+            Some(tls_obs(true, None, Some(false))),
+            Verdict::Blocked,
+            Some("dns.inconsistent"),
+        ),
+    ] {
+        let f = classify(ev(consistency), &Rules::default(), Layer::Http);
+        assert_eq!(
+            (f.verdict, f.reason.map(|r| r.as_str())),
+            (verdict, reason),
+            "{}",
+            f.detail
+        );
+    }
 }

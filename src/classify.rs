@@ -11,6 +11,7 @@ use crate::probe::dns::DnsObservation;
 use crate::probe::failure::FailureKind;
 use crate::probe::http::HttpObservation;
 use crate::probe::path::{Hop, PathObservation};
+use crate::probe::stun::StunObservation;
 use crate::probe::tcp::AddrSource;
 use crate::verdict::{Layer, Reason, Verdict};
 
@@ -86,6 +87,9 @@ pub struct Evidence {
     /// certificate would prove CDN variance.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consistency: Option<crate::probe::tls::TlsObservation>,
+    /// STUN targets: the UDP step, from here and through the control proxy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stun: Option<StunObservation>,
     /// With `--repeat N`: the outcome of each try (`verdict` or `verdict:reason`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tries: Vec<String>,
@@ -179,6 +183,7 @@ fn decide(ev: &Evidence, rules: &Rules, transfer_layer: Layer) -> Decision {
     let Some(dns) = &ev.dns else {
         return match &ev.direct {
             Some(direct) => connection(direct, ev.control_path.as_ref(), rules, transfer_layer),
+            None if ev.stun.is_some() => udp(ev.stun.as_ref().expect("checked")),
             None => (
                 Inconclusive,
                 None,
@@ -257,8 +262,15 @@ fn decide(ev: &Evidence, rules: &Rules, transfer_layer: Layer) -> Decision {
                 );
             }
             let verifies = |t: &crate::probe::tls::TlsObservation| t.ok && t.verified == Some(true);
+            // A STUN server answering on a vantage address is that service, not a DNS lie.
+            let stun_answered = ev.stun.as_ref().is_some_and(|s| {
+                s.direct
+                    .iter()
+                    .any(|a| a.ok && a.source == AddrSource::Vantage)
+            });
             let proven = first.and_then(|h| h.tls.as_ref()).is_some_and(verifies)
-                || ev.consistency.as_ref().is_some_and(verifies);
+                || ev.consistency.as_ref().is_some_and(verifies)
+                || stun_answered;
             if !proven {
                 let why = if direct.is_some() {
                     " and do not present a valid certificate for the name"
@@ -278,6 +290,7 @@ fn decide(ev: &Evidence, rules: &Rules, transfer_layer: Layer) -> Decision {
         }
         return match &ev.direct {
             Some(direct) => connection(direct, ev.control_path.as_ref(), rules, transfer_layer),
+            None if ev.stun.is_some() => udp(ev.stun.as_ref().expect("checked")),
             None => (
                 Reachable,
                 None,
@@ -491,6 +504,73 @@ fn judge(reason: Option<Reason>, what: String, c: &Control<'_>) -> Decision {
             format!("{what}; no control path (--control-proxy) to tell censorship from an outage"),
         ),
     }
+}
+
+/// The UDP step of a STUN target: reachable when any address answers with a Binding
+/// Response; otherwise blocked only when the control path's relay gets one.
+fn udp(s: &StunObservation) -> Decision {
+    if let Some(a) = s.direct.iter().find(|a| a.ok) {
+        return (
+            Verdict::Reachable,
+            None,
+            format!(
+                "STUN Binding Response from {} in {} ms{}",
+                a.server,
+                a.rtt.map_or(0, |d| d.as_millis()),
+                a.mapped_address
+                    .map(|m| format!(" (mapped address {m})"))
+                    .unwrap_or_default()
+            ),
+        );
+    }
+    let c = match &s.control {
+        None => Control::Absent,
+        Some(c) if c.ok => Control::Ok(Outcome::Connected),
+        Some(c) => Control::Failed(format!(
+            "gets no STUN response ({})",
+            c.failure.as_ref().map_or("no answer", |f| f.kind.as_str())
+        )),
+    };
+    let servers: Vec<&str> = s.direct.iter().map(|a| a.server.as_str()).collect();
+    let servers = servers.join(", ");
+    let invalid = s
+        .direct
+        .iter()
+        .filter_map(|a| a.failure.as_ref())
+        .find(|f| f.kind == FailureKind::Malformed);
+    if let Some(f) = invalid {
+        return judge(
+            Some(Reason::UdpInvalid),
+            format!(
+                "{servers}: the answer to a STUN Binding Request is not STUN ({})",
+                f.message
+            ),
+            &c,
+        );
+    }
+    let kinds: BTreeSet<&str> = s
+        .direct
+        .iter()
+        .filter_map(|a| a.failure.as_ref().map(|f| f.kind.as_str()))
+        .collect();
+    let reason = s
+        .direct
+        .iter()
+        .all(|a| {
+            a.failure
+                .as_ref()
+                .is_some_and(|f| f.kind == FailureKind::Timeout)
+        })
+        .then_some(Reason::UdpTimeout);
+    let sent: u32 = s.direct.iter().map(|a| a.sent).sum();
+    judge(
+        reason,
+        format!(
+            "{servers}: no STUN response to {sent} request(s) ({})",
+            kinds.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+        &c,
+    )
 }
 
 fn tcp_reason(k: FailureKind) -> Option<Reason> {

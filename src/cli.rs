@@ -30,6 +30,12 @@ pub enum Command {
     Scan(Box<ScanArgs>),
     /// Run a mock censored network on loopback (for smoke tests and trying blockprobe offline).
     Mocknet(MocknetArgs),
+    /// List the bundled probe suites, or the targets of one suite.
+    Suites {
+        /// A suite name or PATH.toml: print its targets with their category and note.
+        #[arg(value_name = "NAME|PATH")]
+        suite: Option<String>,
+    },
     /// Print a man page or shell completions, rendered from this command line.
     Generate {
         #[command(subcommand)]
@@ -53,6 +59,9 @@ Examples:
   # One-command smoke test: start the network, scan it, compare with the scenario's expectations
   blockprobe mocknet --scenario probes/scenarios/russia.toml --check
 
+  # Every target of the WhatsApp suite, reachable, at its real names and ports
+  blockprobe mocknet --suite whatsapp --check
+
   # Keep it running and scan it yourself with the printed arguments
   blockprobe mocknet --scenario probes/scenarios/russia.toml --ready-file ready.json &
   blockprobe $(jq -r '.scan_args | join(\" \")' ready.json)
@@ -63,8 +72,13 @@ The ready line (stdout, and --ready-file) is JSON with every bound address and `
 #[command(after_help = MOCKNET_EXAMPLES)]
 pub struct MocknetArgs {
     /// Scenario file (TOML, see docs/mocknet.md).
-    #[arg(long, value_name = "FILE")]
-    pub scenario: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "suites")]
+    pub scenario: Option<PathBuf>,
+
+    /// Serve every target of this suite (bundled name or PATH.toml) at its real name, address
+    /// and port, uncensored; with --scenario, added to the scenario's. Repeatable.
+    #[arg(long = "suite", value_name = "NAME|PATH")]
+    pub suites: Vec<String>,
 
     /// Also write the ready line (JSON) to PATH once every listener is bound.
     #[arg(long, value_name = "PATH")]
@@ -82,6 +96,9 @@ pub struct MocknetArgs {
 
 const SCAN_EXAMPLES: &str = "\
 Examples:
+  # Is WhatsApp blocked here, and how? (web, media and chat endpoints; see `blockprobe suites`)
+  blockprobe scan --suite whatsapp
+
   # Is WhatsApp resolvable through the ISP's resolver? Compare with the default DoH controls:
   blockprobe scan whatsapp.com web.whatsapp.com --resolver isp=udp://192.0.2.53
 
@@ -113,6 +130,11 @@ pub struct ScanArgs {
     /// (header with a `url` column). `-` reads standard input. Repeatable.
     #[arg(short = 'i', long = "input", value_name = "FILE")]
     pub inputs: Vec<String>,
+
+    /// Probe a suite: a bundled one by name (see `blockprobe suites`) or a suite file
+    /// (PATH.toml, format in docs/suites.md). Repeatable; combines with TARGETs and -i.
+    #[arg(long = "suite", value_name = "NAME|PATH")]
+    pub suites: Vec<String>,
 
     /// A vantage resolver, NAME=SPEC (repeatable). Default: system=system.
     #[arg(long = "resolver", value_name = "NAME=SPEC")]
@@ -213,6 +235,12 @@ pub struct ScanArgs {
     /// lookup is A + AAAA = 2 queries); 0 = unlimited [default: 0].
     #[arg(long, value_name = "QPS")]
     pub rate: Option<f64>,
+
+    /// Connect to TO whenever a probe would connect to FROM (IP:PORT=IP:PORT, repeatable; TCP
+    /// and UDP); reports keep showing FROM. A testing aid: `blockprobe mocknet --suite` maps a
+    /// suite's real addresses and ports to loopback with it.
+    #[arg(long = "connect-to", value_name = "FROM=TO", value_parser = crate::probe::tcp::parse_remap)]
+    pub connect_to: Vec<(std::net::SocketAddr, std::net::SocketAddr)>,
 
     /// Identifier written in every record [default: generated from time and randomness].
     #[arg(long, value_name = "ID")]

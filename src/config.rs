@@ -96,6 +96,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 pub struct FileConfig {
     pub targets: Option<Vec<String>>,
     pub inputs: Option<Vec<String>>,
+    pub suites: Option<Vec<String>>,
     pub resolvers: Option<BTreeMap<String, String>>,
     pub control_resolvers: Option<BTreeMap<String, String>>,
     pub control_proxy: Option<String>,
@@ -147,6 +148,8 @@ pub struct ConnSettings {
     pub stall_timeout: Duration,
     pub repeat: u32,
     pub rules: crate::classify::Rules,
+    /// `--connect-to` pairs.
+    pub connect_to: Vec<(std::net::SocketAddr, std::net::SocketAddr)>,
 }
 
 #[derive(Clone, Debug)]
@@ -206,6 +209,9 @@ impl ScanConfig {
 
         let mut sources: Vec<Source> = args.targets.iter().cloned().map(Source::Arg).collect();
         sources.extend(args.inputs.iter().map(|s| Source::from_input_flag(s)));
+        for spec in &args.suites {
+            sources.push(Source::Suite(Box::new(crate::suite::Suite::load(spec)?)));
+        }
         if sources.is_empty() {
             sources.extend(
                 file.targets
@@ -219,10 +225,13 @@ impl ScanConfig {
                     .iter()
                     .map(|s| Source::from_input_flag(s)),
             );
+            for spec in file.suites.unwrap_or_default() {
+                sources.push(Source::Suite(Box::new(crate::suite::Suite::load(&spec)?)));
+            }
         }
         if sources.is_empty() {
             bail!(
-                "no targets: give TARGET arguments or --input FILE (see `blockprobe scan --help`)"
+                "no targets: give TARGET arguments, --input FILE or --suite NAME (see `blockprobe scan --help`)"
             );
         }
         if sources.iter().filter(|s| **s == Source::Stdin).count() > 1 {
@@ -301,6 +310,7 @@ impl ScanConfig {
                 throttle_ratio,
                 throttle_floor_bps,
             },
+            connect_to: args.connect_to,
         };
 
         let ca_file = args.ca_file.or(file.ca_file);

@@ -11,6 +11,7 @@ pub mod progress;
 pub mod report;
 pub mod resolver_spec;
 pub mod scan;
+pub mod suite;
 pub mod target;
 pub mod tls;
 pub mod verdict;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Scan(args) => run_scan(*args),
         Command::Mocknet(args) => run_mocknet(args),
+        Command::Suites { suite } => list_suites(suite.as_deref()),
         Command::Generate { what } => generate(what),
     };
     match result {
@@ -87,7 +89,15 @@ fn run_mocknet(args: cli::MocknetArgs) -> anyhow::Result<ExitCode> {
         .to_string()
         .replace(' ', "");
     runtime()?.block_on(async move {
-        let net = mocknet::MockNet::start(&args.scenario, &timeout).await?;
+        let mut scenario = match &args.scenario {
+            Some(path) => mocknet::scenario::Scenario::load(path)?,
+            None => mocknet::scenario::Scenario::of_suites(Vec::new()),
+        };
+        scenario.suites.extend(args.suites.iter().cloned());
+        if args.scenario.is_none() {
+            scenario.name = scenario.suites.join("+");
+        }
+        let net = mocknet::MockNet::start(scenario, &timeout).await?;
         let line = serde_json::to_string(&net.ready)?;
         if let Some(p) = &args.ready_file {
             // Write then rename, so a watcher never reads half a line.
@@ -145,6 +155,48 @@ async fn wait_for_shutdown() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `blockprobe suites [NAME]`: the bundled suites, or one suite's targets.
+fn list_suites(one: Option<&str>) -> anyhow::Result<ExitCode> {
+    let mut out = io::stdout().lock();
+    match one {
+        None => {
+            writeln!(out, "{:<10} {:>7}  DESCRIPTION", "SUITE", "TARGETS")?;
+            for s in suite::Suite::bundled()? {
+                writeln!(
+                    out,
+                    "{:<10} {:>7}  {}",
+                    s.name,
+                    s.targets.len(),
+                    s.description
+                )?;
+            }
+            writeln!(
+                out,
+                "\nScan one with `blockprobe scan --suite NAME`; list its targets with \
+                 `blockprobe suites NAME`."
+            )?;
+        }
+        Some(spec) => {
+            let s = suite::Suite::load(spec)?;
+            writeln!(out, "# {}: {} ({})", s.name, s.description, s.origin)?;
+            for t in &s.targets {
+                let method = match t.target.method {
+                    target::Method::Get => String::new(),
+                    m => format!(" [{}]", m.as_str()),
+                };
+                writeln!(
+                    out,
+                    "{:<40} {:<6} {}{method}",
+                    t.target.input,
+                    t.target.category.as_deref().unwrap_or(""),
+                    t.note
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn generate(what: cli::Generate) -> anyhow::Result<ExitCode> {

@@ -23,6 +23,7 @@ use crate::config::{Probe, ScanConfig};
 use crate::probe::dns::{DnsClient, DnsObservation};
 use crate::probe::http::HttpOptions;
 use crate::probe::path::{self, ConnOptions, PathObservation, Route};
+use crate::probe::stun::{self, StunObservation};
 use crate::probe::tcp::AddrSource;
 use crate::probe::tls::TlsClient;
 use crate::report::summary::Summary;
@@ -202,6 +203,30 @@ fn direct_addrs(dns: &DnsObservation, control: &ControlDns) -> Vec<(IpAddr, Addr
     out
 }
 
+/// The UDP step of a STUN target: every address from here, and the control proxy's relay.
+async fn stun_step(ctx: &Ctx, target: &Target, addrs: &[(IpAddr, AddrSource)]) -> StunObservation {
+    let timeout = ctx.conn.timeout;
+    let direct = futures::future::join_all(addrs.iter().map(|(ip, src)| {
+        stun::probe(
+            SocketAddr::new(*ip, target.port),
+            *src,
+            &ctx.conn.remap,
+            timeout,
+        )
+    }));
+    let control = async {
+        match ctx.proxy {
+            Some(proxy) => {
+                let host = target.host.to_string();
+                Some(stun::probe_via_proxy(proxy, &host, target.port, timeout).await)
+            }
+            None => None,
+        }
+    };
+    let (direct, control) = tokio::join!(direct, control);
+    StunObservation { direct, control }
+}
+
 async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
     let start = Instant::now();
     let v = &ctx.vantages[vi];
@@ -231,10 +256,19 @@ async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
         direct: None,
         control_path: None,
         consistency: None,
+        stun: None,
         tries: Vec::new(),
     };
     if addrs.is_empty() {
         let finding = classify(base, &ctx.rules, layer);
+        return Record::new(&ctx.meta, &target, &v.vantage, finding, start.elapsed());
+    }
+    if target.scheme == Scheme::Stun {
+        let ev = Evidence {
+            stun: Some(stun_step(&ctx, &target, &addrs).await),
+            ..base
+        };
+        let finding = classify(ev, &ctx.rules, Layer::Udp);
         return Record::new(&ctx.meta, &target, &v.vantage, finding, start.elapsed());
     }
 
@@ -286,7 +320,8 @@ async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
             return None;
         }
         let addr = SocketAddr::new(first.0, 443);
-        let (stream, elapsed) = crate::probe::tcp::connect(addr, ctx.conn.timeout).await;
+        let (stream, elapsed) =
+            crate::probe::tcp::connect(ctx.conn.remap.apply(addr), ctx.conn.timeout).await;
         Some(match stream {
             Ok(s) => {
                 ctx.tls
@@ -405,6 +440,7 @@ pub async fn scan<W: Write>(cfg: ScanConfig, meta: RunMeta, out: W) -> anyhow::R
             decoy_sni: cfg.conn.decoy_sni.clone(),
             tls: cfg.probes.contains(&Probe::Tls),
             http_step: cfg.probes.contains(&Probe::Http),
+            remap: crate::probe::tcp::Remap::new(cfg.conn.connect_to.iter().copied()),
         },
         proxy: cfg.conn.control_proxy,
         repeat: cfg.conn.repeat,

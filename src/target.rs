@@ -55,7 +55,33 @@ pub enum Scheme {
     Https,
     /// A bare endpoint: connect (and TLS on 443) only.
     None,
+    /// `stun://HOST:PORT`: a STUN Binding Request over UDP (RFC 5389).
+    Stun,
 }
+
+/// The HTTP method of the fetch. `POST` (empty body) exists for services that only answer
+/// it, like Telegram's data centres; suites set it, target lists cannot.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    #[default]
+    Get,
+    Post,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+        }
+    }
+}
+
+/// STUN's registered port (RFC 5389).
+pub const STUN_PORT: u16 = 3478;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -67,14 +93,22 @@ pub struct Target {
     pub scheme: Scheme,
     /// Path and query for URLs (`/` otherwise).
     pub path: String,
-    /// Citizen Lab `category_code`, when the target came from a test list.
+    /// Citizen Lab `category_code`, when the target came from a test list or a suite.
     pub category: Option<String>,
+    pub method: Method,
 }
 
 impl Target {
     /// Identity for de-duplication: what would be measured, not how it was spelled.
-    fn identity(&self) -> (TargetKind, &Host, u16, Scheme, &str) {
-        (self.kind, &self.host, self.port, self.scheme, &self.path)
+    fn identity(&self) -> (TargetKind, &Host, u16, Scheme, &str, Method) {
+        (
+            self.kind,
+            &self.host,
+            self.port,
+            self.scheme,
+            &self.path,
+            self.method,
+        )
     }
 
     /// Parses one target written by a user.
@@ -116,6 +150,7 @@ impl Target {
             scheme: Scheme::Https,
             path: "/".into(),
             category: None,
+            method: Method::Get,
         })
     }
 
@@ -128,6 +163,7 @@ impl Target {
             scheme: Scheme::None,
             path: "/".into(),
             category: None,
+            method: Method::Get,
         }
     }
 
@@ -145,14 +181,22 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
     let scheme = match url.scheme() {
         "http" => Scheme::Http,
         "https" => Scheme::Https,
+        "stun" => Scheme::Stun,
         other => {
             return Err(format!(
-                "unsupported URL scheme `{other}` (use http or https)"
+                "unsupported URL scheme `{other}` (use http, https or stun)"
             ));
         }
     };
+    if scheme == Scheme::Stun && !matches!(url.path(), "" | "/") {
+        return Err(format!("`{text}`: a stun:// target is HOST[:PORT] only"));
+    }
     let host = match url.host() {
-        Some(url::Host::Domain(d)) => Host::Name(normalize_domain(d)?),
+        // Non-special schemes (stun://) leave addresses as opaque hosts.
+        Some(url::Host::Domain(d)) => match d.parse::<IpAddr>() {
+            Ok(ip) => Host::Ip(ip),
+            Err(_) => Host::Name(normalize_domain(d)?),
+        },
         Some(url::Host::Ipv4(ip)) => Host::Ip(IpAddr::V4(ip)),
         Some(url::Host::Ipv6(ip)) => Host::Ip(IpAddr::V6(ip)),
         None => return Err(format!("URL `{text}` has no host")),
@@ -166,10 +210,17 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         input: input.to_owned(),
         kind: TargetKind::Url,
         host,
-        port: url.port_or_known_default().unwrap_or(443),
+        port: url
+            .port_or_known_default()
+            .unwrap_or(if scheme == Scheme::Stun {
+                STUN_PORT
+            } else {
+                443
+            }),
         scheme,
         path,
         category: None,
+        method: Method::Get,
     })
 }
 
@@ -197,6 +248,8 @@ pub enum Source {
     Arg(String),
     File(PathBuf),
     Stdin,
+    /// A suite, loaded and checked when the configuration was read.
+    Suite(Box<crate::suite::Suite>),
 }
 
 impl Source {
@@ -228,6 +281,7 @@ pub struct OpenSource {
 enum Opened {
     Arg(String),
     Reader(Box<dyn Read + Send>),
+    Targets(Vec<Target>),
 }
 
 pub fn open(sources: &[Source]) -> io::Result<Vec<OpenSource>> {
@@ -238,6 +292,10 @@ pub fn open(sources: &[Source]) -> io::Result<Vec<OpenSource>> {
                 Source::Arg(a) => OpenSource {
                     origin: "argument".into(),
                     kind: Opened::Arg(a.clone()),
+                },
+                Source::Suite(suite) => OpenSource {
+                    origin: suite.origin.clone(),
+                    kind: Opened::Targets(suite.targets.iter().map(|t| t.target.clone()).collect()),
                 },
                 Source::Stdin => OpenSource {
                     origin: "<stdin>".into(),
@@ -321,6 +379,7 @@ pub fn stream(sources: Vec<OpenSource>, mut emit: impl FnMut(Item) -> bool) {
                 }),
             }),
             Opened::Reader(r) => read_list(&src.origin, BufReader::new(r), &mut deliver),
+            Opened::Targets(list) => list.into_iter().all(|t| deliver(Item::Target(t))),
         };
         if !keep_going {
             return;

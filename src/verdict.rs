@@ -52,6 +52,8 @@ pub enum Layer {
     Tcp,
     Tls,
     Http,
+    /// Datagram probes (STUN).
+    Udp,
 }
 
 impl Layer {
@@ -61,6 +63,7 @@ impl Layer {
             Self::Tcp => "tcp",
             Self::Tls => "tls",
             Self::Http => "http",
+            Self::Udp => "udp",
         }
     }
 }
@@ -94,10 +97,14 @@ pub enum Reason {
     TransferStall(Layer),
     /// The transfer was far slower than the control's; the layer is the connection's.
     TransferSlow(Layer),
+    /// No STUN Binding Response arrived from any address, while the control path gets one.
+    UdpTimeout,
+    /// Something answered the STUN request, but not with a valid Binding Response.
+    UdpInvalid,
 }
 
 impl Reason {
-    pub const ALL: [Self; 24] = [
+    pub const ALL: [Self; 26] = [
         Self::DnsNxdomain,
         Self::DnsNodata,
         Self::DnsServfail,
@@ -122,6 +129,8 @@ impl Reason {
         Self::TransferStall(Layer::Http),
         Self::TransferSlow(Layer::Tls),
         Self::TransferSlow(Layer::Http),
+        Self::UdpTimeout,
+        Self::UdpInvalid,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -148,6 +157,8 @@ impl Reason {
             Self::HttpDiff => "http.diff",
             Self::TransferStall(_) => "transfer.stall",
             Self::TransferSlow(_) => "transfer.slow",
+            Self::UdpTimeout => "udp.timeout",
+            Self::UdpInvalid => "udp.invalid",
         }
     }
 
@@ -167,6 +178,7 @@ impl Reason {
             Self::TlsReset | Self::TlsEof | Self::TlsTimeout | Self::TlsCertInvalid => Layer::Tls,
             Self::HttpBlockpage | Self::HttpReset | Self::HttpDiff => Layer::Http,
             Self::TransferStall(l) | Self::TransferSlow(l) => l,
+            Self::UdpTimeout | Self::UdpInvalid => Layer::Udp,
         }
     }
 

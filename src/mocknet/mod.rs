@@ -10,14 +10,14 @@ pub mod origin;
 pub mod pki;
 pub mod scenario;
 pub mod socks;
+pub mod stun;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use serde::Serialize;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use crate::mocknet::censor::{Behaviour as CensorBehaviour, Censor};
@@ -25,10 +25,11 @@ use crate::mocknet::dns::MockDns;
 use crate::mocknet::origin::Origin;
 use crate::mocknet::pki::Pki;
 use crate::mocknet::scenario::{
-    CANARY, DnsMode, HttpMode, OriginMode, Plan, Scenario, SchemeMode, TcpMode, TlsMode,
+    CANARY, DnsMode, HttpMode, OriginMode, Plan, Scenario, SchemeMode, TcpMode, TlsMode, UdpMode,
 };
-use crate::mocknet::socks::SocksProxy;
-use crate::target::normalize_domain;
+use crate::mocknet::socks::{Outside, SocksProxy};
+use crate::mocknet::stun::{Mode as StunMode, StunServer};
+use crate::target::{Host, Scheme};
 
 /// Name the mock resolvers' certificate is issued for (DoT `#NAME`).
 pub const DNS_SERVER_NAME: &str = "dns.mocknet.test";
@@ -69,6 +70,7 @@ pub struct MockNet {
     /// The URL scanned for each scenario target, in order.
     pub urls: Vec<String>,
     _censors: Vec<Censor>,
+    _stun: Vec<StunServer>,
     _dir: tempfile::TempDir,
 }
 
@@ -77,9 +79,14 @@ fn closed_port(ip: IpAddr) -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind((ip, 0))?.local_addr()?.port())
 }
 
+/// A UDP port on `ip` where nothing listens (bound, then released).
+fn closed_udp_port(ip: IpAddr) -> std::io::Result<u16> {
+    Ok(std::net::UdpSocket::bind((ip, 0))?.local_addr()?.port())
+}
+
 impl MockNet {
-    pub async fn start(scenario_path: &Path, timeout: &str) -> anyhow::Result<Self> {
-        let plan = Scenario::load(scenario_path)?.plan()?;
+    pub async fn start(scenario: Scenario, timeout: &str) -> anyhow::Result<Self> {
+        let plan = scenario.plan()?;
         let pki = Pki::generate("blockprobe mocknet CA")?;
         let rogue = Pki::generate("untrusted interception CA")?;
         let names = ["127.0.0.1", DNS_SERVER_NAME];
@@ -93,14 +100,14 @@ impl MockNet {
             .await
             .context("cannot bind the control resolver")?;
 
-        // Origins: one HTTPS server with a certificate for every name, one plain HTTP server.
-        let mut cert_names: Vec<String> = plan
-            .scenario
-            .targets
-            .iter()
-            .map(|t| normalize_domain(&t.target))
-            .collect::<Result<_, _>>()
-            .map_err(|e| anyhow::anyhow!(e))?;
+        // Origins: one HTTPS server with a certificate for every host, one plain HTTP server.
+        let mut cert_names: Vec<String> = Vec::new();
+        for p in &plan.placed {
+            let h = p.target.host.to_string();
+            if !cert_names.contains(&h) {
+                cert_names.push(h);
+            }
+        }
         cert_names.push(crate::config::DEFAULT_DECOY_SNI.to_owned());
         let cert_refs: Vec<&str> = cert_names.iter().map(String::as_str).collect();
         let origin = Origin::start(lo, Some(pki.server_config(&cert_refs, &[b"http/1.1"])?))
@@ -111,13 +118,54 @@ impl MockNet {
             .context("cannot bind the origin")?;
 
         let mut censors = Vec::new();
+        let mut stun_servers = Vec::new();
         let mut urls = Vec::new();
-        let mut outside: HashMap<String, SocketAddr> = HashMap::new();
-        for (i, t) in plan.scenario.targets.iter().enumerate() {
-            let n = u8::try_from(i + 1).expect("at most 250 targets");
+        let mut outside = Outside::default();
+        let mut connect_to: Vec<(SocketAddr, SocketAddr)> = Vec::new();
+        for (t, p) in plan.scenario.targets.iter().zip(&plan.placed) {
+            let n = p.n;
             let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 1, n));
-            let name = &cert_names[i];
-            let https = t.scheme == SchemeMode::Https;
+            let target = &p.target;
+            let host = target.host.to_string();
+            // Where a client that believes DNS connects: the host's address, or the IP given.
+            let orig = match target.host {
+                Host::Ip(a) => a,
+                Host::Name(_) => ip,
+            };
+            let key = socks::key(&host, target.port);
+            let down = t.origin == Some(OriginMode::Down);
+            if target.scheme == Scheme::Stun {
+                let real = if down {
+                    None
+                } else {
+                    let s = StunServer::start(lo, StunMode::Answer).await?;
+                    outside.udp.insert(key, s.addr);
+                    Some(s)
+                };
+                let inside = match (t.udp, &real) {
+                    (Some(UdpMode::Drop), _) => Some(StunServer::start(ip, StunMode::Drop).await?),
+                    (Some(UdpMode::Garbage), _) => {
+                        Some(StunServer::start(ip, StunMode::Garbage).await?)
+                    }
+                    _ => None,
+                };
+                let to = match (&inside, &real) {
+                    (Some(s), _) | (None, Some(s)) => s.addr,
+                    // A dead server: a UDP port where nothing listens.
+                    (None, None) => SocketAddr::new(ip, closed_udp_port(ip)?),
+                };
+                connect_to.push((SocketAddr::new(orig, target.port), to));
+                stun_servers.extend(real);
+                stun_servers.extend(inside);
+                urls.push(target.input.clone());
+                continue;
+            }
+            let https = if p.literal {
+                target.scheme == Scheme::Https
+                    || (target.scheme == Scheme::None && target.port == 443)
+            } else {
+                t.scheme == SchemeMode::Https
+            };
             let upstream = if https {
                 origin.addr
             } else {
@@ -131,25 +179,24 @@ impl MockNet {
                 (Some(TcpMode::Refuse), ..) => None,
                 (Some(TcpMode::Reset), ..) => Some(CensorBehaviour::Reset),
                 (_, Some(TlsMode::Reset), ..) => {
-                    Some(CensorBehaviour::ResetSni(vec![name.clone()]))
+                    Some(CensorBehaviour::ResetSni(vec![host.clone()]))
                 }
                 (_, Some(TlsMode::Silence), ..) => {
-                    Some(CensorBehaviour::SilenceSni(vec![name.clone()]))
+                    Some(CensorBehaviour::SilenceSni(vec![host.clone()]))
                 }
                 (_, Some(TlsMode::Intercept), ..) => Some(CensorBehaviour::Intercept(
-                    rogue.server_config(&[name.as_str()], &[b"http/1.1"])?,
+                    rogue.server_config(&[host.as_str()], &[b"http/1.1"])?,
                 )),
                 (_, _, Some(HttpMode::Blockpage), ..) => Some(CensorBehaviour::InjectBlockPage),
                 (_, _, _, Some(n), _) => Some(CensorBehaviour::FreezeAfter(n)),
                 (_, _, _, _, Some(r)) => Some(CensorBehaviour::Throttle(r)),
                 _ => Some(CensorBehaviour::Pass),
             };
-            let down = t.origin == Some(OriginMode::Down);
             let port = match behaviour {
                 Some(b) if !down => {
                     let c = Censor::start(SocketAddr::new(ip, 0), upstream, b)
                         .await
-                        .with_context(|| format!("cannot bind the censor for {name}"))?;
+                        .with_context(|| format!("cannot bind the censor for {host}"))?;
                     let port = c.addr.port();
                     censors.push(c);
                     port
@@ -162,7 +209,15 @@ impl MockNet {
             } else {
                 upstream
             };
-            outside.insert(name.clone(), outside_addr);
+            if p.literal {
+                outside.tcp.insert(key, outside_addr);
+                connect_to.push((
+                    SocketAddr::new(orig, target.port),
+                    SocketAddr::new(ip, port),
+                ));
+            } else {
+                outside.tcp.insert(host.clone(), outside_addr);
+            }
             if t.dns == DnsMode::Blockpage {
                 let bp_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 2, n));
                 let b = if https {
@@ -175,11 +230,21 @@ impl MockNet {
                 censors.push(
                     Censor::start(SocketAddr::new(bp_ip, port), upstream, b)
                         .await
-                        .with_context(|| format!("cannot bind the block-page server for {name}"))?,
+                        .with_context(|| format!("cannot bind the block-page server for {host}"))?,
                 );
+                if p.literal {
+                    connect_to.push((
+                        SocketAddr::new(bp_ip, target.port),
+                        SocketAddr::new(bp_ip, port),
+                    ));
+                }
             }
-            let scheme = if https { "https" } else { "http" };
-            urls.push(format!("{scheme}://{name}:{port}{}", t.path));
+            urls.push(if p.literal {
+                target.input.clone()
+            } else {
+                let scheme = if https { "https" } else { "http" };
+                format!("{scheme}://{host}:{port}{}", t.path)
+            });
         }
         let proxy = SocksProxy::start(lo, outside)
             .await
@@ -191,12 +256,15 @@ impl MockNet {
         let ca_file = dir.path().join("ca.pem");
         std::fs::write(&ca_file, pki.ca_pem())?;
         let targets_file = dir.path().join("targets.txt");
+        // The targets the scan lists itself; suite targets come with `--suite`.
         let mut list = String::new();
-        for u in &urls {
-            list.push_str(u);
-            list.push('\n');
+        for (u, p) in urls.iter().zip(&plan.placed) {
+            if !p.from_suite {
+                list.push_str(u);
+                list.push('\n');
+            }
         }
-        std::fs::write(&targets_file, list)?;
+        std::fs::write(&targets_file, &list)?;
 
         let isp_specs = Transports {
             udp: format!("udp://{}", isp.udp),
@@ -216,10 +284,17 @@ impl MockNet {
                     .replace(' ', "")
             })
             .map_err(|e| anyhow::anyhow!(e))?;
-        let scan_args = vec![
-            "scan".to_owned(),
-            "-i".into(),
-            targets_file.display().to_string(),
+        let mut scan_args = vec!["scan".to_owned()];
+        if !list.is_empty() {
+            scan_args.extend(["-i".into(), targets_file.display().to_string()]);
+        }
+        for s in &plan.scenario.suites {
+            scan_args.extend(["--suite".into(), s.clone()]);
+        }
+        for (from, to) in &connect_to {
+            scan_args.extend(["--connect-to".into(), format!("{from}={to}")]);
+        }
+        scan_args.extend([
             "--resolver".into(),
             format!("isp={}", isp_specs.udp),
             "--control-resolver".into(),
@@ -234,7 +309,7 @@ impl MockNet {
             timeout.into(),
             "--stall-timeout".into(),
             stall,
-        ];
+        ]);
         let ready = Ready {
             scenario: plan.scenario.name.clone(),
             isp: isp_specs,
@@ -254,6 +329,7 @@ impl MockNet {
             plan,
             urls,
             _censors: censors,
+            _stun: stun_servers,
             _dir: dir,
         })
     }

@@ -8,7 +8,8 @@ use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
 use crate::mocknet::dns::{Behaviour, Zone};
-use crate::target::normalize_domain;
+use crate::suite::Suite;
+use crate::target::{Host, Scheme, Target, TargetKind};
 use crate::verdict::{Reason, Verdict};
 
 #[derive(Debug, Deserialize)]
@@ -21,6 +22,11 @@ pub struct Scenario {
     /// otherwise it is NXDOMAIN everywhere. Benchmarks use the wildcard.
     #[serde(default)]
     pub wildcard: bool,
+    /// Bundled suites (or suite files) whose every target the network serves, reachable
+    /// unless a `[[target]]` with the same text says otherwise. The scan uses `--suite` and
+    /// `--connect-to` to reach them at their real names, addresses and ports.
+    #[serde(default)]
+    pub suites: Vec<String>,
     #[serde(default, rename = "target")]
     pub targets: Vec<ScenarioTarget>,
 }
@@ -28,7 +34,8 @@ pub struct Scenario {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioTarget {
-    /// The name of the target; the scan gets a URL with the mock network's port.
+    /// The target. A bare domain is scanned as a URL with the mock network's port; any other
+    /// form (URL, `host:port`, `stun://`) is scanned as written, through `--connect-to`.
     pub target: String,
     /// What the ISP resolver does for it.
     #[serde(default)]
@@ -60,6 +67,9 @@ pub struct ScenarioTarget {
     /// `down`: the origin itself refuses connections (on every path).
     #[serde(default)]
     pub origin: Option<OriginMode>,
+    /// STUN targets: what the censor does to the Binding Requests.
+    #[serde(default)]
+    pub udp: Option<UdpMode>,
     #[serde(default)]
     pub note: String,
     pub expect: Expect,
@@ -112,6 +122,15 @@ pub enum OriginMode {
     Down,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UdpMode {
+    /// Swallow the requests (the UDP-drop of call blocking).
+    Drop,
+    /// Answer with bytes that are not STUN.
+    Garbage,
+}
+
 /// The ISP resolver's behaviour for one name.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -150,8 +169,46 @@ pub struct Expect {
 /// A scenario checked and turned into zones.
 pub struct Plan {
     pub scenario: Scenario,
+    /// For each scenario target, in order: where it is placed.
+    pub placed: Vec<Placed>,
     pub vantage: Zone,
     pub control: Zone,
+}
+
+/// A scenario target, parsed and given its address.
+pub struct Placed {
+    pub target: Target,
+    /// Scanned as written (through `--connect-to`) rather than rewritten to a mock URL.
+    pub literal: bool,
+    /// Comes with one of the scenario's suites (the scan names the suite, not the target).
+    pub from_suite: bool,
+    /// Index of its host: the host lives at 127.0.1.N (and 127.0.2.N, 127.0.3.N).
+    pub n: u8,
+}
+
+impl ScenarioTarget {
+    /// A suite target with no censorship: expected reachable.
+    fn reachable(target: &str) -> Self {
+        Self {
+            target: target.to_owned(),
+            dns: DnsMode::Answer,
+            scheme: SchemeMode::Https,
+            path: root(),
+            tcp: None,
+            tls: None,
+            http: None,
+            freeze: None,
+            throttle: None,
+            freeze_upload: None,
+            origin: None,
+            udp: None,
+            note: String::new(),
+            expect: Expect {
+                verdict: "reachable".into(),
+                reason: None,
+            },
+        }
+    }
 }
 
 pub const CANARY: &str = "canary.mocknet.test";
@@ -163,9 +220,20 @@ impl Scenario {
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 
-    /// Validates expectations and builds the resolvers' zones. Each target gets its own origin
-    /// address in 127.0.1.0/24, so answers are distinguishable in reports.
-    pub fn plan(self) -> anyhow::Result<Plan> {
+    /// A scenario that is just suites, every target reachable (`mocknet --suite`).
+    pub fn of_suites(suites: Vec<String>) -> Self {
+        Self {
+            name: suites.join("+"),
+            description: "every target of the suites, uncensored".into(),
+            wildcard: false,
+            suites,
+            targets: Vec::new(),
+        }
+    }
+
+    /// Validates expectations and builds the resolvers' zones. Each host gets its own address
+    /// in 127.0.1.0/24, so answers are distinguishable in reports.
+    pub fn plan(mut self) -> anyhow::Result<Plan> {
         let default = if self.wildcard {
             Behaviour::Answer(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)])
         } else {
@@ -174,19 +242,36 @@ impl Scenario {
         let canary = Behaviour::Answer(vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))]);
         let mut vantage = Zone::new(default.clone()).with(CANARY, canary.clone());
         let mut control = Zone::new(default).with(CANARY, canary);
-        if self.targets.len() > 250 {
-            bail!("scenario {}: at most 250 targets", self.name);
+
+        // Suite targets: parsed by the suite (method, category), reachable unless overridden.
+        let mut from_suites: Vec<Target> = Vec::new();
+        for spec in &self.suites {
+            for t in Suite::load(spec)?.targets {
+                if !from_suites.iter().any(|o| o.input == t.target.input) {
+                    from_suites.push(t.target);
+                }
+            }
         }
-        for (i, t) in self.targets.iter().enumerate() {
-            let name = normalize_domain(&t.target).map_err(|e| {
-                anyhow::anyhow!(
-                    "scenario target `{}`: {e} (this version serves domains)",
-                    t.target
-                )
-            })?;
-            t.expect.verdict.parse::<Verdict>().map_err(|e| {
-                anyhow::anyhow!("scenario target `{}`: expect.verdict: {e}", t.target)
-            })?;
+        for t in &from_suites {
+            if !self.targets.iter().any(|s| s.target == t.input) {
+                self.targets.push(ScenarioTarget::reachable(&t.input));
+            }
+        }
+
+        let mut hosts: Vec<(String, DnsMode)> = Vec::new();
+        let mut placed = Vec::with_capacity(self.targets.len());
+        for t in &self.targets {
+            let err = |m: String| anyhow::anyhow!("scenario target `{}`: {m}", t.target);
+            let suite_target = from_suites.iter().find(|s| s.input == t.target);
+            let target = match suite_target {
+                Some(s) => s.clone(),
+                None => Target::parse(&t.target).map_err(err)?,
+            };
+            let literal = suite_target.is_some() || target.kind != TargetKind::Domain;
+            t.expect
+                .verdict
+                .parse::<Verdict>()
+                .map_err(|e| err(format!("expect.verdict: {e}")))?;
             if let Some(r) = &t.expect.reason
                 && !known_reason(r)
             {
@@ -195,72 +280,123 @@ impl Scenario {
                     t.target
                 );
             }
-            let n = u8::try_from(i + 1).expect("checked above");
-            let real = vec![IpAddr::V4(Ipv4Addr::new(127, 0, 1, n))];
-            let truth = Behaviour::Answer(real.clone());
-            let lie = match t.dns {
-                DnsMode::Answer => truth.clone(),
-                DnsMode::Nxdomain => Behaviour::NxDomain,
-                DnsMode::Nodata => Behaviour::NoData,
-                DnsMode::Servfail => Behaviour::ServFail,
-                DnsMode::Refused => Behaviour::Refused,
-                DnsMode::Timeout => Behaviour::Silent,
-                DnsMode::Reset => Behaviour::Reset,
-                DnsMode::Bogon => Behaviour::Answer(vec![IpAddr::V4(Ipv4Addr::new(10, 10, 34, n))]),
-                DnsMode::Inject => Behaviour::Inject {
-                    forged: vec![IpAddr::V4(Ipv4Addr::new(10, 10, 34, n))],
-                    real: real.clone(),
-                },
-                // Another loopback address: on a loopback network that is ordinary address space
-                // (not a bogon), and a connection probe never leaves the machine.
-                DnsMode::Lie => Behaviour::Answer(vec![IpAddr::V4(Ipv4Addr::new(127, 0, 3, n))]),
-                DnsMode::Missing => Behaviour::NxDomain,
-                DnsMode::Blockpage => {
-                    Behaviour::Answer(vec![IpAddr::V4(Ipv4Addr::new(127, 0, 2, n))])
+            check_behaviours(t, &target, literal).map_err(err)?;
+            let host = target.host.to_string();
+            if matches!(target.host, Host::Ip(_)) && !matches!(t.dns, DnsMode::Answer) {
+                return Err(err("an IP target has no DNS behaviour".into()));
+            }
+            let n = match hosts.iter().position(|(h, _)| *h == host) {
+                Some(i) if hosts[i].1 != t.dns => {
+                    return Err(err(format!("another target of `{host}` has another `dns`")));
+                }
+                Some(i) => i + 1,
+                None => {
+                    hosts.push((host, t.dns));
+                    hosts.len()
                 }
             };
-            let censors = [
-                t.tcp.is_some(),
-                t.tls.is_some(),
-                t.http.is_some(),
-                t.freeze.is_some(),
-                t.throttle.is_some(),
-                t.freeze_upload.is_some(),
-            ];
-            if censors.iter().filter(|c| **c).count() > 1 {
-                bail!(
-                    "scenario target `{}`: one censor behaviour per target (tcp, tls, http, freeze, freeze_upload or throttle)",
-                    t.target
-                );
+            let n = u8::try_from(n)
+                .ok()
+                .filter(|n| *n <= 250)
+                .ok_or_else(|| anyhow::anyhow!("scenario {}: at most 250 hosts", self.name))?;
+            placed.push(Placed {
+                target,
+                literal,
+                from_suite: suite_target.is_some(),
+                n,
+            });
+        }
+        for (i, (host, dns)) in hosts.iter().enumerate() {
+            if host.parse::<IpAddr>().is_ok() {
+                continue;
             }
-            if t.http.is_some() && t.scheme != SchemeMode::Http {
-                bail!(
-                    "scenario target `{}`: `http = ...` needs `scheme = \"http\"`",
-                    t.target
-                );
-            }
-            if t.tls.is_some() && t.scheme != SchemeMode::Https {
-                bail!(
-                    "scenario target `{}`: `tls = ...` needs an https target",
-                    t.target
-                );
-            }
-            vantage = vantage.with(&name, lie);
-            control = control.with(
-                &name,
-                if t.dns == DnsMode::Missing {
-                    Behaviour::NxDomain
-                } else {
-                    truth
-                },
-            );
+            let n = u8::try_from(i + 1).expect("checked above");
+            let (lie, truth) = zone_entries(*dns, n);
+            vantage = vantage.with(host, lie);
+            control = control.with(host, truth);
         }
         Ok(Plan {
             scenario: self,
+            placed,
             vantage,
             control,
         })
     }
+}
+
+/// What the ISP and the control resolvers answer for host number `n` under `dns`.
+fn zone_entries(dns: DnsMode, n: u8) -> (Behaviour, Behaviour) {
+    let real = vec![IpAddr::V4(Ipv4Addr::new(127, 0, 1, n))];
+    let truth = Behaviour::Answer(real.clone());
+    let lie = match dns {
+        DnsMode::Answer => truth.clone(),
+        DnsMode::Nxdomain | DnsMode::Missing => Behaviour::NxDomain,
+        DnsMode::Nodata => Behaviour::NoData,
+        DnsMode::Servfail => Behaviour::ServFail,
+        DnsMode::Refused => Behaviour::Refused,
+        DnsMode::Timeout => Behaviour::Silent,
+        DnsMode::Reset => Behaviour::Reset,
+        DnsMode::Bogon => Behaviour::Answer(vec![IpAddr::V4(Ipv4Addr::new(10, 10, 34, n))]),
+        DnsMode::Inject => Behaviour::Inject {
+            forged: vec![IpAddr::V4(Ipv4Addr::new(10, 10, 34, n))],
+            real,
+        },
+        // Another loopback address: on a loopback network that is ordinary address space
+        // (not a bogon), and a connection probe never leaves the machine.
+        DnsMode::Lie => Behaviour::Answer(vec![IpAddr::V4(Ipv4Addr::new(127, 0, 3, n))]),
+        DnsMode::Blockpage => Behaviour::Answer(vec![IpAddr::V4(Ipv4Addr::new(127, 0, 2, n))]),
+    };
+    let control = if dns == DnsMode::Missing {
+        Behaviour::NxDomain
+    } else {
+        truth
+    };
+    (lie, control)
+}
+
+/// Rejects behaviours the mock cannot produce for this kind of target.
+fn check_behaviours(t: &ScenarioTarget, target: &Target, literal: bool) -> Result<(), String> {
+    let censors = [
+        t.tcp.is_some(),
+        t.tls.is_some(),
+        t.http.is_some(),
+        t.freeze.is_some(),
+        t.throttle.is_some(),
+        t.freeze_upload.is_some(),
+        t.udp.is_some(),
+    ];
+    if censors.iter().filter(|c| **c).count() > 1 {
+        return Err("one censor behaviour per target (tcp, tls, http, freeze, freeze_upload, throttle or udp)".into());
+    }
+    if literal && (t.scheme != SchemeMode::Https || t.path != "/") {
+        return Err("`scheme` and `path` apply to bare domains; write a URL instead".into());
+    }
+    let (http, tls) = if literal {
+        (
+            target.scheme == Scheme::Http,
+            target.scheme == Scheme::Https || (target.scheme == Scheme::None && target.port == 443),
+        )
+    } else {
+        (t.scheme == SchemeMode::Http, t.scheme == SchemeMode::Https)
+    };
+    let stun = target.scheme == Scheme::Stun;
+    if t.http.is_some() && !http {
+        return Err("`http = ...` needs a plain-HTTP target (`scheme = \"http\"`)".into());
+    }
+    if t.tls.is_some() && !tls {
+        return Err("`tls = ...` needs an https target".into());
+    }
+    if t.udp.is_some() && !stun {
+        return Err("`udp = ...` needs a stun:// target".into());
+    }
+    let tcp_censor = censors[..6].iter().any(|c| *c);
+    if stun && tcp_censor {
+        return Err("a stun:// target takes `udp = ...`, not a TCP behaviour".into());
+    }
+    if stun && t.dns == DnsMode::Blockpage {
+        return Err("`dns = \"blockpage\"` needs a TCP target".into());
+    }
+    Ok(())
 }
 
 fn known_reason(r: &str) -> bool {

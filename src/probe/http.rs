@@ -117,12 +117,14 @@ pub fn extract_title(body: &str) -> Option<String> {
     (!title.is_empty()).then_some(title)
 }
 
-/// Sends `GET path` with `Host: authority` over `stream` and reads the response.
+/// Sends `METHOD path` (GET, or POST with an empty body) with `Host: authority` over
+/// `stream` and reads the response.
 pub async fn get<S>(
     stream: S,
     url: &str,
     authority: &str,
     path: &str,
+    method: crate::target::Method,
     opts: HttpOptions,
 ) -> HttpObservation
 where
@@ -150,7 +152,13 @@ where
         Ok(Ok(pair)) => pair,
     };
     let driver = tokio::spawn(conn);
-    let req = http::Request::get(path)
+    let mut req = http::Request::builder().uri(path);
+    if method == crate::target::Method::Post {
+        req = req
+            .method(http::Method::POST)
+            .header(http::header::CONTENT_LENGTH, "0");
+    }
+    let req = req
         .header(http::header::HOST, authority)
         .header(http::header::USER_AGENT, USER_AGENT)
         .header(http::header::ACCEPT, "text/html,*/*")

@@ -5,5 +5,6 @@ pub mod failure;
 pub mod http;
 pub mod path;
 pub mod socks;
+pub mod stun;
 pub mod tcp;
 pub mod tls;

@@ -14,7 +14,7 @@ use crate::probe::http::{self, HttpObservation, HttpOptions};
 use crate::probe::socks;
 use crate::probe::tcp::{self, AddrSource, TcpAttempt};
 use crate::probe::tls::{TlsClient, TlsObservation};
-use crate::target::{Scheme, Target};
+use crate::target::{Method, Scheme, Target};
 
 /// Options of the connection steps, validated by `config`.
 #[derive(Clone, Debug)]
@@ -26,6 +26,7 @@ pub struct ConnOptions {
     /// Run TLS and HTTP after TCP (`--probes` tls / http).
     pub tls: bool,
     pub http_step: bool,
+    pub remap: tcp::Remap,
 }
 
 /// How a route reaches the target.
@@ -91,6 +92,7 @@ impl Dest {
         };
         match self.scheme {
             Scheme::None => format!("{host}:{}", self.port),
+            Scheme::Stun => format!("stun://{host}:{}", self.port),
             Scheme::Http | Scheme::Https => {
                 let scheme = if self.scheme == Scheme::Http {
                     "http"
@@ -172,6 +174,13 @@ pub async fn fetch(
             http: None,
             wire_bytes_in: 0,
         };
+        // The target's method on the first request; redirects are followed with GET, as
+        // browsers do after a 301/302/303.
+        let method = if hop_no == 0 {
+            target.method
+        } else {
+            Method::Get
+        };
         // Connect.
         let stream = match &route {
             Route::Direct { dns, addrs } => {
@@ -195,7 +204,8 @@ pub async fn fetch(
                     path.hops.push(hop);
                     break;
                 }
-                let (attempts, first) = tcp::connect_all(&addrs, dest.port, opts.timeout).await;
+                let (attempts, first) =
+                    tcp::connect_all(&addrs, dest.port, &opts.remap, opts.timeout).await;
                 hop.tcp = attempts;
                 first
             }
@@ -250,6 +260,7 @@ pub async fn fetch(
                 &hop.url,
                 &dest.authority(),
                 &dest.path,
+                method,
                 opts.http,
             )
             .await
@@ -258,7 +269,15 @@ pub async fn fetch(
                 path.hops.push(hop);
                 break;
             }
-            http::get(stream, &hop.url, &dest.authority(), &dest.path, opts.http).await
+            http::get(
+                stream,
+                &hop.url,
+                &dest.authority(),
+                &dest.path,
+                method,
+                opts.http,
+            )
+            .await
         };
         hop.wire_bytes_in = wire.load(std::sync::atomic::Ordering::Relaxed);
         let follow = next
@@ -280,7 +299,7 @@ pub async fn fetch(
 }
 
 async fn decoy(addr: SocketAddr, tls: &TlsClient, opts: &ConnOptions) -> TlsObservation {
-    let (stream, elapsed) = tcp::connect(addr, opts.timeout).await;
+    let (stream, elapsed) = tcp::connect(opts.remap.apply(addr), opts.timeout).await;
     match stream {
         Ok(s) => {
             tls.handshake(s, &opts.decoy_sni, &[b"http/1.1"], opts.timeout)

@@ -1,4 +1,4 @@
-//! A SOCKS5 client (RFC 1928, CONNECT, no authentication) with remote name resolution
+//! A SOCKS5 client (RFC 1928, CONNECT and UDP ASSOCIATE, no authentication) with remote name resolution
 //! (socks5h semantics): the control path asks the proxy, outside the censored network, to
 //! resolve and connect, so neither the local resolver nor the local path is involved.
 
@@ -45,6 +45,92 @@ pub fn reply_kind(code: u8) -> std::io::ErrorKind {
 
 /// Opens a tunnel to `host:port` through the proxy at `proxy`.
 pub async fn connect(proxy: SocketAddr, host: &str, port: u16) -> Result<TcpStream, SocksError> {
+    Ok(request(proxy, CMD_CONNECT, host, port).await?.0)
+}
+
+/// UDP ASSOCIATE: returns the control connection (the association lives as long as it does)
+/// and the relay address datagrams go to, each wrapped with [`udp_header`].
+pub async fn udp_associate(proxy: SocketAddr) -> Result<(TcpStream, SocketAddr), SocksError> {
+    let (s, mut relay) = request(proxy, CMD_UDP_ASSOCIATE, "0.0.0.0", 0).await?;
+    // A relay bound to the wildcard address is reached at the proxy's own address.
+    if relay.ip().is_unspecified() {
+        relay.set_ip(proxy.ip());
+    }
+    Ok((s, relay))
+}
+
+const CMD_CONNECT: u8 = 1;
+const CMD_UDP_ASSOCIATE: u8 = 3;
+
+/// ATYP, address and port of `host:port`: an IP as itself, a name for the proxy to resolve.
+fn encode_addr(host: &str, port: u16, out: &mut Vec<u8>) -> Result<(), SocksError> {
+    match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => {
+            out.push(1);
+            out.extend_from_slice(&v4.octets());
+        }
+        Ok(std::net::IpAddr::V6(v6)) => {
+            out.push(4);
+            out.extend_from_slice(&v6.octets());
+        }
+        Err(_) => {
+            // A name: the proxy resolves it (socks5h), outside the censored network.
+            let name = host.as_bytes();
+            let len =
+                u8::try_from(name.len()).map_err(|_| SocksError::Refused("host name too long"))?;
+            out.push(3);
+            out.push(len);
+            out.extend_from_slice(name);
+        }
+    }
+    out.extend_from_slice(&port.to_be_bytes());
+    Ok(())
+}
+
+/// The header of a datagram sent through the UDP relay to `host:port` (RFC 1928 section 7).
+pub fn udp_header(host: &str, port: u16) -> Result<Vec<u8>, SocksError> {
+    let mut h = vec![0, 0, 0];
+    encode_addr(host, port, &mut h)?;
+    Ok(h)
+}
+
+/// Length of the relay header at the start of a datagram; `None` when it is malformed or
+/// fragmented (FRAG != 0 is not supported).
+pub fn udp_header_len(d: &[u8]) -> Option<usize> {
+    parse_udp_header(d).map(|(_, _, len)| len)
+}
+
+/// The destination (host as text, port) and length of a relay header.
+pub fn parse_udp_header(d: &[u8]) -> Option<(String, u16, usize)> {
+    if d.len() < 4 || d[2] != 0 {
+        return None;
+    }
+    let (host, at) = match d[3] {
+        1 => {
+            let o: [u8; 4] = d.get(4..8)?.try_into().ok()?;
+            (std::net::Ipv4Addr::from(o).to_string(), 8)
+        }
+        4 => {
+            let o: [u8; 16] = d.get(4..20)?.try_into().ok()?;
+            (std::net::Ipv6Addr::from(o).to_string(), 20)
+        }
+        3 => {
+            let len = usize::from(*d.get(4)?);
+            let name = d.get(5..5 + len)?;
+            (String::from_utf8_lossy(name).to_ascii_lowercase(), 5 + len)
+        }
+        _ => return None,
+    };
+    let port = u16::from_be_bytes([*d.get(at)?, *d.get(at + 1)?]);
+    Some((host, port, at + 2))
+}
+
+async fn request(
+    proxy: SocketAddr,
+    cmd: u8,
+    host: &str,
+    port: u16,
+) -> Result<(TcpStream, SocketAddr), SocksError> {
     let mut s = TcpStream::connect(proxy).await?;
     s.set_nodelay(true)?;
     s.write_all(&[5, 1, 0]).await?;
@@ -53,27 +139,8 @@ pub async fn connect(proxy: SocketAddr, host: &str, port: u16) -> Result<TcpStre
     if choice != [5, 0] {
         return Err(SocksError::Protocol);
     }
-    let mut req = vec![5, 1, 0];
-    match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(v4)) => {
-            req.push(1);
-            req.extend_from_slice(&v4.octets());
-        }
-        Ok(std::net::IpAddr::V6(v6)) => {
-            req.push(4);
-            req.extend_from_slice(&v6.octets());
-        }
-        Err(_) => {
-            // A name: the proxy resolves it (socks5h), outside the censored network.
-            let name = host.as_bytes();
-            let len =
-                u8::try_from(name.len()).map_err(|_| SocksError::Refused("host name too long"))?;
-            req.push(3);
-            req.push(len);
-            req.extend_from_slice(name);
-        }
-    }
-    req.extend_from_slice(&port.to_be_bytes());
+    let mut req = vec![5, cmd, 0];
+    encode_addr(host, port, &mut req)?;
     s.write_all(&req).await?;
     let mut head = [0u8; 4];
     s.read_exact(&mut head).await?;
@@ -86,15 +153,28 @@ pub async fn connect(proxy: SocketAddr, host: &str, port: u16) -> Result<TcpStre
             format!("SOCKS5 proxy: {}", reply_text(head[1])),
         )));
     }
-    let skip = match head[3] {
-        1 => 4,
-        4 => 16,
-        3 => usize::from(s.read_u8().await?),
+    let bound = match head[3] {
+        1 => {
+            let mut b = [0u8; 6];
+            s.read_exact(&mut b).await?;
+            SocketAddr::from(([b[0], b[1], b[2], b[3]], u16::from_be_bytes([b[4], b[5]])))
+        }
+        4 => {
+            let mut b = [0u8; 18];
+            s.read_exact(&mut b).await?;
+            let ip: [u8; 16] = b[..16].try_into().expect("16 bytes");
+            SocketAddr::from((ip, u16::from_be_bytes([b[16], b[17]])))
+        }
+        3 => {
+            // A bound name is unusual; it is skipped and the proxy's address used.
+            let len = usize::from(s.read_u8().await?);
+            let mut rest = vec![0u8; len + 2];
+            s.read_exact(&mut rest).await?;
+            SocketAddr::new(proxy.ip(), u16::from_be_bytes([rest[len], rest[len + 1]]))
+        }
         _ => return Err(SocksError::Protocol),
     };
-    let mut rest = vec![0u8; skip + 2];
-    s.read_exact(&mut rest).await?;
-    Ok(s)
+    Ok((s, bound))
 }
 
 /// Parses `socks5://HOST:PORT` (or `socks5h://`); HOST must be an IP address or `localhost`.

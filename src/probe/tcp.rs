@@ -28,6 +28,36 @@ pub struct TcpAttempt {
     pub elapsed: Duration,
 }
 
+/// `--connect-to FROM=TO`: connections (TCP and UDP) that would go to FROM go to TO instead,
+/// while reports keep showing FROM. A testing aid: it lets a suite's real addresses and ports
+/// run against the mock network on loopback.
+#[derive(Clone, Debug, Default)]
+pub struct Remap(std::sync::Arc<std::collections::HashMap<SocketAddr, SocketAddr>>);
+
+impl Remap {
+    pub fn new(pairs: impl IntoIterator<Item = (SocketAddr, SocketAddr)>) -> Self {
+        Self(std::sync::Arc::new(pairs.into_iter().collect()))
+    }
+
+    /// Where a connection to `addr` really goes.
+    pub fn apply(&self, addr: SocketAddr) -> SocketAddr {
+        self.0.get(&addr).copied().unwrap_or(addr)
+    }
+}
+
+/// Parses `FROM=TO`, both `IP:PORT`.
+pub fn parse_remap(s: &str) -> Result<(SocketAddr, SocketAddr), String> {
+    let (from, to) = s.split_once('=').ok_or_else(|| {
+        format!("`{s}`: expected FROM=TO, e.g. 149.154.175.50:443=127.0.0.1:8443")
+    })?;
+    let parse = |a: &str| {
+        a.trim()
+            .parse::<SocketAddr>()
+            .map_err(|_| format!("`{a}` is not IP:PORT"))
+    };
+    Ok((parse(from)?, parse(to)?))
+}
+
 /// Connects with a time limit; the failure is data.
 pub async fn connect(
     addr: SocketAddr,
@@ -50,11 +80,12 @@ pub async fn connect(
 pub async fn connect_all(
     addrs: &[(IpAddr, AddrSource)],
     port: u16,
+    remap: &Remap,
     timeout: Duration,
 ) -> (Vec<TcpAttempt>, Option<(SocketAddr, TcpStream)>) {
     let results = futures::future::join_all(addrs.iter().map(|(ip, src)| async move {
         let addr = SocketAddr::new(*ip, port);
-        let (res, elapsed) = connect(addr, timeout).await;
+        let (res, elapsed) = connect(remap.apply(addr), timeout).await;
         (addr, *src, res, elapsed)
     }))
     .await;

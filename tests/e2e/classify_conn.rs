@@ -211,6 +211,7 @@ fn evidence(
         direct: Some(direct),
         control_path,
         consistency: None,
+        stun: None,
         tries: vec![],
     }
 }

@@ -299,7 +299,15 @@ async fn world() -> World {
     let vantage = MockDns::start(ip("127.0.0.1"), 0, vantage, None)
         .await
         .unwrap();
-    let proxy = SocksProxy::start(ip("127.0.0.1"), outside).await.unwrap();
+    let proxy = SocksProxy::start(
+        ip("127.0.0.1"),
+        blockprobe::mocknet::socks::Outside {
+            tcp: outside,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, pki.ca_pem()).unwrap();

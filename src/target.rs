@@ -57,6 +57,9 @@ pub enum Scheme {
     None,
     /// `stun://HOST:PORT`: a STUN Binding Request over UDP (RFC 5389).
     Stun,
+    /// `tcp://HOST:PORT`: a TCP connect and nothing else, even on 443 (for services on 443
+    /// that do not speak TLS, like WhatsApp's chat endpoints).
+    Tcp,
 }
 
 /// The HTTP method of the fetch. `POST` (empty body) exists for services that only answer
@@ -182,14 +185,21 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         "http" => Scheme::Http,
         "https" => Scheme::Https,
         "stun" => Scheme::Stun,
+        "tcp" => Scheme::Tcp,
         other => {
             return Err(format!(
-                "unsupported URL scheme `{other}` (use http, https or stun)"
+                "unsupported URL scheme `{other}` (use http, https, tcp or stun)"
             ));
         }
     };
-    if scheme == Scheme::Stun && !matches!(url.path(), "" | "/") {
-        return Err(format!("`{text}`: a stun:// target is HOST[:PORT] only"));
+    if matches!(scheme, Scheme::Stun | Scheme::Tcp) && !matches!(url.path(), "" | "/") {
+        return Err(format!(
+            "`{text}`: a {}:// target is HOST:PORT only",
+            url.scheme()
+        ));
+    }
+    if scheme == Scheme::Tcp && url.port().is_none() {
+        return Err(format!("`{text}`: a tcp:// target needs a port"));
     }
     let host = match url.host() {
         // Non-special schemes (stun://) leave addresses as opaque hosts.

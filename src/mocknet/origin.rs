@@ -121,6 +121,8 @@ fn respond(req: &http::Request<hyper::body::Incoming>) -> http::Response<Body> {
                 .body(Body::Left(Full::new(Bytes::new())))
                 .expect("static response")
         }
+        // Says which method it saw, so a test can tell a POST (Telegram data centres) arrived.
+        _ if req.method() == http::Method::POST => full(200, page(&format!("POST {host}"))),
         _ => full(200, page(&host)),
     }
 }

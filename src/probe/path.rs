@@ -93,6 +93,7 @@ impl Dest {
         match self.scheme {
             Scheme::None => format!("{host}:{}", self.port),
             Scheme::Stun => format!("stun://{host}:{}", self.port),
+            Scheme::Tcp => format!("tcp://{host}:{}", self.port),
             Scheme::Http | Scheme::Https => {
                 let scheme = if self.scheme == Scheme::Http {
                     "http"

@@ -688,3 +688,97 @@ fn a_plain_http_target_on_a_cdn_is_settled_by_a_handshake_on_443() {
         );
     }
 }
+
+fn stun_attempt(source: AddrSource, failure: Option<K>) -> blockprobe::probe::stun::StunAttempt {
+    blockprobe::probe::stun::StunAttempt {
+        server: "203.0.113.9:3478".into(),
+        source,
+        ok: failure.is_none(),
+        success: failure.is_none().then_some(true),
+        mapped_address: None,
+        rtt: failure.is_none().then_some(Duration::from_millis(30)),
+        sent: if failure.is_some() { 3 } else { 1 },
+        failure: failure.map(|k| Failure::new(k, "x")),
+        elapsed: Duration::ZERO,
+    }
+}
+
+#[test]
+fn stun_table() {
+    use blockprobe::probe::stun::StunObservation;
+    let none: Option<Option<K>> = None;
+    // (direct failure, control: None = no proxy / Some(failure), vantage answer, verdict, reason)
+    type StunRow = (
+        Option<K>,
+        Option<Option<K>>,
+        &'static str,
+        Verdict,
+        Option<&'static str>,
+    );
+    let rows: Vec<StunRow> = vec![
+        (None, none, "93.184.216.34", Verdict::Reachable, None),
+        (
+            Some(K::Timeout),
+            Some(None),
+            "93.184.216.34",
+            Verdict::Blocked,
+            Some("udp.timeout"),
+        ),
+        (
+            Some(K::Malformed),
+            Some(None),
+            "93.184.216.34",
+            Verdict::Blocked,
+            Some("udp.invalid"),
+        ),
+        (
+            Some(K::Timeout),
+            none,
+            "93.184.216.34",
+            Verdict::Inconclusive,
+            None,
+        ),
+        (
+            Some(K::Timeout),
+            Some(Some(K::Timeout)),
+            "93.184.216.34",
+            Verdict::Down,
+            None,
+        ),
+        (
+            Some(K::Refused),
+            Some(None),
+            "93.184.216.34",
+            Verdict::Inconclusive,
+            None,
+        ),
+        // Another address than the controls', but a STUN server answers on it: not a DNS lie.
+        (None, Some(None), "104.16.0.7", Verdict::Reachable, None),
+        // Another address that does not answer: the DNS answer is not proven.
+        (
+            Some(K::Timeout),
+            Some(None),
+            "104.16.0.7",
+            Verdict::Blocked,
+            Some("dns.inconsistent"),
+        ),
+    ];
+    for (direct, control, answer, verdict, reason) in rows {
+        let ev = Evidence {
+            direct: None,
+            control_path: None,
+            stun: Some(StunObservation {
+                direct: vec![stun_attempt(AddrSource::Vantage, direct)],
+                control: control.map(|c| stun_attempt(AddrSource::Control, c)),
+            }),
+            ..evidence(answer, PathObservation::default(), None)
+        };
+        let f = classify(ev, &Rules::default(), Layer::Udp);
+        assert_eq!(
+            (f.verdict, f.reason.map(|r| r.as_str())),
+            (verdict, reason),
+            "{direct:?} {control:?} {answer}: {}",
+            f.detail
+        );
+    }
+}

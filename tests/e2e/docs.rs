@@ -68,3 +68,13 @@ fn the_config_example_parses() {
     assert_eq!(cfg.rate, Some(50.0));
     assert_eq!(cfg.resolvers.unwrap().len(), 2);
 }
+
+#[test]
+fn every_bundled_suite_is_documented_and_the_readme_shows_the_whatsapp_one_liner() {
+    let doc = read("docs/suites.md");
+    for suite in blockprobe::suite::Suite::bundled().unwrap() {
+        let heading = format!("### {} — {} targets", suite.name, suite.targets.len());
+        assert!(doc.contains(&heading), "docs/suites.md lacks `{heading}`");
+    }
+    assert!(read("README.md").contains("blockprobe scan --suite whatsapp\n"));
+}

@@ -7,5 +7,6 @@ mod conn;
 mod dns;
 mod docs;
 mod mocknet;
+mod suites;
 mod support;
 mod targets;

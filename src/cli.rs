@@ -30,6 +30,12 @@ pub enum Command {
     Scan(Box<ScanArgs>),
     /// Run a mock censored network on loopback (for smoke tests and trying blockprobe offline).
     Mocknet(MocknetArgs),
+    /// Verdict timeline per target and resolver, from the measurement store.
+    History(HistoryArgs),
+    /// What changed between two stored runs: became blocked, became reachable, changed reason.
+    Diff(DiffArgs),
+    /// Stored records as CSV or JSONL, for analysis tools (DuckDB, ClickHouse, pandas).
+    Export(ExportArgs),
     /// List the bundled probe suites, or the targets of one suite.
     Suites {
         /// A suite name or PATH.toml: print its targets with their category and note.
@@ -117,7 +123,7 @@ Examples:
 Resolver SPEC forms: system | udp://IP[:PORT] | tcp://IP[:PORT] | tls://IP[:PORT]#NAME | \
 https://HOST[:PORT]/PATH | IP[:PORT] (udp).
 Exit status: 0 scan completed, 1 a --fail-on verdict was seen, 2 usage or input error, \
-130 interrupted.";
+75 the store is locked by another run, 130 interrupted.";
 
 #[derive(Debug, Args)]
 #[command(after_help = SCAN_EXAMPLES)]
@@ -242,6 +248,26 @@ pub struct ScanArgs {
     #[arg(long = "connect-to", value_name = "FROM=TO", value_parser = crate::probe::tcp::parse_remap)]
     pub connect_to: Vec<(std::net::SocketAddr, std::net::SocketAddr)>,
 
+    /// Record the run in a measurement store: sqlite:PATH or postgres://USER@HOST/DB
+    /// (see docs/cron.md). Also read from BLOCKPROBE_STORE.
+    #[arg(long, value_name = "URL", env = "BLOCKPROBE_STORE")]
+    pub store: Option<String>,
+
+    /// Continue an interrupted run of the store, measuring only the (target, resolver) pairs
+    /// it has not recorded. Give the same targets and resolvers as the first time.
+    #[arg(long, value_name = "RUN_ID", requires = "store", conflicts_with = "run_id")]
+    pub resume: Option<String>,
+
+    /// When another run on this host holds the store's lock, wait for it (default: exit with
+    /// status 75 at once).
+    #[arg(long)]
+    pub lock_wait: bool,
+
+    /// Append to the -o file instead of replacing it (JSONL only; CSV and JSON files are
+    /// replaced atomically when the run ends).
+    #[arg(long, requires = "output")]
+    pub append: bool,
+
     /// Identifier written in every record [default: generated from time and randomness].
     #[arg(long, value_name = "ID")]
     pub run_id: Option<String>,
@@ -251,4 +277,85 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim())
         .map_err(|e| format!("invalid duration `{s}` ({e}); use e.g. 4s or 500ms"))?;
     Ok(d)
+}
+
+/// Where the store is, for the reading commands.
+#[derive(Debug, Args)]
+pub struct StoreArg {
+    /// The measurement store: sqlite:PATH or postgres://USER@HOST/DB
+    /// [default: BLOCKPROBE_STORE, else sqlite:$XDG_DATA_HOME/blockprobe/runs.db].
+    #[arg(long, value_name = "URL", env = "BLOCKPROBE_STORE")]
+    pub store: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  blockprobe history --store sqlite:runs.db --target whatsapp.com
+  blockprobe history --since 7d --resolver isp --format csv > week.csv")]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
+
+    /// Only this target (as written in the scan, or its host name).
+    #[arg(long, value_name = "TARGET")]
+    pub target: Option<String>,
+
+    /// Only this vantage resolver (its NAME).
+    #[arg(long, value_name = "NAME")]
+    pub resolver: Option<String>,
+
+    /// Only runs started since: a date (2026-11-01), an RFC 3339 time, or an age (7d, 24h).
+    #[arg(long, value_name = "WHEN", value_parser = crate::store::query::parse_since)]
+    pub since: Option<String>,
+
+    /// table (consecutive runs with the same outcome collapsed), csv or json (every run).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::store::query::Output,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  blockprobe diff --store sqlite:runs.db          # the last run against the one before it
+  blockprobe diff RUN_A RUN_B --format csv
+
+Exit status: 0 (with or without changes), 2 when the runs cannot be found.")]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
+
+    /// The two runs to compare, older first [default: the last finished run and the one
+    /// before it from the same host and resolvers].
+    #[arg(value_name = "RUN", num_args = 2)]
+    pub runs: Vec<String>,
+
+    /// table, csv or json.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::store::query::Output,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  blockprobe export --store sqlite:runs.db --format csv > all.csv
+  blockprobe export --format jsonl --since 30d | duckdb -c \"SELECT verdict, count(*) FROM read_json_auto('/dev/stdin') GROUP BY 1\"
+
+See docs/cron.md for DuckDB and ClickHouse.")]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
+
+    /// csv (the report's columns) or jsonl (the full records, evidence included).
+    #[arg(long, value_enum)]
+    pub format: crate::store::query::ExportFormat,
+
+    /// Only runs started since: a date, an RFC 3339 time, or an age (7d).
+    #[arg(long, value_name = "WHEN", value_parser = crate::store::query::parse_since)]
+    pub since: Option<String>,
+
+    /// Only this run.
+    #[arg(long, value_name = "RUN_ID")]
+    pub run: Option<String>,
+
+    /// Write to PATH (atomically) instead of standard output.
+    #[arg(short = 'o', long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
 }

@@ -97,6 +97,7 @@ pub struct FileConfig {
     pub targets: Option<Vec<String>>,
     pub inputs: Option<Vec<String>>,
     pub suites: Option<Vec<String>>,
+    pub store: Option<String>,
     pub resolvers: Option<BTreeMap<String, String>>,
     pub control_resolvers: Option<BTreeMap<String, String>>,
     pub control_proxy: Option<String>,
@@ -158,6 +159,7 @@ pub struct OutputOptions {
     pub path: Option<PathBuf>,
     pub quiet: bool,
     pub fail_on: Vec<Verdict>,
+    pub append: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -173,6 +175,10 @@ pub struct ScanConfig {
     pub output: OutputOptions,
     pub strict: bool,
     pub run_id: Option<String>,
+    pub store: Option<crate::store::StoreUrl>,
+    /// `--resume RUN_ID`.
+    pub resume: Option<String>,
+    pub lock_wait: bool,
 }
 
 fn parse_named(
@@ -400,6 +406,18 @@ impl ScanConfig {
             (None, None) => Vec::new(),
         };
 
+        let store = args
+            .store
+            .or(file.store)
+            .map(|s| s.parse::<crate::store::StoreUrl>())
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--store: {e}"))?;
+        if args.append && format != Format::Jsonl {
+            bail!("--append works with JSONL output only (CSV and JSON are replaced atomically)");
+        }
+        if args.resume.is_some() && store.is_none() {
+            bail!("--resume needs --store (the run to resume is in the store)");
+        }
         Ok(Self {
             sources,
             vantages,
@@ -419,9 +437,13 @@ impl ScanConfig {
                 path,
                 quiet: args.quiet || file.quiet.unwrap_or(false),
                 fail_on,
+                append: args.append,
             },
             strict: args.strict || file.strict.unwrap_or(false),
-            run_id: args.run_id,
+            run_id: args.resume.clone().or(args.run_id),
+            store,
+            resume: args.resume,
+            lock_wait: args.lock_wait,
         })
     }
 }

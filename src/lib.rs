@@ -11,12 +11,12 @@ pub mod progress;
 pub mod report;
 pub mod resolver_spec;
 pub mod scan;
+pub mod store;
 pub mod suite;
 pub mod target;
 pub mod tls;
 pub mod verdict;
 
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -29,6 +29,8 @@ use crate::config::ScanConfig;
 /// Exit statuses (see `blockprobe scan --help`).
 pub const EXIT_FAIL_ON: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
+/// The store is locked by another run (EX_TEMPFAIL: cron may try again later).
+pub const EXIT_LOCKED: u8 = 75;
 pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Runs a parsed command line and returns the process exit status.
@@ -36,6 +38,9 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Scan(args) => run_scan(*args),
         Command::Mocknet(args) => run_mocknet(args),
+        Command::History(args) => history(args),
+        Command::Diff(args) => diff(args),
+        Command::Export(args) => export(args),
         Command::Suites { suite } => list_suites(suite.as_deref()),
         Command::Generate { what } => generate(what),
     };
@@ -43,30 +48,170 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             report::warn(format_args!("error: {e:#}"));
-            ExitCode::from(EXIT_USAGE)
+            let broken_pipe = |c: &(dyn std::error::Error + 'static)| {
+                c.downcast_ref::<io::Error>()
+                    .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+                    || c.downcast_ref::<csv::Error>().is_some_and(|e| {
+                        matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == io::ErrorKind::BrokenPipe)
+                    })
+            };
+            if e.chain().any(broken_pipe) {
+                // `blockprobe export | head`: the reader has what it wanted.
+                return ExitCode::SUCCESS;
+            }
+            if e.downcast_ref::<store::Busy>().is_some() {
+                ExitCode::from(EXIT_LOCKED)
+            } else {
+                ExitCode::from(EXIT_USAGE)
+            }
         }
     }
 }
 
+/// The report file: standard output, a JSONL file written in place (appended with
+/// `--append`), or a CSV/JSON file written to a temporary file beside it and renamed over it
+/// when the run ends, so a reader never sees half a report.
+enum OutFile {
+    Stdout,
+    InPlace,
+    Atomic {
+        tmp: tempfile::NamedTempFile,
+        path: std::path::PathBuf,
+    },
+}
+
+fn open_output(cfg: &ScanConfig) -> anyhow::Result<(OutFile, Box<dyn Write + Send>)> {
+    let Some(p) = &cfg.output.path else {
+        return Ok((OutFile::Stdout, Box::new(BufWriter::new(io::stdout()))));
+    };
+    let context = || format!("cannot create output file {}", p.display());
+    if cfg.output.format == report::Format::Jsonl {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(cfg.output.append)
+            .truncate(!cfg.output.append)
+            .open(p)
+            .with_context(context)?;
+        return Ok((OutFile::InPlace, Box::new(BufWriter::new(f))));
+    }
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = p.file_name().map_or_else(
+        || "report".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    // A report is an ordinary file (0666 less the umask), not a private temporary one.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let tmp = builder
+        .tempfile_in(dir)
+        .with_context(context)?;
+    let f = tmp.reopen().with_context(context)?;
+    Ok((
+        OutFile::Atomic {
+            tmp,
+            path: p.clone(),
+        },
+        Box::new(BufWriter::new(f)),
+    ))
+}
+
+/// What the run read its targets from, for the store.
+fn describe_sources(cfg: &ScanConfig) -> Vec<String> {
+    cfg.sources
+        .iter()
+        .map(|s| match s {
+            target::Source::Arg(a) => a.clone(),
+            target::Source::File(p) => p.display().to_string(),
+            target::Source::Stdin => "-".into(),
+            target::Source::Suite(s) => format!("suite:{}", s.name),
+        })
+        .collect()
+}
+
 fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     let cfg = ScanConfig::from_args(args)?;
-    let meta = scan::run_meta(&cfg, SystemTime::now());
+    let mut meta = scan::run_meta(&cfg, SystemTime::now());
     let quiet = cfg.output.quiet;
-    let out: Box<dyn Write + Send> = match &cfg.output.path {
-        Some(p) => {
-            Box::new(BufWriter::new(File::create(p).with_context(|| {
-                format!("cannot create output file {}", p.display())
-            })?))
+
+    // The store first: a locked store or an unknown --resume run stops before any output.
+    let mut skip = std::collections::HashSet::new();
+    let writer = match &cfg.store {
+        Some(url) => {
+            let mut st = store::Store::open(url)?;
+            st.lock(
+                &format!("pid {} run {}", std::process::id(), meta.run_id),
+                cfg.lock_wait,
+            )?;
+            if cfg.resume.is_some() {
+                let (done, started_at) = st.resume(&meta)?;
+                if !quiet {
+                    report::warn(format_args!(
+                        "resuming run {}: {} results already recorded are not measured again",
+                        meta.run_id,
+                        done.len()
+                    ));
+                }
+                skip = done;
+                meta.started_at = started_at;
+            } else {
+                st.begin_run(&meta, &describe_sources(&cfg))?;
+            }
+            Some(st.into_writer(meta.run_id.clone()))
         }
-        None => Box::new(BufWriter::new(io::stdout())),
+        None => None,
     };
+    let store_url = cfg.store.as_ref().map(ToString::to_string);
+    let run_id = meta.run_id.clone();
+
+    let (file, out) = open_output(&cfg)?;
     let runtime = runtime()?;
-    let outcome = runtime.block_on(scan::scan(cfg, meta, out))?;
+    let hooks = scan::Hooks {
+        skip,
+        store: writer.as_ref(),
+    };
+    let outcome = runtime.block_on(scan::scan(cfg, meta, out, hooks));
     // Jobs abandoned by a second interrupt must not keep the process alive.
     runtime.shutdown_background();
+    // On failure the temporary report is removed and the stored run stays `running`
+    // (resumable); everything measured so far is committed.
+    let outcome = outcome?;
+    if let Some(w) = writer {
+        w.finish(if outcome.interrupted {
+            "interrupted"
+        } else {
+            "complete"
+        })?;
+    }
+    if let OutFile::Atomic { tmp, path } = file {
+        tmp.persist(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     if !quiet {
         let mut err = io::stderr().lock();
-        let _ = write!(err, "{}", outcome.summary.render());
+        if io::IsTerminal::is_terminal(&err) {
+            let _ = write!(err, "{}", outcome.summary.render());
+        } else {
+            // Cron mails stderr: one line.
+            let s = &outcome.summary;
+            let _ = writeln!(
+                err,
+                "blockprobe: run {run_id}{}: {} results, {} blocked, {} throttled, {} down, {} inconclusive{}",
+                if outcome.interrupted { " (interrupted)" } else { "" },
+                s.total(),
+                s.count(verdict::Verdict::Blocked),
+                s.count(verdict::Verdict::Throttled),
+                s.count(verdict::Verdict::Down),
+                s.count(verdict::Verdict::Inconclusive),
+                store_url.map(|u| format!("; stored in {u}")).unwrap_or_default(),
+            );
+        }
     }
     Ok(if outcome.interrupted {
         ExitCode::from(EXIT_INTERRUPTED)
@@ -75,6 +220,78 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn open_store(arg: &cli::StoreArg) -> anyhow::Result<store::Store> {
+    let url = match &arg.store {
+        Some(s) => s
+            .parse::<store::StoreUrl>()
+            .map_err(|e| anyhow::anyhow!("--store: {e}"))?,
+        None => store::default_url(),
+    };
+    store::Store::open_existing(&url)
+}
+
+fn history(args: cli::HistoryArgs) -> anyhow::Result<ExitCode> {
+    let mut st = open_store(&args.store)?;
+    let filter = store::query::HistoryFilter {
+        target: args.target,
+        resolver: args.resolver,
+        since: args.since,
+    };
+    let mut out = BufWriter::new(io::stdout().lock());
+    store::query::history(&mut st, &filter, args.format, &mut out)?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn diff(args: cli::DiffArgs) -> anyhow::Result<ExitCode> {
+    let mut st = open_store(&args.store)?;
+    let runs = match args.runs.as_slice() {
+        [a, b] => Some((a.clone(), b.clone())),
+        _ => None,
+    };
+    let mut out = BufWriter::new(io::stdout().lock());
+    store::query::diff(&mut st, runs, args.format, &mut out)?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(args: cli::ExportArgs) -> anyhow::Result<ExitCode> {
+    let mut st = open_store(&args.store)?;
+    match &args.output {
+        Some(p) => {
+            let dir = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("cannot create {}", p.display()))?;
+            {
+                let mut w = BufWriter::new(tmp.as_file_mut());
+                store::query::export(
+                    &mut st,
+                    args.format,
+                    args.since.as_deref(),
+                    args.run.as_deref(),
+                    &mut w,
+                )?;
+            }
+            tmp.persist(p)
+                .with_context(|| format!("cannot write {}", p.display()))?;
+        }
+        None => {
+            let mut out = BufWriter::new(io::stdout().lock());
+            store::query::export(
+                &mut st,
+                args.format,
+                args.since.as_deref(),
+                args.run.as_deref(),
+                &mut out,
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

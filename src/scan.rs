@@ -373,8 +373,22 @@ async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
     Record::new(&ctx.meta, &target, &v.vantage, finding, start.elapsed())
 }
 
+/// What a scan does besides its report: skip pairs already measured (`--resume`) and hand
+/// every record to the store.
+#[derive(Default)]
+pub struct Hooks<'a> {
+    /// (target as written, resolver name) pairs not to measure again.
+    pub skip: std::collections::HashSet<(String, String)>,
+    pub store: Option<&'a crate::store::Writer>,
+}
+
 /// Runs a whole scan, writing records to `out` as they finish.
-pub async fn scan<W: Write>(cfg: ScanConfig, meta: RunMeta, out: W) -> anyhow::Result<Outcome> {
+pub async fn scan<W: Write>(
+    cfg: ScanConfig,
+    meta: RunMeta,
+    out: W,
+    hooks: Hooks<'_>,
+) -> anyhow::Result<Outcome> {
     let tls = TlsConfigs::new(cfg.ca_file.as_deref())?;
     let timeout = cfg.dns.timeout;
     let mut vantages = Vec::with_capacity(cfg.vantages.len());
@@ -477,13 +491,22 @@ pub async fn scan<W: Write>(cfg: ScanConfig, meta: RunMeta, out: W) -> anyhow::R
         let mut rx = signals.clone();
         async move { wait_for(&mut rx, 1).await }
     };
-    let vantage_count = ctx.vantages.len();
+    let vantage_names: Arc<Vec<String>> =
+        Arc::new(ctx.vantages.iter().map(|v| v.vantage.name.clone()).collect());
+    let skip = Arc::new(hooks.skip);
     let ctx_jobs = ctx.clone();
     let records = targets
         .take_until(first_signal)
         .flat_map(move |t| {
             let t = Arc::new(t);
-            futures::stream::iter((0..vantage_count).map(move |vi| (t.clone(), vi)))
+            let skip = skip.clone();
+            let names = vantage_names.clone();
+            let todo: Vec<usize> = (0..names.len())
+                .filter(|vi| {
+                    skip.is_empty() || !skip.contains(&(t.input.clone(), names[*vi].clone()))
+                })
+                .collect();
+            futures::stream::iter(todo.into_iter().map(move |vi| (t.clone(), vi)))
         })
         .map(move |(t, vi)| tokio::spawn(run_job(ctx_jobs.clone(), t, vi)))
         .buffer_unordered(cfg.concurrency);
@@ -514,6 +537,9 @@ pub async fn scan<W: Write>(cfg: ScanConfig, meta: RunMeta, out: W) -> anyhow::R
         };
         summary.add(&record.resolver, record.verdict);
         failed_on |= cfg.output.fail_on.contains(&record.verdict);
+        if let Some(store) = hooks.store {
+            store.write(&record)?;
+        }
         if let Err(e) = sink.write(&record) {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
                 broken_pipe = true;

@@ -348,7 +348,7 @@ impl MockNet {
         let cfg = crate::config::ScanConfig::from_args(*args)?;
         let meta = crate::scan::run_meta(&cfg, std::time::SystemTime::now());
         let mut buf = Vec::new();
-        crate::scan::scan(cfg, meta, &mut buf).await?;
+        crate::scan::scan(cfg, meta, &mut buf, crate::scan::Hooks::default()).await?;
         let records: Vec<serde_json::Value> = buf
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())

@@ -1,0 +1,436 @@
+//! `blockprobe history`, `diff` and `export`: reading the store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+
+use anyhow::bail;
+
+use crate::report::COLUMNS;
+use crate::store::{Store, Value};
+
+/// How `history` and `diff` print: a table for people, CSV or JSON for scripts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Csv,
+    Json,
+}
+
+/// `--since`: a date (2026-11-01), an RFC 3339 time, or an age (7d, 24h) before now.
+pub fn parse_since(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if let Ok(d) = humantime::parse_duration(s) {
+        let t = std::time::SystemTime::now()
+            .checked_sub(d)
+            .ok_or_else(|| format!("--since {s}: too far back"))?;
+        return Ok(humantime::format_rfc3339_millis(t).to_string());
+    }
+    if humantime::parse_rfc3339_weak(s).is_ok() {
+        return Ok(s.replace(' ', "T"));
+    }
+    let date_only = s.len() == 10
+        && s.bytes()
+            .enumerate()
+            .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    if date_only {
+        return Ok(format!("{s}T00:00:00Z"));
+    }
+    Err(format!(
+        "invalid --since `{s}` (use a date like 2026-11-01, an RFC 3339 time, or an age like 7d)"
+    ))
+}
+
+#[derive(Debug, Default)]
+pub struct HistoryFilter {
+    pub target: Option<String>,
+    pub resolver: Option<String>,
+    pub since: Option<String>,
+}
+
+/// One row of the timeline.
+#[derive(Debug, serde::Serialize)]
+struct Point {
+    target: String,
+    resolver: String,
+    run_id: String,
+    started_at: String,
+    verdict: String,
+    reason: Option<String>,
+}
+
+pub fn history(
+    store: &mut Store,
+    f: &HistoryFilter,
+    output: Output,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let mut sql = "SELECT r.target, r.resolver, r.run_id, runs.started_at, r.verdict, r.reason \
+                   FROM records r JOIN runs ON runs.run_id = r.run_id WHERE 1 = 1"
+        .to_owned();
+    let mut params: Vec<Value> = Vec::new();
+    if let Some(t) = &f.target {
+        sql.push_str(" AND (r.target = ? OR r.host = ?)");
+        params.push(t.clone().into());
+        params.push(t.clone().into());
+    }
+    if let Some(r) = &f.resolver {
+        sql.push_str(" AND r.resolver = ?");
+        params.push(r.clone().into());
+    }
+    if let Some(s) = &f.since {
+        sql.push_str(" AND runs.started_at >= ?");
+        params.push(s.clone().into());
+    }
+    sql.push_str(" ORDER BY r.target, r.resolver, runs.started_at, r.run_id");
+    let points: Vec<Point> = store
+        .query(&sql, &params)?
+        .into_iter()
+        .map(|r| Point {
+            target: r[0].str_or_empty(),
+            resolver: r[1].str_or_empty(),
+            run_id: r[2].str_or_empty(),
+            started_at: r[3].str_or_empty(),
+            verdict: r[4].str_or_empty(),
+            reason: r[5].text().map(str::to_owned),
+        })
+        .collect();
+    match output {
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut *out, &points)?;
+            writeln!(out)?;
+        }
+        Output::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(["target", "resolver", "run_id", "started_at", "verdict", "reason"])?;
+            for p in &points {
+                w.write_record([
+                    &p.target,
+                    &p.resolver,
+                    &p.run_id,
+                    &p.started_at,
+                    &p.verdict,
+                    p.reason.as_deref().unwrap_or(""),
+                ])?;
+            }
+            w.flush()?;
+        }
+        Output::Table => history_table(&points, out)?,
+    }
+    Ok(())
+}
+
+fn label(verdict: &str, reason: Option<&str>) -> String {
+    match reason {
+        Some(r) => format!("{verdict} {r}"),
+        None => verdict.to_owned(),
+    }
+}
+
+/// Consecutive runs with the same outcome collapse into one span.
+fn history_table(points: &[Point], out: &mut impl Write) -> anyhow::Result<()> {
+    if points.is_empty() {
+        writeln!(out, "no records match")?;
+        return Ok(());
+    }
+    let tw = points.iter().map(|p| p.target.len()).max().unwrap_or(6).max(6);
+    let rw = points.iter().map(|p| p.resolver.len()).max().unwrap_or(8).max(8);
+    writeln!(
+        out,
+        "{:<tw$}  {:<rw$}  {:<24}  {:<24}  {:>4}  OUTCOME",
+        "TARGET", "RESOLVER", "FROM", "TO", "RUNS"
+    )?;
+    let mut i = 0;
+    let mut last_key: Option<(&str, &str)> = None;
+    while i < points.len() {
+        let p = &points[i];
+        let outcome = label(&p.verdict, p.reason.as_deref());
+        let mut j = i + 1;
+        while j < points.len()
+            && points[j].target == p.target
+            && points[j].resolver == p.resolver
+            && label(&points[j].verdict, points[j].reason.as_deref()) == outcome
+        {
+            j += 1;
+        }
+        let key = (p.target.as_str(), p.resolver.as_str());
+        let (t, r) = if last_key == Some(key) {
+            ("", "")
+        } else {
+            key
+        };
+        writeln!(
+            out,
+            "{t:<tw$}  {r:<rw$}  {:<24}  {:<24}  {:>4}  {outcome}",
+            p.started_at,
+            points[j - 1].started_at,
+            j - i
+        )?;
+        last_key = Some(key);
+        i = j;
+    }
+    Ok(())
+}
+
+/// Names of the vantage resolvers in a run's `resolvers` JSON.
+fn resolver_names(json: &str) -> Vec<String> {
+    serde_json::from_str::<Vec<serde_json::Value>>(json)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The last finished run, and the one before it from the same vantage: same host, same
+/// resolver names.
+fn default_pair(store: &mut Store) -> anyhow::Result<(String, String)> {
+    let runs = store.query(
+        "SELECT run_id, host_name, resolvers FROM runs WHERE status <> 'running' \
+         ORDER BY started_at DESC",
+        &[],
+    )?;
+    let Some(b) = runs.first() else {
+        bail!("the store has no finished run yet");
+    };
+    let names = resolver_names(&b[2].str_or_empty());
+    let Some(a) = runs[1..]
+        .iter()
+        .find(|r| r[1] == b[1] && resolver_names(&r[2].str_or_empty()) == names)
+    else {
+        bail!(
+            "run {} has no earlier run from the same host and resolvers to compare with; name two runs",
+            b[0].str_or_empty()
+        );
+    };
+    Ok((a[0].str_or_empty(), b[0].str_or_empty()))
+}
+
+type Outcomes = HashMap<(String, String), (String, Option<String>)>;
+
+fn outcomes(store: &mut Store, run: &str) -> anyhow::Result<Outcomes> {
+    let exists = store.query("SELECT 1 FROM runs WHERE run_id = ?", &[run.into()])?;
+    if exists.is_empty() {
+        bail!("no run `{run}` in {}", store.url);
+    }
+    Ok(store
+        .query(
+            "SELECT target, resolver, verdict, reason FROM records WHERE run_id = ?",
+            &[run.into()],
+        )?
+        .into_iter()
+        .map(|r| {
+            (
+                (r[0].str_or_empty(), r[1].str_or_empty()),
+                (r[2].str_or_empty(), r[3].text().map(str::to_owned)),
+            )
+        })
+        .collect())
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Change {
+    /// `blocked` (became blocked or throttled), `unblocked` (became reachable), `changed`
+    /// (another verdict or reason), `new` or `gone` (measured in one run only).
+    pub change: &'static str,
+    pub target: String,
+    pub resolver: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+fn censored(v: &str) -> bool {
+    v == "blocked" || v == "throttled"
+}
+
+pub fn diff(
+    store: &mut Store,
+    runs: Option<(String, String)>,
+    output: Output,
+    out: &mut impl Write,
+) -> anyhow::Result<Vec<Change>> {
+    let (a, b) = match runs {
+        Some(p) => p,
+        None => default_pair(store)?,
+    };
+    let before = outcomes(store, &a)?;
+    let after = outcomes(store, &b)?;
+    let mut changes: BTreeMap<(String, String), Change> = BTreeMap::new();
+    for (key, (verdict, reason)) in &after {
+        let now = label(verdict, reason.as_deref());
+        let change = match before.get(key) {
+            None => "new",
+            Some((v0, r0)) if (v0, r0) == (verdict, reason) => continue,
+            Some((v0, _)) if censored(verdict) && !censored(v0) => "blocked",
+            Some((v0, _)) if censored(v0) && verdict == "reachable" => "unblocked",
+            Some(_) => "changed",
+        };
+        changes.insert(
+            key.clone(),
+            Change {
+                change,
+                target: key.0.clone(),
+                resolver: key.1.clone(),
+                before: before.get(key).map(|(v, r)| label(v, r.as_deref())),
+                after: Some(now),
+            },
+        );
+    }
+    for (key, (v, r)) in &before {
+        if !after.contains_key(key) {
+            changes.insert(
+                key.clone(),
+                Change {
+                    change: "gone",
+                    target: key.0.clone(),
+                    resolver: key.1.clone(),
+                    before: Some(label(v, r.as_deref())),
+                    after: None,
+                },
+            );
+        }
+    }
+    let changes: Vec<Change> = changes.into_values().collect();
+    match output {
+        Output::Json => {
+            serde_json::to_writer_pretty(
+                &mut *out,
+                &serde_json::json!({ "run_a": a, "run_b": b, "changes": changes }),
+            )?;
+            writeln!(out)?;
+        }
+        Output::Csv => {
+            let mut w = csv::Writer::from_writer(&mut *out);
+            w.write_record(["change", "target", "resolver", "before", "after", "run_a", "run_b"])?;
+            for c in &changes {
+                w.write_record([
+                    c.change,
+                    &c.target,
+                    &c.resolver,
+                    c.before.as_deref().unwrap_or(""),
+                    c.after.as_deref().unwrap_or(""),
+                    &a,
+                    &b,
+                ])?;
+            }
+            w.flush()?;
+        }
+        Output::Table => {
+            writeln!(out, "{a} -> {b}")?;
+            let tw = changes.iter().map(|c| c.target.len()).max().unwrap_or(6).max(6);
+            if !changes.is_empty() {
+                writeln!(
+                    out,
+                    "{:<9}  {:<tw$}  {:<10}  {:<28}  AFTER",
+                    "CHANGE", "TARGET", "RESOLVER", "BEFORE"
+                )?;
+            }
+            for c in &changes {
+                writeln!(
+                    out,
+                    "{:<9}  {:<tw$}  {:<10}  {:<28}  {}",
+                    c.change,
+                    c.target,
+                    c.resolver,
+                    c.before.as_deref().unwrap_or("-"),
+                    c.after.as_deref().unwrap_or("-")
+                )?;
+            }
+            let count = |k: &str| changes.iter().filter(|c| c.change == k).count();
+            writeln!(
+                out,
+                "{} changes: {} became blocked, {} became reachable, {} changed, {} new, {} gone",
+                changes.len(),
+                count("blocked"),
+                count("unblocked"),
+                count("changed"),
+                count("new"),
+                count("gone")
+            )?;
+        }
+    }
+    Ok(changes)
+}
+
+/// `export` formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Jsonl,
+}
+
+/// Streams records (oldest first) in pages, so memory does not grow with the store.
+pub fn export(
+    store: &mut Store,
+    format: ExportFormat,
+    since: Option<&str>,
+    run: Option<&str>,
+    out: &mut impl Write,
+) -> anyhow::Result<u64> {
+    const PAGE: i64 = 5_000;
+    let cols: Vec<String> = COLUMNS.iter().map(|c| format!("r.{c}")).collect();
+    let mut sql = format!(
+        "SELECT r.id, r.record, {} FROM records r JOIN runs ON runs.run_id = r.run_id WHERE r.id > ?",
+        cols.join(", ")
+    );
+    if since.is_some() {
+        sql.push_str(" AND runs.started_at >= ?");
+    }
+    if run.is_some() {
+        sql.push_str(" AND r.run_id = ?");
+    }
+    sql.push_str(&format!(" ORDER BY r.id LIMIT {PAGE}"));
+    enum Rows<'a, W: Write> {
+        Csv(csv::Writer<&'a mut W>),
+        Jsonl(&'a mut W),
+    }
+    let mut rows_out = match format {
+        ExportFormat::Csv => {
+            let mut w = csv::Writer::from_writer(&mut *out);
+            w.write_record(COLUMNS)?;
+            Rows::Csv(w)
+        }
+        ExportFormat::Jsonl => Rows::Jsonl(&mut *out),
+    };
+    let mut last = 0i64;
+    let mut n = 0u64;
+    loop {
+        let mut params: Vec<Value> = vec![Value::Int(last)];
+        params.extend(since.map(Value::from));
+        params.extend(run.map(Value::from));
+        let rows = store.query(&sql, &params)?;
+        for r in &rows {
+            last = r[0].int().unwrap_or(last);
+            match &mut rows_out {
+                Rows::Csv(w) => w.write_record(r[2..].iter().map(Value::str_or_empty))?,
+                Rows::Jsonl(o) => {
+                    o.write_all(r[1].str_or_empty().as_bytes())?;
+                    o.write_all(b"\n")?;
+                }
+            }
+            n += 1;
+        }
+        if (rows.len() as i64) < PAGE {
+            break;
+        }
+    }
+    match rows_out {
+        Rows::Csv(mut w) => w.flush()?,
+        Rows::Jsonl(o) => o.flush()?,
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_dates_times_and_ages() {
+        assert_eq!(parse_since("2026-11-01").unwrap(), "2026-11-01T00:00:00Z");
+        assert_eq!(
+            parse_since("2026-11-01T12:00:00Z").unwrap(),
+            "2026-11-01T12:00:00Z"
+        );
+        assert!(parse_since("7d").unwrap().starts_with("20"));
+        assert!(parse_since("last tuesday").is_err());
+    }
+}

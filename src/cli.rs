@@ -255,7 +255,12 @@ pub struct ScanArgs {
 
     /// Continue an interrupted run of the store, measuring only the (target, resolver) pairs
     /// it has not recorded. Give the same targets and resolvers as the first time.
-    #[arg(long, value_name = "RUN_ID", requires = "store", conflicts_with = "run_id")]
+    #[arg(
+        long,
+        value_name = "RUN_ID",
+        requires = "store",
+        conflicts_with = "run_id"
+    )]
     pub resume: Option<String>,
 
     /// When another run on this host holds the store's lock, wait for it (default: exit with

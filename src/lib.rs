@@ -99,19 +99,16 @@ fn open_output(cfg: &ScanConfig) -> anyhow::Result<(OutFile, Box<dyn Write + Sen
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    let name = p.file_name().map_or_else(
-        || "report".into(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let name = p
+        .file_name()
+        .map_or_else(|| "report".into(), |n| n.to_string_lossy().into_owned());
     let prefix = format!(".{name}.");
     let mut builder = tempfile::Builder::new();
     builder.prefix(&prefix).suffix(".tmp");
     // A report is an ordinary file (0666 less the umask), not a private temporary one.
     #[cfg(unix)]
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    let tmp = builder
-        .tempfile_in(dir)
-        .with_context(context)?;
+    let tmp = builder.tempfile_in(dir).with_context(context)?;
     let f = tmp.reopen().with_context(context)?;
     Ok((
         OutFile::Atomic {
@@ -203,13 +200,19 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
             let _ = writeln!(
                 err,
                 "blockprobe: run {run_id}{}: {} results, {} blocked, {} throttled, {} down, {} inconclusive{}",
-                if outcome.interrupted { " (interrupted)" } else { "" },
+                if outcome.interrupted {
+                    " (interrupted)"
+                } else {
+                    ""
+                },
                 s.total(),
                 s.count(verdict::Verdict::Blocked),
                 s.count(verdict::Verdict::Throttled),
                 s.count(verdict::Verdict::Down),
                 s.count(verdict::Verdict::Inconclusive),
-                store_url.map(|u| format!("; stored in {u}")).unwrap_or_default(),
+                store_url
+                    .map(|u| format!("; stored in {u}"))
+                    .unwrap_or_default(),
             );
         }
     }

@@ -491,8 +491,12 @@ pub async fn scan<W: Write>(
         let mut rx = signals.clone();
         async move { wait_for(&mut rx, 1).await }
     };
-    let vantage_names: Arc<Vec<String>> =
-        Arc::new(ctx.vantages.iter().map(|v| v.vantage.name.clone()).collect());
+    let vantage_names: Arc<Vec<String>> = Arc::new(
+        ctx.vantages
+            .iter()
+            .map(|v| v.vantage.name.clone())
+            .collect(),
+    );
     let skip = Arc::new(hooks.skip);
     let ctx_jobs = ctx.clone();
     let records = targets

@@ -162,7 +162,10 @@ pub enum StoreUrl {
 impl std::str::FromStr for StoreUrl {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if let Some(p) = s.strip_prefix("sqlite://").or_else(|| s.strip_prefix("sqlite:")) {
+        if let Some(p) = s
+            .strip_prefix("sqlite://")
+            .or_else(|| s.strip_prefix("sqlite:"))
+        {
             if p.is_empty() {
                 return Err("sqlite: needs a path, e.g. sqlite:runs.db".into());
             }
@@ -258,24 +261,37 @@ impl Store {
         if let StoreUrl::Sqlite(p) = url
             && !p.exists()
         {
-            bail!("no store at {} (scan with --store {url} first)", p.display());
+            bail!(
+                "no store at {} (scan with --store {url} first)",
+                p.display()
+            );
         }
         Self::open(url)
     }
 
+    /// Applies the missing migrations in one exclusive transaction, so concurrent openers
+    /// (cron runs, a fleet's first start) never apply one twice.
     fn migrate(&mut self) -> anyhow::Result<()> {
         self.db.batch(
             "CREATE TABLE IF NOT EXISTS blockprobe_migrations (
                 version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
         )?;
-        let done = self
-            .db
-            .query("SELECT MAX(version) FROM blockprobe_migrations", &[])?;
-        let current = done
-            .first()
-            .and_then(|r| r.first())
-            .and_then(Value::int)
-            .unwrap_or(0);
+        self.db.batch(match self.db.dialect() {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN; LOCK TABLE blockprobe_migrations IN EXCLUSIVE MODE",
+        })?;
+        let res = self.apply_migrations();
+        match res {
+            Ok(()) => self.db.batch("COMMIT"),
+            Err(e) => {
+                let _ = self.db.batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn apply_migrations(&mut self) -> anyhow::Result<()> {
+        let current = self.schema_version()?;
         let all = migrations(self.db.dialect());
         if current > all.len() as i64 {
             bail!(
@@ -284,20 +300,11 @@ impl Store {
             );
         }
         for (i, m) in all.iter().enumerate().skip(current as usize) {
-            self.db.batch("BEGIN")?;
-            let res = self.db.batch(m).and_then(|()| {
-                self.db.execute(
-                    &self.sql("INSERT INTO blockprobe_migrations (version, applied_at) VALUES (?, ?)"),
-                    &[Value::Int(i as i64 + 1), now().into()],
-                )
-            });
-            match res {
-                Ok(_) => self.db.batch("COMMIT")?,
-                Err(e) => {
-                    let _ = self.db.batch("ROLLBACK");
-                    return Err(e);
-                }
-            }
+            self.db.batch(m)?;
+            let sql =
+                self.sql("INSERT INTO blockprobe_migrations (version, applied_at) VALUES (?, ?)");
+            self.db
+                .execute(&sql, &[Value::Int(i as i64 + 1), now().into()])?;
         }
         Ok(())
     }
@@ -307,7 +314,10 @@ impl Store {
         let r = self
             .db
             .query("SELECT MAX(version) FROM blockprobe_migrations", &[])?;
-        Ok(r.first().and_then(|r| r.first()).and_then(Value::int).unwrap_or(0))
+        Ok(r.first()
+            .and_then(|r| r.first())
+            .and_then(Value::int)
+            .unwrap_or(0))
     }
 
     fn sql(&self, s: &str) -> String {
@@ -355,7 +365,10 @@ impl Store {
 
     /// Records a new run, `running` until [`Writer::finish`].
     pub fn begin_run(&mut self, meta: &RunMeta, sources: &[String]) -> anyhow::Result<()> {
-        let exists = self.query("SELECT 1 FROM runs WHERE run_id = ?", &[meta.run_id.clone().into()])?;
+        let exists = self.query(
+            "SELECT 1 FROM runs WHERE run_id = ?",
+            &[meta.run_id.clone().into()],
+        )?;
         if !exists.is_empty() {
             bail!(
                 "run `{}` is already in the store; use --resume {0} to continue it",
@@ -394,7 +407,10 @@ impl Store {
         };
         let status = row[0].str_or_empty();
         if status == "complete" {
-            bail!("--resume: run `{}` is complete; nothing to resume", meta.run_id);
+            bail!(
+                "--resume: run `{}` is complete; nothing to resume",
+                meta.run_id
+            );
         }
         let resolvers = serde_json::to_string(&meta.resolvers)?;
         if row[1].str_or_empty() != resolvers {

@@ -29,9 +29,13 @@ pub fn parse_since(s: &str) -> Result<String, String> {
         return Ok(s.replace(' ', "T"));
     }
     let date_only = s.len() == 10
-        && s.bytes()
-            .enumerate()
-            .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        && s.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
     if date_only {
         return Ok(format!("{s}T00:00:00Z"));
     }
@@ -101,7 +105,14 @@ pub fn history(
         }
         Output::Csv => {
             let mut w = csv::Writer::from_writer(out);
-            w.write_record(["target", "resolver", "run_id", "started_at", "verdict", "reason"])?;
+            w.write_record([
+                "target",
+                "resolver",
+                "run_id",
+                "started_at",
+                "verdict",
+                "reason",
+            ])?;
             for p in &points {
                 w.write_record([
                     &p.target,
@@ -132,8 +143,18 @@ fn history_table(points: &[Point], out: &mut impl Write) -> anyhow::Result<()> {
         writeln!(out, "no records match")?;
         return Ok(());
     }
-    let tw = points.iter().map(|p| p.target.len()).max().unwrap_or(6).max(6);
-    let rw = points.iter().map(|p| p.resolver.len()).max().unwrap_or(8).max(8);
+    let tw = points
+        .iter()
+        .map(|p| p.target.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let rw = points
+        .iter()
+        .map(|p| p.resolver.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
     writeln!(
         out,
         "{:<tw$}  {:<rw$}  {:<24}  {:<24}  {:>4}  OUTCOME",
@@ -153,11 +174,7 @@ fn history_table(points: &[Point], out: &mut impl Write) -> anyhow::Result<()> {
             j += 1;
         }
         let key = (p.target.as_str(), p.resolver.as_str());
-        let (t, r) = if last_key == Some(key) {
-            ("", "")
-        } else {
-            key
-        };
+        let (t, r) = if last_key == Some(key) { ("", "") } else { key };
         writeln!(
             out,
             "{t:<tw$}  {r:<rw$}  {:<24}  {:<24}  {:>4}  {outcome}",
@@ -299,7 +316,9 @@ pub fn diff(
         }
         Output::Csv => {
             let mut w = csv::Writer::from_writer(&mut *out);
-            w.write_record(["change", "target", "resolver", "before", "after", "run_a", "run_b"])?;
+            w.write_record([
+                "change", "target", "resolver", "before", "after", "run_a", "run_b",
+            ])?;
             for c in &changes {
                 w.write_record([
                     c.change,
@@ -315,7 +334,12 @@ pub fn diff(
         }
         Output::Table => {
             writeln!(out, "{a} -> {b}")?;
-            let tw = changes.iter().map(|c| c.target.len()).max().unwrap_or(6).max(6);
+            let tw = changes
+                .iter()
+                .map(|c| c.target.len())
+                .max()
+                .unwrap_or(6)
+                .max(6);
             if !changes.is_empty() {
                 writeln!(
                     out,
@@ -379,14 +403,14 @@ pub fn export(
     }
     sql.push_str(&format!(" ORDER BY r.id LIMIT {PAGE}"));
     enum Rows<'a, W: Write> {
-        Csv(csv::Writer<&'a mut W>),
+        Csv(Box<csv::Writer<&'a mut W>>),
         Jsonl(&'a mut W),
     }
     let mut rows_out = match format {
         ExportFormat::Csv => {
             let mut w = csv::Writer::from_writer(&mut *out);
             w.write_record(COLUMNS)?;
-            Rows::Csv(w)
+            Rows::Csv(Box::new(w))
         }
         ExportFormat::Jsonl => Rows::Jsonl(&mut *out),
     };

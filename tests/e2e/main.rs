@@ -7,6 +7,7 @@ mod conn;
 mod dns;
 mod docs;
 mod mocknet;
+mod store;
 mod suites;
 mod support;
 mod targets;

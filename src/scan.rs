@@ -542,7 +542,7 @@ pub async fn scan<W: Write>(
         summary.add(&record.resolver, record.verdict);
         failed_on |= cfg.output.fail_on.contains(&record.verdict);
         if let Some(store) = hooks.store {
-            store.write(&record)?;
+            store.write(&record).await?;
         }
         if let Err(e) = sink.write(&record) {
             if e.kind() == std::io::ErrorKind::BrokenPipe {

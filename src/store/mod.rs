@@ -10,7 +10,6 @@ pub mod query;
 pub mod sqlite;
 
 use std::collections::HashSet;
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
@@ -438,31 +437,38 @@ impl Store {
         ))
     }
 
+    /// Inserts a batch in one transaction, up to [`ROWS_PER_INSERT`] rows per statement.
     fn insert(&mut self, batch: &[(String, Record)]) -> anyhow::Result<()> {
-        let cols: Vec<&str> = record_columns().collect();
-        let sql = self.sql(&format!(
-            "INSERT INTO records (run_id, measured_at, {}, record) VALUES (?, ?, {}, ?) ON CONFLICT DO NOTHING",
-            cols.join(", "),
-            vec!["?"; cols.len()].join(", ")
-        ));
         self.db.batch("BEGIN")?;
-        for (measured_at, rec) in batch {
-            let row = rec.csv_row();
-            let mut params: Vec<Value> = Vec::with_capacity(row.len() + 2);
-            params.push(rec.run_id.clone().into());
-            params.push(measured_at.clone().into());
-            for (name, v) in COLUMNS.iter().zip(row) {
-                if *name != "run_id" {
-                    params.push(if v.is_empty() { Value::Null } else { v.into() });
+        for chunk in batch.chunks(ROWS_PER_INSERT) {
+            let sql = self.insert_sql(chunk.len());
+            let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * (COLUMNS.len() + 2));
+            for (measured_at, rec) in chunk {
+                params.push(rec.run_id.clone().into());
+                params.push(measured_at.clone().into());
+                for (name, v) in COLUMNS.iter().zip(rec.csv_row()) {
+                    if *name != "run_id" {
+                        params.push(if v.is_empty() { Value::Null } else { v.into() });
+                    }
                 }
+                params.push(serde_json::to_string(rec)?.into());
             }
-            params.push(serde_json::to_string(rec)?.into());
             if let Err(e) = self.db.execute(&sql, &params) {
                 let _ = self.db.batch("ROLLBACK");
                 return Err(e);
             }
         }
         self.db.batch("COMMIT")
+    }
+
+    fn insert_sql(&self, rows: usize) -> String {
+        let cols: Vec<&str> = record_columns().collect();
+        let one = format!("(?, ?, {}, ?)", vec!["?"; cols.len()].join(", "));
+        self.sql(&format!(
+            "INSERT INTO records (run_id, measured_at, {}, record) VALUES {} ON CONFLICT DO NOTHING",
+            cols.join(", "),
+            vec![one; rows].join(", ")
+        ))
     }
 
     fn finish_run(&mut self, run_id: &str, status: &str) -> anyhow::Result<()> {
@@ -498,12 +504,13 @@ impl Store {
     /// Moves the store to a writer thread that inserts records in batches (one transaction per
     /// batch of whatever has arrived), so the scan never waits on the disk.
     pub fn into_writer(self, run_id: String) -> Writer {
-        let (tx, rx) = mpsc::channel::<Msg>();
+        // Bounded: a store slower than the scan slows the scan instead of filling memory.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(WRITE_QUEUE);
         let error: Arc<Mutex<Option<String>>> = Arc::default();
         let err = error.clone();
         let handle = std::thread::Builder::new()
             .name("store".into())
-            .spawn(move || writer_loop(self, &run_id, &rx, &err))
+            .spawn(move || writer_loop(self, &run_id, rx, &err))
             .expect("spawn the store writer");
         Writer {
             tx: Some(tx),
@@ -521,7 +528,7 @@ enum Msg {
 fn writer_loop(
     mut store: Store,
     run_id: &str,
-    rx: &mpsc::Receiver<Msg>,
+    mut rx: tokio::sync::mpsc::Receiver<Msg>,
     error: &Mutex<Option<String>>,
 ) -> anyhow::Result<()> {
     let fail = |e: &anyhow::Error| {
@@ -531,7 +538,9 @@ fn writer_loop(
     let mut batch: Vec<(String, Record)> = Vec::new();
     let mut finish: Option<String> = None;
     while finish.is_none() {
-        let Ok(first) = rx.recv() else { break };
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
         let mut next = Some(first);
         while let Some(m) = next {
             match m {
@@ -563,19 +572,26 @@ fn writer_loop(
 }
 
 /// The handle the scan writes through.
+/// Rows per INSERT statement (fewer round trips; far below both databases' parameter limits).
+const ROWS_PER_INSERT: usize = 100;
+
+/// Records queued for the store at most.
+const WRITE_QUEUE: usize = 4_096;
+
 pub struct Writer {
-    tx: Option<mpsc::Sender<Msg>>,
+    tx: Option<tokio::sync::mpsc::Sender<Msg>>,
     handle: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
     error: Arc<Mutex<Option<String>>>,
 }
 
 impl Writer {
-    pub fn write(&self, rec: &Record) -> anyhow::Result<()> {
+    /// Queues a record; waits while the queue is full.
+    pub async fn write(&self, rec: &Record) -> anyhow::Result<()> {
         if let Some(e) = self.error.lock().expect("store error lock").as_ref() {
             bail!("the store failed: {e}");
         }
         if let Some(tx) = &self.tx {
-            let _ = tx.send(Msg::Record(Box::new((now(), rec.clone()))));
+            let _ = tx.send(Msg::Record(Box::new((now(), rec.clone())))).await;
         }
         Ok(())
     }
@@ -583,7 +599,7 @@ impl Writer {
     /// Commits what is pending and closes the run with `status` (`complete`, `interrupted`).
     pub fn finish(mut self, status: &str) -> anyhow::Result<()> {
         if let Some(tx) = self.tx.take() {
-            let _ = tx.send(Msg::Finish(status.to_owned()));
+            let _ = tx.blocking_send(Msg::Finish(status.to_owned()));
         }
         match self.handle.take().map(std::thread::JoinHandle::join) {
             Some(Ok(r)) => r.context("the store failed"),

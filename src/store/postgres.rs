@@ -10,6 +10,21 @@ use crate::store::{Db, Dialect, Value};
 
 pub struct Postgres {
     client: postgres::Client,
+    /// Prepared statements by SQL text (the inserts repeat thousands of times).
+    prepared: std::collections::HashMap<String, postgres::Statement>,
+}
+
+impl Postgres {
+    fn statement(&mut self, sql: &str) -> anyhow::Result<postgres::Statement> {
+        if let Some(s) = self.prepared.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql)?;
+        if self.prepared.len() < 64 {
+            self.prepared.insert(sql.to_owned(), s.clone());
+        }
+        Ok(s)
+    }
 }
 
 impl ToSql for Value {
@@ -44,7 +59,10 @@ impl Postgres {
                 crate::store::StoreUrl::Postgres(url.to_owned())
             )
         })?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            prepared: std::collections::HashMap::new(),
+        })
     }
 }
 
@@ -62,7 +80,8 @@ impl Db for Postgres {
     }
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> anyhow::Result<u64> {
-        Ok(self.client.execute(sql, &refs(params))?)
+        let stmt = self.statement(sql)?;
+        Ok(self.client.execute(&stmt, &refs(params))?)
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> anyhow::Result<Vec<Vec<Value>>> {

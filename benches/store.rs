@@ -4,6 +4,8 @@
 //!
 //! cargo bench --bench store -- 100000
 
+#![allow(clippy::print_stdout)] // a benchmark reports on stdout
+
 use std::time::{Duration, Instant};
 
 use blockprobe::classify::{ControlDns, ControlObservation, Evidence, Finding};

@@ -137,7 +137,13 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     let mut meta = scan::run_meta(&cfg, SystemTime::now());
     let quiet = cfg.output.quiet;
 
-    // The store first: a locked store or an unknown --resume run stops before any output.
+    // Unreadable inputs are usage errors before anything is recorded anywhere.
+    for src in &cfg.sources {
+        if let target::Source::File(p) = src {
+            std::fs::File::open(p).with_context(|| format!("cannot read {}", p.display()))?;
+        }
+    }
+    // The store next: a locked store or an unknown --resume run stops before any output.
     let mut skip = std::collections::HashSet::new();
     let writer = match &cfg.store {
         Some(url) => {
@@ -176,9 +182,17 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     let outcome = runtime.block_on(scan::scan(cfg, meta, out, hooks));
     // Jobs abandoned by a second interrupt must not keep the process alive.
     runtime.shutdown_background();
-    // On failure the temporary report is removed and the stored run stays `running`
-    // (resumable); everything measured so far is committed.
-    let outcome = outcome?;
+    // On failure the temporary report is removed and the stored run is closed as `failed`
+    // (still resumable); everything measured so far is committed.
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            if let Some(w) = writer {
+                let _ = w.finish("failed");
+            }
+            return Err(e);
+        }
+    };
     if let Some(w) = writer {
         w.finish(if outcome.interrupted {
             "interrupted"

@@ -201,7 +201,7 @@ fn resolver_names(json: &str) -> Vec<String> {
 /// resolver names.
 fn default_pair(store: &mut Store) -> anyhow::Result<(String, String)> {
     let runs = store.query(
-        "SELECT run_id, host_name, resolvers FROM runs WHERE status <> 'running' \
+        "SELECT run_id, host_name, resolvers FROM runs WHERE status IN ('complete', 'interrupted') \
          ORDER BY started_at DESC",
         &[],
     )?;

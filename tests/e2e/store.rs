@@ -480,3 +480,30 @@ async fn jsonl_reports_append_and_csv_reports_appear_whole() {
         stderr(&out)
     );
 }
+
+#[tokio::test]
+async fn a_usage_error_records_no_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("runs.db").display());
+    let missing = dir.path().join("missing.txt");
+    let out = run([
+        "scan",
+        "-i",
+        missing.to_str().unwrap(),
+        "--probes",
+        "dns",
+        "--resolver",
+        "udp://127.0.0.1:9",
+        "--control-resolver",
+        "c=udp://127.0.0.1:9",
+        "--store",
+        &url,
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("missing.txt"), "{}", stderr(&out));
+    assert!(
+        !dir.path().join("runs.db").exists(),
+        "no store, no run for a usage error"
+    );
+}

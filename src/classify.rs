@@ -553,15 +553,21 @@ fn udp(s: &StunObservation) -> Decision {
         .iter()
         .filter_map(|a| a.failure.as_ref().map(|f| f.kind.as_str()))
         .collect();
-    let reason = s
+    // An address family this host cannot route (no IPv6) says nothing about the server; the
+    // others decide.
+    let kind = |a: &crate::probe::stun::StunAttempt| a.failure.as_ref().map(|f| f.kind);
+    let timeouts = s
         .direct
         .iter()
-        .all(|a| {
-            a.failure
-                .as_ref()
-                .is_some_and(|f| f.kind == FailureKind::Timeout)
-        })
-        .then_some(Reason::UdpTimeout);
+        .any(|a| kind(a) == Some(FailureKind::Timeout));
+    let reason = (timeouts
+        && s.direct.iter().all(|a| {
+            matches!(
+                kind(a),
+                Some(FailureKind::Timeout | FailureKind::Unreachable)
+            )
+        }))
+    .then_some(Reason::UdpTimeout);
     let sent: u32 = s.direct.iter().map(|a| a.sent).sum();
     judge(
         reason,

@@ -764,11 +764,16 @@ fn stun_table() {
         ),
     ];
     for (direct, control, answer, verdict, reason) in rows {
+        let mut attempts = vec![stun_attempt(AddrSource::Vantage, direct)];
+        // An unroutable IPv6 address beside it changes nothing.
+        if direct == Some(K::Timeout) {
+            attempts.push(stun_attempt(AddrSource::Vantage, Some(K::Unreachable)));
+        }
         let ev = Evidence {
             direct: None,
             control_path: None,
             stun: Some(StunObservation {
-                direct: vec![stun_attempt(AddrSource::Vantage, direct)],
+                direct: attempts,
                 control: control.map(|c| stun_attempt(AddrSource::Control, c)),
             }),
             ..evidence(answer, PathObservation::default(), None)

@@ -704,11 +704,35 @@ fn connection(
             };
             judge(tls_reason(kind), what, &c)
         }
-        Outcome::Http(k) => judge(
-            Some(Reason::HttpReset),
-            format!("{url}: the HTTP exchange fails ({})", k.as_str()),
-            &c,
-        ),
+        Outcome::Http(k) => {
+            let what = format!("{url}: the HTTP exchange fails ({})", k.as_str());
+            // Reset before any byte: a GET with the decoy Host on the same address tells a
+            // filter keyed on the name from one that resets every connection to the address.
+            let decoy = direct.hops.last().and_then(|h| h.decoy_http.as_ref());
+            match decoy {
+                Some(d) if d.status.is_some() => (
+                    Blocked,
+                    Some(Reason::HttpReset),
+                    format!(
+                        "{what}, while the same request with a decoy Host on the same address gets an answer: the filter is keyed on the name"
+                    ),
+                ),
+                Some(d)
+                    if d.failure.as_ref().is_some_and(|f| {
+                        matches!(f.kind, FailureKind::Reset | FailureKind::Eof)
+                    }) =>
+                {
+                    judge(
+                        Some(Reason::TcpReset),
+                        format!(
+                            "{what} before any byte, for the decoy Host too (an address-level reset)"
+                        ),
+                        &c,
+                    )
+                }
+                _ => judge(Some(Reason::HttpReset), what, &c),
+            }
+        }
         Outcome::Stall(at) => {
             let wire = direct.hops.last().map_or(0, |h| h.wire_bytes_in);
             judge(

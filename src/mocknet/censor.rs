@@ -29,6 +29,9 @@ pub enum Behaviour {
     Intercept(Arc<rustls::ServerConfig>),
     /// Plain HTTP: answer every request with a block page instead of forwarding.
     InjectBlockPage,
+    /// Plain HTTP: reset (RST) the connection when the request's Host is listed; forward
+    /// other requests.
+    ResetHost(Vec<String>),
     /// Forward, but stop forwarding towards the client after this many bytes (no RST).
     FreezeAfter(u64),
     /// Forward towards the client at this many bytes per second.
@@ -147,6 +150,15 @@ async fn handle(mut client: TcpStream, upstream: SocketAddr, b: Behaviour) -> st
             serve_block_page(client).await;
             Ok(())
         }
+        Behaviour::ResetHost(names) => {
+            let head = read_request_head(&mut client).await?;
+            if host_of(&head).is_some_and(|h| names.iter().any(|n| n.eq_ignore_ascii_case(&h))) {
+                client.set_zero_linger()?;
+                drop(client);
+                return Ok(());
+            }
+            splice(client, upstream, head, Shape::default()).await
+        }
         Behaviour::FreezeAfter(n) => {
             let shape = Shape {
                 freeze_down: Some(n),
@@ -196,6 +208,34 @@ async fn read_client_hello(c: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     rec[..5].copy_from_slice(&head);
     c.read_exact(&mut rec[5..]).await?;
     Ok(rec)
+}
+
+/// The bytes of an HTTP request up to the end of its head (at most 16 KiB).
+async fn read_request_head(c: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 2048];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+        let n = c.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    Ok(head)
+}
+
+/// The Host header of a request head, without the port, as a DPI box reads it.
+pub fn host_of(head: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(head).lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case("host").then(|| {
+            let v = v.trim();
+            v.rsplit_once(':')
+                .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+                .map_or(v, |(h, _)| h)
+                .to_owned()
+        })
+    })
 }
 
 /// The server_name of a ClientHello record, as a DPI box reads it.

@@ -188,6 +188,9 @@ impl MockNet {
                     rogue.server_config(&[host.as_str()], &[b"http/1.1"])?,
                 )),
                 (_, _, Some(HttpMode::Blockpage), ..) => Some(CensorBehaviour::InjectBlockPage),
+                (_, _, Some(HttpMode::Reset), ..) => {
+                    Some(CensorBehaviour::ResetHost(vec![host.clone()]))
+                }
                 (_, _, _, Some(n), _) => Some(CensorBehaviour::FreezeAfter(n)),
                 (_, _, _, _, Some(r)) => Some(CensorBehaviour::Throttle(r)),
                 _ => Some(CensorBehaviour::Pass),

@@ -114,6 +114,8 @@ pub enum TlsMode {
 pub enum HttpMode {
     /// Answer plain-HTTP requests with a block page.
     Blockpage,
+    /// Reset plain-HTTP requests whose Host is the target's (others pass).
+    Reset,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

@@ -87,6 +87,28 @@ pub struct HttpObservation {
 }
 
 impl HttpObservation {
+    fn empty(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            status: None,
+            headers: BTreeMap::new(),
+            title: None,
+            body_sha256: None,
+            transfer: Transfer::default(),
+            failure: None,
+            elapsed: Duration::ZERO,
+            head: Vec::new(),
+        }
+    }
+
+    /// No request was sent: the connection failed first.
+    pub fn failed_before_request(url: &str, f: Failure) -> Self {
+        Self {
+            failure: Some(f),
+            ..Self::empty(url)
+        }
+    }
+
     pub fn location(&self) -> Option<&str> {
         self.headers.get("location").map(String::as_str)
     }
@@ -131,17 +153,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let start = Instant::now();
-    let mut obs = HttpObservation {
-        url: url.to_owned(),
-        status: None,
-        headers: BTreeMap::new(),
-        title: None,
-        body_sha256: None,
-        transfer: Transfer::default(),
-        failure: None,
-        elapsed: Duration::ZERO,
-        head: Vec::new(),
-    };
+    let mut obs = HttpObservation::empty(url);
     let head_deadline = start + opts.timeout;
     let handshake = hyper::client::conn::http1::Builder::new()
         .max_buf_size(256 * 1024)

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::classify::is_bogon;
 use crate::probe::dns::{DnsClient, DnsObservation};
-use crate::probe::failure::Failure;
+use crate::probe::failure::{Failure, FailureKind};
 use crate::probe::http::{self, HttpObservation, HttpOptions};
 use crate::probe::socks;
 use crate::probe::tcp::{self, AddrSource, TcpAttempt};
@@ -50,6 +50,10 @@ pub struct Hop {
     /// The same handshake with the decoy SNI, run when the target's SNI failed.
     pub decoy_tls: Option<TlsObservation>,
     pub http: Option<HttpObservation>,
+    /// Plain HTTP reset or closed before any byte: the same GET with the decoy name as Host,
+    /// on a new connection to the same address (is the filter keyed on the Host?).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decoy_http: Option<HttpObservation>,
     /// Bytes received on the connection (TLS records included): where a flow froze on the wire.
     pub wire_bytes_in: u64,
 }
@@ -173,6 +177,7 @@ pub async fn fetch(
             tls: None,
             decoy_tls: None,
             http: None,
+            decoy_http: None,
             wire_bytes_in: 0,
         };
         // The target's method on the first request; redirects are followed with GET, as
@@ -270,7 +275,7 @@ pub async fn fetch(
                 path.hops.push(hop);
                 break;
             }
-            http::get(
+            let obs = http::get(
                 stream,
                 &hop.url,
                 &dest.authority(),
@@ -278,7 +283,17 @@ pub async fn fetch(
                 method,
                 opts.http,
             )
-            .await
+            .await;
+            let silent_reset = obs.status.is_none()
+                && wire.load(std::sync::atomic::Ordering::Relaxed) == 0
+                && obs
+                    .failure
+                    .as_ref()
+                    .is_some_and(|f| matches!(f.kind, FailureKind::Reset | FailureKind::Eof));
+            if silent_reset && matches!(route, Route::Direct { .. }) {
+                hop.decoy_http = Some(decoy_http(addr, opts).await);
+            }
+            obs
         };
         hop.wire_bytes_in = wire.load(std::sync::atomic::Ordering::Relaxed);
         let follow = next
@@ -297,6 +312,16 @@ pub async fn fetch(
         }
     }
     path
+}
+
+/// `GET /` with the decoy name as Host, on a new connection to `addr`.
+async fn decoy_http(addr: SocketAddr, opts: &ConnOptions) -> HttpObservation {
+    let url = format!("http://{}/", opts.decoy_sni);
+    let (stream, _) = tcp::connect(opts.remap.apply(addr), opts.timeout).await;
+    match stream {
+        Ok(s) => http::get(s, &url, &opts.decoy_sni, "/", Method::Get, opts.http).await,
+        Err(f) => HttpObservation::failed_before_request(&url, f),
+    }
 }
 
 async fn decoy(addr: SocketAddr, tls: &TlsClient, opts: &ConnOptions) -> TlsObservation {

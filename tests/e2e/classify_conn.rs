@@ -121,6 +121,7 @@ fn path(p: &P, tls_port: bool) -> PathObservation {
         tls: verified,
         decoy_tls: None,
         http: None,
+        decoy_http: None,
         wire_bytes_in: 0,
     };
     let mut exhausted = false;
@@ -783,6 +784,47 @@ fn stun_table() {
             (f.verdict, f.reason.map(|r| r.as_str())),
             (verdict, reason),
             "{direct:?} {control:?} {answer}: {}",
+            f.detail
+        );
+    }
+}
+
+#[test]
+fn a_plain_http_reset_is_settled_by_a_decoy_host() {
+    let reset = || {
+        let mut p = path(&P::HttpFail(K::Reset), false);
+        p.hops[0].url = "http://149.154.175.50:443/".into();
+        p
+    };
+    let control = Some(path(&PAGE, false));
+    let answered = http_obs(Some(200), "", "", 100, 1e6, None, None, false);
+    let also_reset = http_obs(None, "", "", 0, 0.0, Some(K::Eof), None, false);
+    for (decoy, control, verdict, reason) in [
+        // The decoy Host gets an answer: keyed on the name, no control needed.
+        (Some(answered), None, Verdict::Blocked, Some("http.reset")),
+        // The decoy is reset too: the address is, at the TCP level.
+        (
+            Some(also_reset.clone()),
+            control.clone(),
+            Verdict::Blocked,
+            Some("tcp.reset"),
+        ),
+        (Some(also_reset), None, Verdict::Inconclusive, None),
+        // No decoy (bytes had arrived): the request failed.
+        (None, control, Verdict::Blocked, Some("http.reset")),
+    ] {
+        let mut direct = reset();
+        direct.hops[0].decoy_http = decoy;
+        let ev = Evidence {
+            dns: None,
+            control: None,
+            ..evidence("93.184.216.34", direct, control)
+        };
+        let f = classify(ev, &Rules::default(), Layer::Http);
+        assert_eq!(
+            (f.verdict, f.reason.map(|r| r.as_str())),
+            (verdict, reason),
+            "{}",
             f.detail
         );
     }

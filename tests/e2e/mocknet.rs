@@ -134,7 +134,7 @@ async fn ready_line_drives_a_scan_and_sigterm_stops_the_network() {
     let out = run(&args).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let recs = jsonl(&out.stdout);
-    assert_eq!(recs.len(), 31 * 4);
+    assert_eq!(recs.len(), 32 * 4);
     let nx_doh = recs
         .iter()
         .find(|r| r["host"] == "nxdomain.example" && r["resolver"] == "doh")

@@ -91,7 +91,7 @@ async fn scan_whatsapp_and_telegram_suites_through_a_censored_mock() {
         ("tcp://e1.whatsapp.net:5222", "blocked", Some("tcp.timeout")),
         ("tcp://e1.whatsapp.net:443", "reachable", None),
         ("telegram.org", "blocked", Some("tls.reset")),
-        ("http://149.154.175.50:443/", "blocked", Some("tcp.refused")),
+        ("http://149.154.175.50:443/", "blocked", Some("tcp.reset")),
         ("http://149.154.167.51:80/", "blocked", Some("tcp.timeout")),
         ("http://149.154.175.50:80/", "reachable", None),
     ] {

@@ -523,13 +523,15 @@ fn udp(s: &StunObservation) -> Decision {
             ),
         );
     }
-    let c = match &s.control {
-        None => Control::Absent,
-        Some(c) if c.ok => Control::Ok(Outcome::Connected),
-        Some(c) => Control::Failed(format!(
+    let c = match (&s.control, &s.reference) {
+        (Some(c), _) if c.ok => Control::Ok(Outcome::Connected),
+        (Some(c), _) => Control::Failed(format!(
             "gets no STUN response ({})",
             c.failure.as_ref().map_or("no answer", |f| f.kind.as_str())
         )),
+        // Another STUN server answers from here: UDP to STUN works, this one does not.
+        (None, Some(r)) if r.ok => Control::Ok(Outcome::Connected),
+        _ => Control::Absent,
     };
     let servers: Vec<&str> = s.direct.iter().map(|a| a.server.as_str()).collect();
     let servers = servers.join(", ");

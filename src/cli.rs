@@ -242,6 +242,12 @@ pub struct ScanArgs {
     #[arg(long, value_name = "QPS")]
     pub rate: Option<f64>,
 
+    /// Without --control-proxy: a STUN server (HOST[:PORT]) expected to answer from here. A
+    /// stun:// target that gets no answer while it does is blocked (udp.timeout/udp.invalid)
+    /// instead of inconclusive. Asked once per run and resolver.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub stun_reference: Option<String>,
+
     /// Connect to TO whenever a probe would connect to FROM (IP:PORT=IP:PORT, repeatable; TCP
     /// and UDP); reports keep showing FROM. A testing aid: `blockprobe mocknet --suite` maps a
     /// suite's real addresses and ports to loopback with it.

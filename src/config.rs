@@ -151,6 +151,8 @@ pub struct ConnSettings {
     pub rules: crate::classify::Rules,
     /// `--connect-to` pairs.
     pub connect_to: Vec<(std::net::SocketAddr, std::net::SocketAddr)>,
+    /// `--stun-reference HOST:PORT`.
+    pub stun_reference: Option<(String, u16)>,
 }
 
 #[derive(Clone, Debug)]
@@ -179,6 +181,12 @@ pub struct ScanConfig {
     /// `--resume RUN_ID`.
     pub resume: Option<String>,
     pub lock_wait: bool,
+}
+
+/// `HOST:PORT` (a name or an IP; IPv6 in brackets).
+fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+    let t = crate::target::Target::parse(&format!("stun://{}", s.trim_start_matches("stun://")))?;
+    Ok((t.host.to_string(), t.port))
 }
 
 fn parse_named(
@@ -317,6 +325,12 @@ impl ScanConfig {
                 throttle_floor_bps,
             },
             connect_to: args.connect_to,
+            stun_reference: args
+                .stun_reference
+                .as_deref()
+                .map(parse_host_port)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--stun-reference: {e}"))?,
         };
 
         let ca_file = args.ca_file.or(file.ca_file);

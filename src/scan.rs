@@ -52,6 +52,8 @@ struct VantageCtx {
     vantage: Vantage,
     client: DnsClient,
     healthy: bool,
+    /// `--stun-reference`, asked once per run through this vantage.
+    stun_reference: OnceCell<Option<stun::StunAttempt>>,
 }
 
 /// Computes a value once per key and shares it with every job that asks, in bounded memory:
@@ -114,6 +116,7 @@ struct Ctx {
     probes: Vec<Probe>,
     conn: ConnOptions,
     proxy: Option<SocketAddr>,
+    stun_reference: Option<(String, u16)>,
     repeat: u32,
     rules: Rules,
     tls: TlsClient,
@@ -204,7 +207,12 @@ fn direct_addrs(dns: &DnsObservation, control: &ControlDns) -> Vec<(IpAddr, Addr
 }
 
 /// The UDP step of a STUN target: every address from here, and the control proxy's relay.
-async fn stun_step(ctx: &Ctx, target: &Target, addrs: &[(IpAddr, AddrSource)]) -> StunObservation {
+async fn stun_step(
+    ctx: &Ctx,
+    v: &VantageCtx,
+    target: &Target,
+    addrs: &[(IpAddr, AddrSource)],
+) -> StunObservation {
     let timeout = ctx.conn.timeout;
     let direct = futures::future::join_all(addrs.iter().map(|(ip, src)| {
         stun::probe(
@@ -223,8 +231,30 @@ async fn stun_step(ctx: &Ctx, target: &Target, addrs: &[(IpAddr, AddrSource)]) -
             None => None,
         }
     };
-    let (direct, control) = tokio::join!(direct, control);
-    StunObservation { direct, control }
+    // Without a control path, a reference STUN server reached from here is the baseline.
+    let reference = async {
+        let (host, port) = ctx
+            .stun_reference
+            .as_ref()
+            .filter(|_| ctx.proxy.is_none())?;
+        v.stun_reference
+            .get_or_init(|| async {
+                let ip = match host.parse::<IpAddr>() {
+                    Ok(ip) => ip,
+                    Err(_) => *v.client.lookup(host).await.addresses().iter().next()?,
+                };
+                let addr = SocketAddr::new(ip, *port);
+                Some(stun::probe(addr, AddrSource::Control, &ctx.conn.remap, timeout).await)
+            })
+            .await
+            .clone()
+    };
+    let (direct, control, reference) = tokio::join!(direct, control, reference);
+    StunObservation {
+        direct,
+        control,
+        reference,
+    }
 }
 
 async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
@@ -265,7 +295,7 @@ async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
     }
     if target.scheme == Scheme::Stun {
         let ev = Evidence {
-            stun: Some(stun_step(&ctx, &target, &addrs).await),
+            stun: Some(stun_step(&ctx, v, &target, &addrs).await),
             ..base
         };
         let finding = classify(ev, &ctx.rules, Layer::Udp);
@@ -404,6 +434,7 @@ pub async fn scan<W: Write>(
             vantage: v.clone(),
             client,
             healthy: true,
+            stun_reference: OnceCell::new(),
         });
     }
     let mut control_clients = Vec::with_capacity(cfg.controls.len());
@@ -457,6 +488,7 @@ pub async fn scan<W: Write>(
             remap: crate::probe::tcp::Remap::new(cfg.conn.connect_to.iter().copied()),
         },
         proxy: cfg.conn.control_proxy,
+        stun_reference: cfg.conn.stun_reference.clone(),
         repeat: cfg.conn.repeat,
         rules: cfg.conn.rules,
         tls: tls.probe.clone(),

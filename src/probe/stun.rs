@@ -190,6 +190,10 @@ pub struct StunObservation {
     pub direct: Vec<StunAttempt>,
     /// Through the control proxy's UDP relay; `None` without `--control-proxy`.
     pub control: Option<StunAttempt>,
+    /// Without a control proxy: `--stun-reference`, a STUN server expected to answer from
+    /// here (asked once per run and vantage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<StunAttempt>,
 }
 
 /// How datagrams reach the server: a connected socket, or wrapped for the SOCKS5 relay.

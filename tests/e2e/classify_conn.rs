@@ -776,6 +776,7 @@ fn stun_table() {
             stun: Some(StunObservation {
                 direct: attempts,
                 control: control.map(|c| stun_attempt(AddrSource::Control, c)),
+                reference: None,
             }),
             ..evidence(answer, PathObservation::default(), None)
         };
@@ -825,6 +826,33 @@ fn a_plain_http_reset_is_settled_by_a_decoy_host() {
             (f.verdict, f.reason.map(|r| r.as_str())),
             (verdict, reason),
             "{}",
+            f.detail
+        );
+    }
+}
+
+#[test]
+fn without_a_proxy_a_stun_reference_is_the_baseline() {
+    use blockprobe::probe::stun::StunObservation;
+    for (reference, verdict, reason) in [
+        (Some(None), Verdict::Blocked, Some("udp.timeout")),
+        (Some(Some(K::Timeout)), Verdict::Inconclusive, None),
+        (None, Verdict::Inconclusive, None),
+    ] {
+        let ev = Evidence {
+            direct: None,
+            stun: Some(StunObservation {
+                direct: vec![stun_attempt(AddrSource::Vantage, Some(K::Timeout))],
+                control: None,
+                reference: reference.map(|r| stun_attempt(AddrSource::Control, r)),
+            }),
+            ..evidence("93.184.216.34", PathObservation::default(), None)
+        };
+        let f = classify(ev, &Rules::default(), Layer::Udp);
+        assert_eq!(
+            (f.verdict, f.reason.map(|r| r.as_str())),
+            (verdict, reason),
+            "{reference:?}: {}",
             f.detail
         );
     }

@@ -200,3 +200,68 @@ async fn a_users_suite_combines_with_targets_and_lists() {
     find(&recs, "ok.test");
     find(&recs, "bogon.test");
 }
+
+#[tokio::test]
+async fn without_a_proxy_a_stun_reference_tells_blocked_from_inconclusive() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready_file = dir.path().join("ready.json");
+    let scenario =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("probes/scenarios/all.toml");
+    let mut child = tokio::process::Command::new(bin())
+        .args(["mocknet", "--scenario", scenario.to_str().unwrap()])
+        .args(["--ready-file", ready_file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .await
+        .unwrap();
+    let ready: blockprobe::mocknet::Ready = serde_json::from_str(&line).unwrap();
+    // The mock's scan arguments without the control proxy, and only the STUN targets.
+    let mut args: Vec<String> = Vec::new();
+    let mut it = ready.scan_args.iter();
+    while let Some(a) = it.next() {
+        if a == "--control-proxy" || a == "-i" {
+            it.next();
+        } else {
+            args.push(a.clone());
+        }
+    }
+    args.extend(
+        [
+            "stun://stun.drop.example:3478",
+            "stun://stun.garbage.example:19302",
+            "stun://stun.ok.example:3478",
+            "--quiet",
+        ]
+        .map(String::from),
+    );
+    let out = run(&args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let recs = jsonl(&out.stdout);
+    assert_eq!(
+        find(&recs, "stun://stun.drop.example:3478")["verdict"],
+        "inconclusive"
+    );
+    assert_eq!(
+        find(&recs, "stun://stun.ok.example:3478")["verdict"],
+        "reachable"
+    );
+
+    args.extend(["--stun-reference".into(), "stun.ok.example:3478".into()]);
+    let out = run(&args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let recs = jsonl(&out.stdout);
+    let dropped = find(&recs, "stun://stun.drop.example:3478");
+    assert_eq!(dropped["reason"], "udp.timeout", "{dropped}");
+    assert_eq!(dropped["evidence"]["stun"]["reference"]["ok"], true, "{dropped}");
+    assert_eq!(
+        find(&recs, "stun://stun.garbage.example:19302")["reason"],
+        "udp.invalid"
+    );
+    drop(child);
+}

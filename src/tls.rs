@@ -45,6 +45,65 @@ fn client_config(
     Ok(Arc::new(config))
 }
 
+/// For the PostgreSQL store. `verify`: the server's certificate must chain to the webpki
+/// roots or `ca_file` (libpq's `verify-full`); otherwise the connection is encrypted but the
+/// certificate is not checked (libpq's `prefer` and `require`).
+pub fn store_config(ca_file: Option<&Path>, verify: bool) -> anyhow::Result<rustls::ClientConfig> {
+    let roots = roots(ca_file)?;
+    let config = Arc::unwrap_or_clone(client_config(&roots, &[])?);
+    if verify {
+        return Ok(config);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
+        .build()
+        .context("TLS verifier")?;
+    let mut config = config;
+    config
+        .dangerous()
+        .set_certificate_verifier(Arc::new(EncryptOnly(inner)));
+    Ok(config)
+}
+
+/// Accepts any certificate (signatures are still checked): encryption without authentication.
+#[derive(Debug)]
+struct EncryptOnly(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
 /// The TLS configurations a scan needs, built once per run.
 #[derive(Clone)]
 pub struct TlsConfigs {

@@ -2,7 +2,7 @@
 //! is a session advisory lock keyed by the host name, so a fleet's machines write at the same
 //! time while one machine's overlapping runs do not.
 //!
-//! Connections are unencrypted (`NoTls`): use a local socket, loopback, or a tunnel.
+//! TLS (rustls) follows libpq's `sslmode`: see [`Postgres::connect`].
 
 use postgres::types::{IsNull, ToSql, Type};
 
@@ -52,18 +52,65 @@ impl ToSql for Value {
 }
 
 impl Postgres {
+    /// TLS as libpq does it: `sslmode=prefer` (the default) and `require` encrypt without
+    /// checking the certificate; `verify-ca` and `verify-full` check it against the webpki roots
+    /// plus `sslrootcert=PATH` (a PEM file); `disable` is plain.
     pub fn connect(url: &str) -> anyhow::Result<Self> {
-        let client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot connect to {}: {e}",
-                crate::store::StoreUrl::Postgres(url.to_owned())
-            )
-        })?;
+        let shown = crate::store::StoreUrl::Postgres(url.to_owned());
+        let (url, params) = take_params(url, &["sslrootcert", "sslmode"]);
+        let ca = params
+            .iter()
+            .find(|(k, _)| k == "sslrootcert")
+            .map(|(_, v)| v.as_str());
+        let mode = params
+            .iter()
+            .find(|(k, _)| k == "sslmode")
+            .map_or("prefer", |(_, v)| v.as_str());
+        let (tokio_mode, verify) = match mode {
+            "disable" | "allow" | "prefer" => (mode, false),
+            "require" => ("require", false),
+            "verify-ca" | "verify-full" => ("require", true),
+            other => anyhow::bail!("{shown}: unknown sslmode `{other}`"),
+        };
+        let tokio_mode = if tokio_mode == "allow" {
+            "prefer"
+        } else {
+            tokio_mode
+        };
+        let mut config: postgres::Config =
+            url.parse().map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+        config.ssl_mode(match tokio_mode {
+            "disable" => postgres::config::SslMode::Disable,
+            "require" => postgres::config::SslMode::Require,
+            _ => postgres::config::SslMode::Prefer,
+        });
+        let tls = crate::tls::store_config(ca.map(std::path::Path::new), verify)?;
+        let client = config
+            .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+            .map_err(|e| anyhow::anyhow!("cannot connect to {shown}: {e}"))?;
         Ok(Self {
             client,
             prepared: std::collections::HashMap::new(),
         })
     }
+}
+
+/// Takes the listed query parameters out of a URL (blockprobe handles them, not
+/// tokio-postgres), returning the rest of the URL and what was taken.
+fn take_params(url: &str, names: &[&str]) -> (String, Vec<(String, String)>) {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return (url.to_owned(), Vec::new());
+    };
+    let (taken, rest): (Vec<_>, Vec<_>) = parsed
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .partition(|(k, _)| names.contains(&k.as_str()));
+    if rest.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(rest);
+    }
+    (parsed.to_string(), taken)
 }
 
 fn refs(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
@@ -126,5 +173,30 @@ impl Db for Postgres {
             .client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&k])?;
         Ok(row.get::<_, bool>(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_parameters_are_taken_out_of_the_url() {
+        let (rest, taken) = take_params(
+            "postgres://u@db.example/m?sslmode=verify-full&application_name=bp&sslrootcert=/etc/ca.pem",
+            &["sslrootcert", "sslmode"],
+        );
+        assert_eq!(rest, "postgres://u@db.example/m?application_name=bp");
+        assert_eq!(
+            taken,
+            vec![
+                ("sslmode".to_owned(), "verify-full".to_owned()),
+                ("sslrootcert".to_owned(), "/etc/ca.pem".to_owned())
+            ]
+        );
+        assert_eq!(
+            take_params("postgres://u@h/m?sslmode=require", &["sslmode"]).0,
+            "postgres://u@h/m"
+        );
     }
 }

@@ -230,6 +230,41 @@ impl Drop for PgDb {
 async fn postgres_store_records_runs_and_reports_what_changed() {
     let Some(db) = PgDb::create() else { return };
     runs_and_changes(&db.url).await;
+    // TLS as libpq does it. The test server's certificate comes from a private CA:
+    // `require` encrypts without checking it, `verify-full` refuses it until the URL names
+    // the CA, and then the session is encrypted.
+    if let Some(ca) = std::env::var("BLOCKPROBE_TEST_POSTGRES_CA")
+        .ok()
+        .filter(|c| c != "-")
+    {
+        let url = db.url.clone();
+        let (require, unknown_ca, verified) = std::thread::spawn(move || {
+            let ssl = |u: String| {
+                Store::open(&u.parse().unwrap())
+                    .and_then(|mut s| {
+                        s.query(
+                            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                            &[],
+                        )
+                    })
+                    .map(|r| r[0][0].clone())
+                    .map_err(|e| format!("{e:#}"))
+            };
+            (
+                ssl(format!("{url}?sslmode=require")),
+                ssl(format!("{url}?sslmode=verify-full")),
+                ssl(format!("{url}?sslmode=verify-full&sslrootcert={ca}")),
+            )
+        })
+        .join()
+        .unwrap();
+        assert_eq!(require, Ok(Value::Int(1)));
+        let e = unknown_ca.expect_err("an unknown CA is refused with verify-full");
+        assert!(e.contains("TLS"), "{e}");
+        assert_eq!(verified, Ok(Value::Int(1)));
+    } else {
+        eprintln!("SKIPPED (TLS part): the test server has no TLS (no openssl)");
+    }
     // The lock is per host: a second session cannot take it while the first holds it.
     let url: StoreUrl = db.url.parse().unwrap();
     std::thread::spawn(move || {

@@ -258,7 +258,10 @@ async fn without_a_proxy_a_stun_reference_tells_blocked_from_inconclusive() {
     let recs = jsonl(&out.stdout);
     let dropped = find(&recs, "stun://stun.drop.example:3478");
     assert_eq!(dropped["reason"], "udp.timeout", "{dropped}");
-    assert_eq!(dropped["evidence"]["stun"]["reference"]["ok"], true, "{dropped}");
+    assert_eq!(
+        dropped["evidence"]["stun"]["reference"]["ok"], true,
+        "{dropped}"
+    );
     assert_eq!(
         find(&recs, "stun://stun.garbage.example:19302")["reason"],
         "udp.invalid"

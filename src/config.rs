@@ -501,6 +501,31 @@ mod tests {
     }
 
     #[test]
+    fn store_resume_and_suites() {
+        let c = cfg(&[
+            "--suite",
+            "calls",
+            "--store",
+            "sqlite:r.db",
+            "--resume",
+            "r1",
+        ])
+        .unwrap();
+        assert_eq!(c.store, Some(crate::store::StoreUrl::Sqlite("r.db".into())));
+        assert_eq!(
+            c.run_id.as_deref(),
+            Some("r1"),
+            "a resumed run keeps its id"
+        );
+        assert!(matches!(&c.sources[..], [Source::Suite(s)] if s.name == "calls"));
+        let c = cfg(&["x.example", "--stun-reference", "stun.example"]).unwrap();
+        assert_eq!(
+            c.conn.stun_reference,
+            Some(("stun.example".into(), crate::target::STUN_PORT))
+        );
+    }
+
+    #[test]
     fn defaults_and_implied_probes() {
         let c = cfg(&["x.example"]).unwrap();
         assert_eq!(c.probes, [Probe::Dns, Probe::Tcp, Probe::Tls, Probe::Http]);
@@ -547,6 +572,17 @@ mod tests {
             (
                 &["x.example", "--control-proxy", "socks5://example.org:1080"][..],
                 "socks5://IP:PORT",
+            ),
+            (&["x.example", "--store", "mysql://db/x"][..], "sqlite:PATH"),
+            (&["x.example", "--store", "sqlite:"][..], "needs a path"),
+            (
+                &["x.example", "-o", "x.csv", "--append"][..],
+                "--append works with JSONL",
+            ),
+            (&["x.example", "--suite", "nonesuch"][..], "unknown suite"),
+            (
+                &["x.example", "--stun-reference", "stun.example:notaport"][..],
+                "--stun-reference",
             ),
         ] {
             let e = cfg(args)

@@ -36,6 +36,8 @@ pub enum Command {
     Diff(DiffArgs),
     /// Stored records as CSV or JSONL, for analysis tools (DuckDB, ClickHouse, pandas).
     Export(ExportArgs),
+    /// Delete stored runs older than an age, with their records (retention for cron).
+    Prune(PruneArgs),
     /// List the bundled probe suites, or the targets of one suite.
     Suites {
         /// A suite name or PATH.toml: print its targets with their category and note.
@@ -329,7 +331,8 @@ pub struct HistoryArgs {
   blockprobe diff --store sqlite:runs.db          # the last run against the one before it
   blockprobe diff RUN_A RUN_B --format csv
 
-Exit status: 0 (with or without changes), 2 when the runs cannot be found.")]
+Exit status: 0, or 1 with --fail-on when such a change is listed; 2 when the runs cannot be
+found.")]
 pub struct DiffArgs {
     #[command(flatten)]
     pub store: StoreArg,
@@ -342,6 +345,29 @@ pub struct DiffArgs {
     /// table, csv or json.
     #[arg(long, value_enum, default_value = "table")]
     pub format: crate::store::query::Output,
+
+    /// Exit with status 1 when a change of these kinds is listed (blocked, unblocked,
+    /// changed, new, gone), e.g. --fail-on blocked to alert on new blocks.
+    #[arg(long, value_name = "KIND,...", value_delimiter = ',',
+          value_parser = ["blocked", "unblocked", "changed", "new", "gone"])]
+    pub fail_on: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  blockprobe prune --store sqlite:runs.db --older-than 180d
+  blockprobe prune --older-than 30d --dry-run")]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
+
+    /// Delete runs started longer ago than this (e.g. 90d); runs still `running` are kept.
+    #[arg(long, value_name = "AGE", value_parser = crate::store::query::parse_since)]
+    pub older_than: String,
+
+    /// Only say what would be deleted.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

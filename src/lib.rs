@@ -41,6 +41,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::History(args) => history(args),
         Command::Diff(args) => diff(args),
         Command::Export(args) => export(args),
+        Command::Prune(args) => prune(args),
         Command::Suites { suite } => list_suites(suite.as_deref()),
         Command::Generate { what } => generate(what),
     };
@@ -269,8 +270,34 @@ fn diff(args: cli::DiffArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let mut out = BufWriter::new(io::stdout().lock());
-    store::query::diff(&mut st, runs, args.format, &mut out)?;
+    let changes = store::query::diff(&mut st, runs, args.format, &mut out)?;
     out.flush()?;
+    Ok(
+        if changes
+            .iter()
+            .any(|c| args.fail_on.iter().any(|k| k == c.change))
+        {
+            ExitCode::from(EXIT_FAIL_ON)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
+}
+
+fn prune(args: cli::PruneArgs) -> anyhow::Result<ExitCode> {
+    let mut st = open_store(&args.store)?;
+    let (runs, records) = st.prune(&args.older_than, args.dry_run)?;
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "{} {runs} runs ({records} records) started before {}",
+        if args.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        },
+        args.older_than
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

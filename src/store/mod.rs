@@ -471,6 +471,43 @@ impl Store {
         ))
     }
 
+    /// Deletes the runs started before `before` (RFC 3339) that are not running, with their
+    /// records, in one transaction. Returns (runs, records) deleted (or that would be).
+    pub fn prune(&mut self, before: &str, dry_run: bool) -> anyhow::Result<(i64, i64)> {
+        let old = "SELECT run_id FROM runs WHERE started_at < ? AND status <> 'running'";
+        let count = |st: &mut Self, sql: &str| -> anyhow::Result<i64> {
+            Ok(st.query(sql, &[before.into()])?[0][0].int().unwrap_or(0))
+        };
+        let runs = count(self, &format!("SELECT COUNT(*) FROM ({old}) AS o"))?;
+        let records = count(
+            self,
+            &format!("SELECT COUNT(*) FROM records WHERE run_id IN ({old})"),
+        )?;
+        if dry_run || runs == 0 {
+            return Ok((runs, records));
+        }
+        self.db.batch("BEGIN")?;
+        let res = self
+            .execute(
+                &format!("DELETE FROM records WHERE run_id IN ({old})"),
+                &[before.into()],
+            )
+            .and_then(|_| {
+                self.execute(
+                    "DELETE FROM runs WHERE started_at < ? AND status <> 'running'",
+                    &[before.into()],
+                )
+            });
+        match res {
+            Ok(_) => self.db.batch("COMMIT")?,
+            Err(e) => {
+                let _ = self.db.batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+        Ok((runs, records))
+    }
+
     fn finish_run(&mut self, run_id: &str, status: &str) -> anyhow::Result<()> {
         let id: Value = run_id.into();
         let counts = self.query(

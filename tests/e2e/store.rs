@@ -39,6 +39,31 @@ async fn scan_into(store: &str, zone: Zone, run_id: &str) {
 }
 
 /// Two runs where two targets change state: diff (table, CSV, JSON), history and export.
+/// Retention: a dry run counts, a prune deletes runs and their records.
+async fn prune_everything(store: &str) {
+    let out = run([
+        "prune",
+        "--store",
+        store,
+        "--older-than",
+        "2999-01-01",
+        "--dry-run",
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("would delete 2 runs (6 records)"),
+        "{text}{}",
+        stderr(&out)
+    );
+    let out = run(["prune", "--store", store, "--older-than", "1d"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("deleted 0 runs"));
+    let out = run(["prune", "--store", store, "--older-than", "2999-01-01"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("deleted 2 runs (6 records)"));
+    let out = run(["export", "--store", store, "--format", "jsonl"]).await;
+    assert!(out.stdout.is_empty());
+}
+
 async fn runs_and_changes(store: &str) {
     scan_into(store, vantage_zone(), "run-1").await;
     scan_into(store, changed_zone(), "run-2").await;
@@ -70,6 +95,12 @@ async fn runs_and_changes(store: &str) {
         !table.contains("bogon.test"),
         "unchanged targets are not listed: {table}"
     );
+
+    // For alerting: exit 1 only when a change of the named kinds is listed.
+    let out = run(["diff", "--store", store, "--fail-on", "blocked"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = run(["diff", "--store", store, "--fail-on", "gone,new"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
     let out = run([
         "diff", "--store", store, "run-1", "run-2", "--format", "json",
@@ -174,6 +205,7 @@ async fn sqlite_store_records_runs_and_reports_what_changed() {
     let out = run(&args).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--resume run-1"), "{}", stderr(&out));
+    prune_everything(&store).await;
 }
 
 /// A fresh database on the test server, dropped afterwards. `None` (test skipped, with the
@@ -230,6 +262,7 @@ impl Drop for PgDb {
 async fn postgres_store_records_runs_and_reports_what_changed() {
     let Some(db) = PgDb::create() else { return };
     runs_and_changes(&db.url).await;
+    prune_everything(&db.url).await;
     // TLS as libpq does it. The test server's certificate comes from a private CA:
     // `require` encrypts without checking it, `verify-full` refuses it until the URL names
     // the CA, and then the session is encrypted.

@@ -62,12 +62,6 @@ impl From<String> for Value {
     }
 }
 
-impl From<Option<String>> for Value {
-    fn from(s: Option<String>) -> Self {
-        s.map_or(Self::Null, Self::Text)
-    }
-}
-
 impl From<i64> for Value {
     fn from(i: i64) -> Self {
         Self::Int(i)
@@ -219,18 +213,6 @@ pub struct Busy {
 pub struct Store {
     db: Box<dyn Db>,
     pub url: StoreUrl,
-}
-
-/// A run as stored.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct RunRow {
-    pub run_id: String,
-    pub started_at: String,
-    pub finished_at: Option<String>,
-    pub status: String,
-    pub host_name: String,
-    pub resolvers: String,
-    pub records: i64,
 }
 
 pub fn host_name() -> String {

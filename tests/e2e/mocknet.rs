@@ -1,11 +1,7 @@
 //! `blockprobe mocknet`: shipped scenarios pass `--check`, a wrong expectation fails it, a
 //! behaviour the mock cannot produce is an error, and the ready line drives a real scan.
 
-use std::process::Stdio;
-
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-
-use crate::support::{bin, jsonl, run, stderr, write};
+use crate::support::{jsonl, run, spawn_mocknet, stderr, write};
 
 #[tokio::test]
 async fn every_shipped_scenario_passes_check() {
@@ -96,28 +92,7 @@ async fn behaviours_the_mock_cannot_produce_are_errors() {
 async fn ready_line_drives_a_scan_and_sigterm_stops_the_network() {
     let dir = tempfile::tempdir().unwrap();
     let ready_file = dir.path().join("ready.json");
-    let scenario =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("probes/scenarios/all.toml");
-    let mut child = tokio::process::Command::new(bin())
-        .args([
-            "mocknet",
-            "--scenario",
-            scenario.to_str().unwrap(),
-            "--timeout",
-            "1s",
-        ])
-        .args(["--ready-file", ready_file.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .await
-        .unwrap();
-    let ready: blockprobe::mocknet::Ready = serde_json::from_str(&line).unwrap();
+    let (mut child, ready) = spawn_mocknet("probes/scenarios/all.toml", &ready_file).await;
     let from_file: blockprobe::mocknet::Ready =
         serde_json::from_str(&std::fs::read_to_string(&ready_file).unwrap()).unwrap();
     assert_eq!(from_file.scan_args, ready.scan_args);

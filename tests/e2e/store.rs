@@ -345,6 +345,20 @@ async fn a_locked_store_exits_75_or_waits_with_lock_wait() {
     assert_eq!(crate::support::jsonl(&out.stdout).len(), 1);
 }
 
+/// A scan reading its targets from a pipe: it runs until the pipe closes or a signal.
+fn scan_reading_stdin(args: &[String]) -> (tokio::process::Child, tokio::process::ChildStdin) {
+    let mut child = tokio::process::Command::new(bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    (child, stdin)
+}
+
 /// Waits (polling, bounded) until `cond` holds: a readiness check on state the scan writes.
 async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     for _ in 0..1000 {
@@ -400,15 +414,7 @@ async fn interrupt_then_resume_measures_every_target_exactly_once() {
         .map(String::from),
     );
     args.extend(["-o".into(), report.display().to_string()]);
-    let mut child = tokio::process::Command::new(bin())
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let (child, mut stdin) = scan_reading_stdin(&args);
     stdin
         .write_all(format!("{}\n", names[..15].join("\n")).as_bytes())
         .await
@@ -488,15 +494,7 @@ async fn a_killed_run_leaves_no_partial_report_and_keeps_its_records() {
         .map(String::from),
     );
     args.extend(["-o".into(), report.display().to_string()]);
-    let mut child = tokio::process::Command::new(bin())
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let (mut child, mut stdin) = scan_reading_stdin(&args);
     stdin
         .write_all(b"ok.test\nnx.test\nbogon.test\n")
         .await

@@ -2,11 +2,7 @@
 //! ports and comes out reachable; `scan --suite whatsapp --suite telegram` against a censored
 //! mock reports each block with its reason; bad suite files name the file and line.
 
-use std::process::Stdio;
-
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-
-use crate::support::{bin, find, jsonl, run, stderr, write};
+use crate::support::{args_without, find, jsonl, run, spawn_mocknet, stderr, write};
 
 fn bundled_names() -> Vec<&'static str> {
     blockprobe::suite::BUNDLED.iter().map(|(n, _)| *n).collect()
@@ -46,23 +42,11 @@ async fn every_bundled_suite_is_reachable_on_the_uncensored_mock() {
 #[tokio::test]
 async fn scan_whatsapp_and_telegram_suites_through_a_censored_mock() {
     let dir = tempfile::tempdir().unwrap();
-    let ready_file = dir.path().join("ready.json");
-    let scenario =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("probes/scenarios/russia-apps.toml");
-    let mut child = tokio::process::Command::new(bin())
-        .args(["mocknet", "--scenario", scenario.to_str().unwrap()])
-        .args(["--ready-file", ready_file.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .await
-        .unwrap();
-    let ready: blockprobe::mocknet::Ready = serde_json::from_str(&line).unwrap();
+    let (child, ready) = spawn_mocknet(
+        "probes/scenarios/russia-apps.toml",
+        &dir.path().join("ready.json"),
+    )
+    .await;
     // The scan names the suites itself; the rest of the ready arguments point at the mock.
     assert!(
         ready
@@ -70,15 +54,7 @@ async fn scan_whatsapp_and_telegram_suites_through_a_censored_mock() {
             .windows(2)
             .any(|w| w == ["--suite", "whatsapp"])
     );
-    let mut args: Vec<String> = Vec::new();
-    let mut it = ready.scan_args.iter();
-    while let Some(a) = it.next() {
-        if a == "--suite" {
-            it.next();
-        } else {
-            args.push(a.clone());
-        }
-    }
+    let mut args = args_without(&ready.scan_args, &["--suite"]);
     args.extend(["--suite", "whatsapp", "--suite", "telegram", "--quiet"].map(String::from));
     let out = run(&args).await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -204,33 +180,10 @@ async fn a_users_suite_combines_with_targets_and_lists() {
 #[tokio::test]
 async fn without_a_proxy_a_stun_reference_tells_blocked_from_inconclusive() {
     let dir = tempfile::tempdir().unwrap();
-    let ready_file = dir.path().join("ready.json");
-    let scenario =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("probes/scenarios/all.toml");
-    let mut child = tokio::process::Command::new(bin())
-        .args(["mocknet", "--scenario", scenario.to_str().unwrap()])
-        .args(["--ready-file", ready_file.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .await
-        .unwrap();
-    let ready: blockprobe::mocknet::Ready = serde_json::from_str(&line).unwrap();
+    let (child, ready) =
+        spawn_mocknet("probes/scenarios/all.toml", &dir.path().join("ready.json")).await;
     // The mock's scan arguments without the control proxy, and only the STUN targets.
-    let mut args: Vec<String> = Vec::new();
-    let mut it = ready.scan_args.iter();
-    while let Some(a) = it.next() {
-        if a == "--control-proxy" || a == "-i" {
-            it.next();
-        } else {
-            args.push(a.clone());
-        }
-    }
+    let mut args = args_without(&ready.scan_args, &["--control-proxy", "-i"]);
     args.extend(
         [
             "stun://stun.drop.example:3478",

@@ -191,3 +191,46 @@ pub(crate) fn find<'a>(records: &'a [serde_json::Value], target: &str) -> &'a se
 pub(crate) fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
+
+/// A `blockprobe mocknet` process for a shipped scenario, and its ready line (read from its
+/// stdout: the readiness signal). The process is killed when the returned child is dropped.
+pub(crate) async fn spawn_mocknet(
+    scenario: &str,
+    ready_file: &Path,
+) -> (tokio::process::Child, blockprobe::mocknet::Ready) {
+    use tokio::io::AsyncBufReadExt as _;
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join(scenario);
+    let mut child = tokio::process::Command::new(bin())
+        .args(["mocknet", "--scenario", scenario.to_str().unwrap()])
+        .args([
+            "--timeout",
+            "1s",
+            "--ready-file",
+            ready_file.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    tokio::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .await
+        .unwrap();
+    (child, serde_json::from_str(&line).unwrap())
+}
+
+/// Ready arguments without the flags named in `drop` (each with its value).
+pub(crate) fn args_without(args: &[String], drop: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if drop.contains(&a.as_str()) {
+            it.next();
+        } else {
+            out.push(a.clone());
+        }
+    }
+    out
+}

@@ -117,23 +117,17 @@ impl Censor {
 async fn handle(mut client: TcpStream, upstream: SocketAddr, b: Behaviour) -> std::io::Result<()> {
     match b {
         Behaviour::Pass => splice(client, upstream, Vec::new(), Shape::default()).await,
-        Behaviour::Reset => {
-            client.set_zero_linger()?;
-            drop(client);
-            Ok(())
-        }
+        Behaviour::Reset => reset(client),
         Behaviour::ResetSni(names) => {
             let hello = read_client_hello(&mut client).await?;
-            if sni_of(&hello).is_some_and(|s| names.iter().any(|n| n.eq_ignore_ascii_case(&s))) {
-                client.set_zero_linger()?;
-                drop(client);
-                return Ok(());
+            if listed(sni_of(&hello), &names) {
+                return reset(client);
             }
             splice(client, upstream, hello, Shape::default()).await
         }
         Behaviour::SilenceSni(names) => {
             let hello = read_client_hello(&mut client).await?;
-            if sni_of(&hello).is_some_and(|s| names.iter().any(|n| n.eq_ignore_ascii_case(&s))) {
+            if listed(sni_of(&hello), &names) {
                 let mut sink = [0u8; 1024];
                 while client.read(&mut sink).await? > 0 {}
                 return Ok(());
@@ -152,10 +146,8 @@ async fn handle(mut client: TcpStream, upstream: SocketAddr, b: Behaviour) -> st
         }
         Behaviour::ResetHost(names) => {
             let head = read_request_head(&mut client).await?;
-            if host_of(&head).is_some_and(|h| names.iter().any(|n| n.eq_ignore_ascii_case(&h))) {
-                client.set_zero_linger()?;
-                drop(client);
-                return Ok(());
+            if listed(host_of(&head), &names) {
+                return reset(client);
             }
             splice(client, upstream, head, Shape::default()).await
         }
@@ -208,6 +200,18 @@ async fn read_client_hello(c: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     rec[..5].copy_from_slice(&head);
     c.read_exact(&mut rec[5..]).await?;
     Ok(rec)
+}
+
+/// Whether the name a DPI box read (SNI, Host) is on its list.
+fn listed(name: Option<String>, names: &[String]) -> bool {
+    name.is_some_and(|s| names.iter().any(|n| n.eq_ignore_ascii_case(&s)))
+}
+
+/// Closes with an RST (zero linger), as a DPI box's injected reset looks to the client.
+fn reset(client: TcpStream) -> std::io::Result<()> {
+    client.set_zero_linger()?;
+    drop(client);
+    Ok(())
 }
 
 /// The bytes of an HTTP request up to the end of its head (at most 16 KiB).

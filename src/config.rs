@@ -214,6 +214,42 @@ fn nonempty<T>(v: Vec<T>) -> Option<Vec<T>> {
     (!v.is_empty()).then_some(v)
 }
 
+/// `-i list.txt -o list.txt` would truncate the list before it is read: refuse any output path
+/// that is one of the run's own files (checked before anything is opened for writing).
+fn refuse_overwriting_inputs(
+    out: &Path,
+    sources: &[Source],
+    config: Option<&Path>,
+    ca_file: Option<&Path>,
+    store: Option<&crate::store::StoreUrl>,
+) -> anyhow::Result<()> {
+    // A device or FIFO (`-i /dev/stdin -o /dev/stdout` on one terminal) is not a file to lose.
+    if crate::outfile::is_stream(out) {
+        return Ok(());
+    }
+    let mut inputs: Vec<(&str, &Path)> = sources
+        .iter()
+        .filter_map(|s| match s {
+            Source::File(p) => Some(("an input file (-i)", p.as_path())),
+            _ => None,
+        })
+        .collect();
+    inputs.extend(config.map(|p| ("the config file", p)));
+    inputs.extend(ca_file.map(|p| ("the --ca-file", p)));
+    if let Some(crate::store::StoreUrl::Sqlite(p)) = store {
+        inputs.push(("the store", p.as_path()));
+    }
+    for (what, p) in inputs {
+        if crate::outfile::same_file(out, p) {
+            bail!(
+                "--output {} is {what}; the report would overwrite it (choose another path)",
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 impl ScanConfig {
     pub fn from_args(args: ScanArgs) -> anyhow::Result<Self> {
         let file = match &args.config {
@@ -401,6 +437,10 @@ impl ScanConfig {
         let format = match (args.format.or(file.format), &path) {
             (Some(f), _) => f,
             (None, None) => Format::Jsonl,
+            // `-o /dev/null`, a FIFO: a stream of lines.
+            (None, Some(p)) if crate::outfile::is_stream(p) && Format::from_path(p).is_none() => {
+                Format::Jsonl
+            }
             (None, Some(p)) => Format::from_path(p).ok_or_else(|| {
                 anyhow::anyhow!(
                     "cannot tell the report format from `{}`; use a .csv, .json or .jsonl name or pass --format",
@@ -431,6 +471,15 @@ impl ScanConfig {
         }
         if args.resume.is_some() && store.is_none() {
             bail!("--resume needs --store (the run to resume is in the store)");
+        }
+        if let Some(out) = &path {
+            refuse_overwriting_inputs(
+                out,
+                &sources,
+                args.config.as_deref(),
+                ca_file.as_deref(),
+                store.as_ref(),
+            )?;
         }
         Ok(Self {
             sources,

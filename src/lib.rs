@@ -6,6 +6,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod mocknet;
+pub mod outfile;
 pub mod probe;
 pub mod progress;
 pub mod report;
@@ -32,6 +33,11 @@ pub const EXIT_USAGE: u8 = 2;
 /// The store is locked by another run (EX_TEMPFAIL: cron may try again later).
 pub const EXIT_LOCKED: u8 = 75;
 pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// The run was interrupted before it could start measuring (exit status 130).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
 
 /// Runs a parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> ExitCode {
@@ -62,62 +68,13 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             if e.downcast_ref::<store::Busy>().is_some() {
                 ExitCode::from(EXIT_LOCKED)
+            } else if e.downcast_ref::<Interrupted>().is_some() {
+                ExitCode::from(EXIT_INTERRUPTED)
             } else {
                 ExitCode::from(EXIT_USAGE)
             }
         }
     }
-}
-
-/// The report file: standard output, a JSONL file written in place (appended with
-/// `--append`), or a CSV/JSON file written to a temporary file beside it and renamed over it
-/// when the run ends, so a reader never sees half a report.
-enum OutFile {
-    Stdout,
-    InPlace,
-    Atomic {
-        tmp: tempfile::NamedTempFile,
-        path: std::path::PathBuf,
-    },
-}
-
-fn open_output(cfg: &ScanConfig) -> anyhow::Result<(OutFile, Box<dyn Write + Send>)> {
-    let Some(p) = &cfg.output.path else {
-        return Ok((OutFile::Stdout, Box::new(BufWriter::new(io::stdout()))));
-    };
-    let context = || format!("cannot create output file {}", p.display());
-    if cfg.output.format == report::Format::Jsonl {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(cfg.output.append)
-            .truncate(!cfg.output.append)
-            .open(p)
-            .with_context(context)?;
-        return Ok((OutFile::InPlace, Box::new(BufWriter::new(f))));
-    }
-    let dir = p
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let name = p
-        .file_name()
-        .map_or_else(|| "report".into(), |n| n.to_string_lossy().into_owned());
-    let prefix = format!(".{name}.");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp");
-    // A report is an ordinary file (0666 less the umask), not a private temporary one.
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    let tmp = builder.tempfile_in(dir).with_context(context)?;
-    let f = tmp.reopen().with_context(context)?;
-    Ok((
-        OutFile::Atomic {
-            tmp,
-            path: p.clone(),
-        },
-        Box::new(BufWriter::new(f)),
-    ))
 }
 
 /// What the run read its targets from, for the store.
@@ -134,6 +91,14 @@ fn describe_sources(cfg: &ScanConfig) -> Vec<String> {
 }
 
 fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
+    // Interrupts are counted from here on: a Ctrl-C during start-up (store lock, resolver
+    // health check) ends the run cleanly instead of killing the process mid-write.
+    let runtime = runtime()?;
+    let signals = {
+        let _guard = runtime.enter();
+        scan::signals()
+    };
+    let interrupted = || *signals.borrow() > 0;
     let cfg = ScanConfig::from_args(args)?;
     let mut meta = scan::run_meta(&cfg, SystemTime::now());
     let quiet = cfg.output.quiet;
@@ -152,6 +117,7 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
             st.lock(
                 &format!("pid {} run {}", std::process::id(), meta.run_id),
                 cfg.lock_wait,
+                interrupted,
             )?;
             if cfg.resume.is_some() {
                 let (done, started_at) = st.resume(&meta)?;
@@ -174,11 +140,15 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     let store_url = cfg.store.as_ref().map(ToString::to_string);
     let run_id = meta.run_id.clone();
 
-    let (file, out) = open_output(&cfg)?;
-    let runtime = runtime()?;
+    let (file, out) = outfile::open(
+        cfg.output.path.as_deref(),
+        cfg.output.format != report::Format::Jsonl,
+        cfg.output.append,
+    )?;
     let hooks = scan::Hooks {
         skip,
         store: writer.as_ref(),
+        signals: Some(signals.clone()),
     };
     let outcome = runtime.block_on(scan::scan(cfg, meta, out, hooks));
     // Jobs abandoned by a second interrupt must not keep the process alive.
@@ -194,42 +164,24 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     };
+    // A run that stopped early (interrupt, closed output) is resumable; one whose input broke
+    // is `failed` (also resumable), and its report keeps what was measured.
+    let stopped_early = outcome.interrupted || outcome.output_closed;
     if let Some(w) = writer {
-        w.finish(if outcome.interrupted {
+        w.finish(if stopped_early {
             "interrupted"
+        } else if outcome.input_error.is_some() {
+            "failed"
         } else {
             "complete"
         })?;
     }
-    if let OutFile::Atomic { tmp, path } = file {
-        tmp.persist(&path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    file.commit()?;
     if !quiet {
-        let mut err = io::stderr().lock();
-        if io::IsTerminal::is_terminal(&err) {
-            let _ = write!(err, "{}", outcome.summary.render());
-        } else {
-            // Cron mails stderr: one line.
-            let s = &outcome.summary;
-            let _ = writeln!(
-                err,
-                "blockprobe: run {run_id}{}: {} results, {} blocked, {} throttled, {} down, {} inconclusive{}",
-                if outcome.interrupted {
-                    " (interrupted)"
-                } else {
-                    ""
-                },
-                s.total(),
-                s.count(verdict::Verdict::Blocked),
-                s.count(verdict::Verdict::Throttled),
-                s.count(verdict::Verdict::Down),
-                s.count(verdict::Verdict::Inconclusive),
-                store_url
-                    .map(|u| format!("; stored in {u}"))
-                    .unwrap_or_default(),
-            );
-        }
+        print_summary(&outcome, &run_id, store_url.as_deref());
+    }
+    if let Some(e) = outcome.input_error {
+        anyhow::bail!("{e}");
     }
     Ok(if outcome.interrupted {
         ExitCode::from(EXIT_INTERRUPTED)
@@ -238,6 +190,35 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn print_summary(outcome: &scan::Outcome, run_id: &str, store_url: Option<&str>) {
+    let mut err = io::stderr().lock();
+    if io::IsTerminal::is_terminal(&err) {
+        let _ = write!(err, "{}", outcome.summary.render());
+        return;
+    }
+    // Cron mails stderr: one line.
+    let s = &outcome.summary;
+    let _ = writeln!(
+        err,
+        "blockprobe: run {run_id}{}: {} results, {} blocked, {} throttled, {} down, {} inconclusive{}",
+        if outcome.interrupted {
+            " (interrupted)"
+        } else if outcome.output_closed {
+            " (output closed)"
+        } else {
+            ""
+        },
+        s.total(),
+        s.count(verdict::Verdict::Blocked),
+        s.count(verdict::Verdict::Throttled),
+        s.count(verdict::Verdict::Down),
+        s.count(verdict::Verdict::Inconclusive),
+        store_url
+            .map(|u| format!("; stored in {u}"))
+            .unwrap_or_default(),
+    );
 }
 
 fn open_store(arg: &cli::StoreArg) -> anyhow::Result<store::Store> {
@@ -303,38 +284,18 @@ fn prune(args: cli::PruneArgs) -> anyhow::Result<ExitCode> {
 
 fn export(args: cli::ExportArgs) -> anyhow::Result<ExitCode> {
     let mut st = open_store(&args.store)?;
-    match &args.output {
-        Some(p) => {
-            let dir = p
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)
-                .with_context(|| format!("cannot create {}", p.display()))?;
-            {
-                let mut w = BufWriter::new(tmp.as_file_mut());
-                store::query::export(
-                    &mut st,
-                    args.format,
-                    args.since.as_deref(),
-                    args.run.as_deref(),
-                    &mut w,
-                )?;
-            }
-            tmp.persist(p)
-                .with_context(|| format!("cannot write {}", p.display()))?;
-        }
-        None => {
-            let mut out = BufWriter::new(io::stdout().lock());
-            store::query::export(
-                &mut st,
-                args.format,
-                args.since.as_deref(),
-                args.run.as_deref(),
-                &mut out,
-            )?;
-        }
-    }
+    // The same treatment as scan reports: atomic over a regular file, in place on a device.
+    let (file, mut out) = outfile::open(args.output.as_deref(), true, false)?;
+    store::query::export(
+        &mut st,
+        args.format,
+        args.since.as_deref(),
+        args.run.as_deref(),
+        &mut out,
+    )?;
+    out.flush()?;
+    drop(out);
+    file.commit()?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -46,6 +46,11 @@ pub struct Outcome {
     pub interrupted: bool,
     /// A record had a verdict named by `--fail-on`.
     pub failed_on: bool,
+    /// The report's reader went away (`| head`): the run stopped early, like an interrupt.
+    pub output_closed: bool,
+    /// Reading the targets failed part-way (binary input, an I/O error, a malformed line with
+    /// `--strict`): the run stopped there; what was measured is still reported.
+    pub input_error: Option<String>,
 }
 
 struct VantageCtx {
@@ -141,28 +146,37 @@ pub fn run_meta(cfg: &ScanConfig, now: SystemTime) -> RunMeta {
 }
 
 /// Counts SIGINT/SIGTERM: the first stops new jobs, the second abandons the ones in flight.
-fn signals() -> watch::Receiver<u32> {
+/// The handlers are installed before this returns (call it first thing, inside the runtime),
+/// so an interrupt at any moment of start-up is counted rather than killing the process.
+pub fn signals() -> watch::Receiver<u32> {
     let (tx, rx) = watch::channel(0u32);
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        loop {
-            #[cfg(unix)]
-            let term_fut = async {
-                match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let term_fut = std::future::pending::<()>();
-            tokio::select! {
-                r = tokio::signal::ctrl_c() => if r.is_err() { return },
-                () = term_fut => {},
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        async fn next(s: &mut Option<Signal>) -> Option<()> {
+            match s {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
             }
+        }
+        let mut int = signal(SignalKind::interrupt()).ok();
+        let mut term = signal(SignalKind::terminate()).ok();
+        tokio::spawn(async move {
+            loop {
+                let got = tokio::select! {
+                    r = next(&mut int) => r,
+                    r = next(&mut term) => r,
+                };
+                if got.is_none() {
+                    return;
+                }
+                tx.send_modify(|n| *n += 1);
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
             tx.send_modify(|n| *n += 1);
         }
     });
@@ -410,6 +424,8 @@ pub struct Hooks<'a> {
     /// (target as written, resolver name) pairs not to measure again.
     pub skip: std::collections::HashSet<(String, String)>,
     pub store: Option<&'a crate::store::Writer>,
+    /// Interrupts counted since start-up ([`signals`]); the scan installs its own when `None`.
+    pub signals: Option<watch::Receiver<u32>>,
 }
 
 /// Runs a whole scan, writing records to `out` as they finish.
@@ -447,13 +463,20 @@ pub async fn scan<W: Write>(
     }
     // Open every input before measuring anything: an unreadable file is a usage error.
     let sources = target::open(&cfg.sources)?;
+    let mut signals = hooks.signals.unwrap_or_else(signals);
 
+    // An interrupt during the health check ends the run before its first job (with a
+    // complete, empty report and the store run closed as interrupted).
     let health = futures::future::join_all(
         vantages
             .iter()
             .map(|v| healthy(&v.client, &cfg.dns.canaries)),
-    )
-    .await;
+    );
+    let mut startup = signals.clone();
+    let health = tokio::select! {
+        h = health => h,
+        () = wait_for(&mut startup, 1) => vec![true; vantages.len()],
+    };
     for (v, ok) in vantages.iter_mut().zip(health) {
         v.healthy = ok;
         if !ok && !cfg.output.quiet {
@@ -500,7 +523,6 @@ pub async fn scan<W: Write>(
         .name("targets".into())
         .spawn(move || target::stream(sources, |item| tx.blocking_send(item).is_ok()))?;
 
-    let mut signals = signals();
     let strict = cfg.strict;
     let fatal: Arc<Mutex<Option<String>>> = Arc::default();
     let fatal_in = fatal.clone();
@@ -588,6 +610,8 @@ pub async fn scan<W: Write>(
     }
     progress.finish();
     let interrupted = *signals.borrow() > 0;
+    // A fatal input error is the run's outcome, not a reason to lose what was measured.
+    let input_error = fatal.lock().expect("fatal lock").take();
     if !broken_pipe {
         sink.finish(&RunEnd {
             finished_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
@@ -596,12 +620,11 @@ pub async fn scan<W: Write>(
         })
         .context("cannot finish the report")?;
     }
-    if let Some(msg) = fatal.lock().expect("fatal lock").take() {
-        anyhow::bail!("{msg}");
-    }
     Ok(Outcome {
         summary,
         interrupted,
         failed_on,
+        output_closed: broken_pipe,
+        input_error,
     })
 }

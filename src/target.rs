@@ -403,25 +403,104 @@ fn looks_like_csv_header(line: &str) -> bool {
         && line.contains(',')
 }
 
+/// Longest target line read; longer lines are skipped (a target list has no business with
+/// them, and `-i /dev/zero` must not grow without bound).
+pub const MAX_LINE: usize = 8 * 1024;
+
+/// One line of a list as read: its bytes (without the newline), or how it went wrong.
+enum Line {
+    Text(String),
+    TooLong,
+    NotUtf8,
+    /// A NUL byte: the input is binary, not a list.
+    Binary,
+}
+
+/// Reads one line of at most [`MAX_LINE`] bytes into `buf` (the rest of a longer line is
+/// consumed and dropped). `Ok(None)` at the end of input.
+fn read_capped(r: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<Line>> {
+    buf.clear();
+    let mut too_long = false;
+    let mut any = false;
+    loop {
+        let chunk = match r.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        any = true;
+        let (part, done) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (&chunk[..i], i + 1),
+            None => (chunk, chunk.len()),
+        };
+        let room = MAX_LINE.saturating_sub(buf.len());
+        if part.len() > room {
+            too_long = true;
+        }
+        buf.extend_from_slice(&part[..part.len().min(room)]);
+        let newline = done > part.len();
+        r.consume(done);
+        if newline {
+            break;
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    Ok(Some(if buf.contains(&0) {
+        Line::Binary
+    } else if too_long {
+        Line::TooLong
+    } else {
+        match std::str::from_utf8(buf) {
+            Ok(s) => Line::Text(s.to_owned()),
+            Err(_) => Line::NotUtf8,
+        }
+    }))
+}
+
 fn read_list(origin: &str, mut r: impl BufRead, emit: &mut impl FnMut(Item) -> bool) -> bool {
     let mut line_no = 0u64;
-    let mut line = String::new();
+    let mut buf = Vec::new();
     // Only the first line with content may be a CSV header; later commas are just bad targets.
     let mut first_content = true;
+    let error = |line: u64, message: String| InputError {
+        origin: origin.into(),
+        line,
+        message,
+    };
     loop {
-        line.clear();
-        match r.read_line(&mut line) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) => {
-                return emit(Item::Failed(InputError {
-                    origin: origin.into(),
-                    line: line_no + 1,
-                    message: format!("read error: {e}"),
-                }));
-            }
-        }
+        let line = match read_capped(&mut r, &mut buf) {
+            Ok(None) => return true,
+            Ok(Some(l)) => l,
+            Err(e) => return emit(Item::Failed(error(line_no + 1, format!("read error: {e}")))),
+        };
         line_no += 1;
+        let line = match line {
+            Line::Text(t) => t,
+            Line::Binary => {
+                return emit(Item::Failed(error(
+                    line_no,
+                    "binary data (a NUL byte): not a list of targets".into(),
+                )));
+            }
+            Line::TooLong => {
+                let msg = format!("line longer than {MAX_LINE} bytes");
+                if !emit(Item::Malformed(error(line_no, msg))) {
+                    return false;
+                }
+                continue;
+            }
+            Line::NotUtf8 => {
+                if !emit(Item::Malformed(error(line_no, "not UTF-8 text".into()))) {
+                    return false;
+                }
+                continue;
+            }
+        };
         let text = line.trim().trim_start_matches('\u{feff}');
         if text.is_empty() || text.starts_with('#') {
             continue;
@@ -432,15 +511,46 @@ fn read_list(origin: &str, mut r: impl BufRead, emit: &mut impl FnMut(Item) -> b
         }
         let item = match Target::parse(text) {
             Ok(t) => Item::Target(t),
-            Err(message) => Item::Malformed(InputError {
-                origin: origin.into(),
-                line: line_no,
-                message,
-            }),
+            Err(message) => Item::Malformed(error(line_no, message)),
         };
         if !emit(item) {
             return false;
         }
+    }
+}
+
+/// Feeds the CSV parser line by line through [`read_capped`], so a CSV list is bounded like a
+/// plain one: a line over [`MAX_LINE`] reaches the parser as an empty line (which it skips) and
+/// its number is kept for the warning.
+struct Capped<R> {
+    inner: R,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    pos: usize,
+    line: u64,
+    too_long: Vec<u64>,
+}
+
+impl<R: BufRead> Read for Capped<R> {
+    fn read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.out.len() {
+            self.out.clear();
+            self.pos = 0;
+            let Some(line) = read_capped(&mut self.inner, &mut self.buf)? else {
+                return Ok(0);
+            };
+            self.line += 1;
+            if matches!(line, Line::TooLong) {
+                self.too_long.push(self.line);
+            } else {
+                self.out.extend_from_slice(&self.buf);
+            }
+            self.out.push(b'\n');
+        }
+        let n = dst.len().min(self.out.len() - self.pos);
+        dst[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 
@@ -454,7 +564,14 @@ fn read_csv(
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(true)
-        .from_reader(io::Cursor::new(format!("{header}\n")).chain(rest));
+        .from_reader(Capped {
+            inner: io::Cursor::new(format!("{header}\n")).chain(rest),
+            buf: Vec::new(),
+            out: Vec::new(),
+            pos: 0,
+            line: header_line - 1,
+            too_long: Vec::new(),
+        });
     let headers = match rdr.headers() {
         Ok(h) => h.clone(),
         Err(e) => {
@@ -481,7 +598,18 @@ fn read_csv(
     let mut record = csv::StringRecord::new();
     loop {
         let line = header_line - 1 + rdr.position().line();
-        match rdr.read_record(&mut record) {
+        let read = rdr.read_record(&mut record);
+        for n in std::mem::take(&mut rdr.get_mut().too_long) {
+            let msg = format!("line longer than {MAX_LINE} bytes");
+            if !emit(Item::Malformed(InputError {
+                origin: origin.into(),
+                line: n,
+                message: msg,
+            })) {
+                return false;
+            }
+        }
+        match read {
             Ok(false) => return true,
             Ok(true) => {}
             Err(e) => {
@@ -539,5 +667,60 @@ mod tests {
         // Recent duplicates are still caught; the oldest generation has been forgotten.
         assert!(!seen.insert(&t(DEDUP_GENERATION * 2 - 1)));
         assert!(seen.insert(&t(0)));
+    }
+
+    fn read(bytes: &[u8]) -> Vec<Result<String, String>> {
+        let mut out = Vec::new();
+        read_list("list", io::Cursor::new(bytes.to_vec()), &mut |item| {
+            out.push(match item {
+                Item::Target(t) => Ok(t.input),
+                Item::Malformed(e) => Err(format!("malformed {e}")),
+                Item::Failed(e) => Err(format!("failed {e}")),
+            });
+            true
+        });
+        out
+    }
+
+    /// Issue 11, items 3 and 9: a bad line is skipped with its place, never fatal, and a line
+    /// without end is read in bounded memory.
+    #[test]
+    fn issue_11_bad_bytes_and_endless_lines_are_skipped_not_fatal() {
+        let mut input = b"a.example\n\xff\xfe.example\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', MAX_LINE * 4));
+        input.extend(b"\nb.example\n");
+        let got = read(&input);
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[0], Ok("a.example".into()));
+        assert_eq!(got[1], Err("malformed list:2: not UTF-8 text".into()));
+        let long = got[2].as_ref().unwrap_err();
+        assert!(
+            long.starts_with("malformed list:3: line longer than 8192"),
+            "{long}"
+        );
+        assert!(long.len() < 100, "the line is not echoed: {long}");
+        assert_eq!(got[3], Ok("b.example".into()));
+        // A CSV list gets the same bound.
+        let mut csv = b"url,category_code\nhttps://a.example/,NEWS\n".to_vec();
+        csv.extend(std::iter::repeat_n(b'y', MAX_LINE * 2));
+        csv.extend(b"\nhttps://b.example/,NEWS\n");
+        let got = read(&csv);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(
+            got[1].as_ref().unwrap_err().contains("list:3: line longer"),
+            "{got:?}"
+        );
+        assert_eq!(got[2], Ok("https://b.example/".into()));
+    }
+
+    #[test]
+    fn issue_11_binary_input_is_a_clear_error() {
+        let got = read(&[0u8; 100_000]);
+        assert_eq!(
+            got,
+            vec![Err(
+                "failed list:1: binary data (a NUL byte): not a list of targets".into()
+            )]
+        );
     }
 }

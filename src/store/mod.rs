@@ -83,7 +83,8 @@ pub trait Db: Send {
     fn query(&mut self, sql: &str, params: &[Value]) -> anyhow::Result<Vec<Vec<Value>>>;
     /// Takes the store's lock for `key` (this host's runs); `wait` blocks until it is free.
     /// Returns false when another holder has it and `wait` is false.
-    fn lock(&mut self, key: &str, holder: &str, wait: bool) -> anyhow::Result<bool>;
+    /// Tries once to take the lock named `key`; false when another holds it.
+    fn try_lock(&mut self, key: &str, holder: &str) -> anyhow::Result<bool>;
 }
 
 /// `?` placeholders to `$1, $2, …` (PostgreSQL); the SQL here has no `?` inside literals.
@@ -109,6 +110,9 @@ pub fn placeholders(sql: &str, dialect: Dialect) -> String {
 fn record_columns() -> impl Iterator<Item = &'static str> {
     COLUMNS.iter().copied().filter(|c| *c != "run_id")
 }
+
+/// How often `--lock-wait` tries the lock again.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Versioned migrations, applied in order on open. Never edit one that has shipped: add another.
 fn migrations(d: Dialect) -> Vec<String> {
@@ -315,12 +319,34 @@ impl Store {
         self.db.query(&sql, params)
     }
 
-    /// Takes this host's lock for the rest of the process's life.
-    pub fn lock(&mut self, holder: &str, wait: bool) -> anyhow::Result<()> {
+    /// Takes this host's lock for the rest of the process's life. With `wait`, tries again
+    /// until it is free, or until `interrupted()` says to give up (an interrupt must not be
+    /// swallowed by a wait that blocks in the kernel or the database).
+    pub fn lock(
+        &mut self,
+        holder: &str,
+        wait: bool,
+        interrupted: impl Fn() -> bool,
+    ) -> anyhow::Result<()> {
         let host = host_name();
-        if self.db.lock(&host, holder, wait)? {
-            return Ok(());
+        let mut announced = false;
+        while !self.db.try_lock(&host, holder)? {
+            let busy = self.busy(host.clone())?;
+            if !wait {
+                return Err(busy);
+            }
+            if !std::mem::replace(&mut announced, true) {
+                crate::report::warn(format_args!("{busy}; waiting for it (--lock-wait)"));
+            }
+            if interrupted() {
+                return Err(crate::Interrupted.into());
+            }
+            std::thread::sleep(LOCK_POLL);
         }
+        Ok(())
+    }
+
+    fn busy(&mut self, host: String) -> anyhow::Result<anyhow::Error> {
         // Name the run that holds it, when the store knows one still running on this host.
         let running = self.query(
             "SELECT run_id, started_at FROM runs WHERE host_name = ? AND status = 'running' ORDER BY started_at DESC LIMIT 1",
@@ -336,7 +362,7 @@ impl Store {
                 )
             })
             .unwrap_or_default();
-        Err(Busy {
+        Ok(Busy {
             store: self.url.to_string(),
             host,
             holder,

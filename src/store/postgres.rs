@@ -157,7 +157,7 @@ impl Db for Postgres {
         Ok(out)
     }
 
-    fn lock(&mut self, key: &str, _holder: &str, wait: bool) -> anyhow::Result<bool> {
+    fn try_lock(&mut self, key: &str, _holder: &str) -> anyhow::Result<bool> {
         // A stable 64-bit key from the host name (FNV-1a).
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in format!("blockprobe:{key}").bytes() {
@@ -165,10 +165,6 @@ impl Db for Postgres {
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
         let k = i64::from_ne_bytes(h.to_ne_bytes());
-        if wait {
-            self.client.execute("SELECT pg_advisory_lock($1)", &[&k])?;
-            return Ok(true);
-        }
         let row = self
             .client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&k])?;

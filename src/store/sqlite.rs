@@ -83,7 +83,7 @@ impl Db for Sqlite {
         Ok(out)
     }
 
-    fn lock(&mut self, _key: &str, holder: &str, wait: bool) -> anyhow::Result<bool> {
+    fn try_lock(&mut self, _key: &str, holder: &str) -> anyhow::Result<bool> {
         // One SQLite file lives on one machine: the lock is per file.
         let mut lock_path = self.path.clone().into_os_string();
         lock_path.push(".lock");
@@ -93,14 +93,10 @@ impl Db for Sqlite {
             .write(true)
             .open(&lock_path)
             .with_context(|| format!("cannot open lock file {}", lock_path.display()))?;
-        if wait {
-            f.lock()?;
-        } else {
-            match f.try_lock() {
-                Ok(()) => {}
-                Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
-                Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
-            }
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
         }
         f.set_len(0)?;
         let _ = writeln!(f, "{holder}");

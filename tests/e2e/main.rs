@@ -6,6 +6,7 @@ mod cli;
 mod conn;
 mod dns;
 mod docs;
+mod hardening;
 mod mocknet;
 mod store;
 mod suites;

@@ -302,12 +302,12 @@ async fn postgres_store_records_runs_and_reports_what_changed() {
     let url: StoreUrl = db.url.parse().unwrap();
     std::thread::spawn(move || {
         let mut first = Store::open(&url).unwrap();
-        first.lock("test", false).unwrap();
+        first.lock("test", false, || false).unwrap();
         let mut second = Store::open(&url).unwrap();
-        let e = second.lock("test", false).unwrap_err();
+        let e = second.lock("test", false, || false).unwrap_err();
         assert!(e.downcast_ref::<blockprobe::store::Busy>().is_some(), "{e}");
         drop(first);
-        second.lock("test", false).unwrap();
+        second.lock("test", false, || false).unwrap();
     })
     .join()
     .unwrap();
@@ -319,7 +319,7 @@ async fn a_locked_store_exits_75_or_waits_with_lock_wait() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("runs.db").display());
     let mut held = Store::open(&url.parse().unwrap()).unwrap();
-    held.lock("the test", false).unwrap();
+    held.lock("the test", false, || false).unwrap();
     let mut args = net.args();
     args.extend(["ok.test", "--probes", "dns", "--store", &url].map(String::from));
     let out = run(&args).await;

@@ -1,0 +1,251 @@
+//! Issue 11: hostile input, hostile servers and special output files. Each test here failed
+//! before its fix.
+
+use std::process::Stdio;
+
+use blockprobe::mocknet::dns::{Behaviour, Zone};
+use blockprobe::store::{Store, Value};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+use crate::support::{Net, bin, jsonl, run, stderr, write};
+
+fn kill(sig: &str, child: &tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn status_of(url: &str, run_id: &str) -> Value {
+    let mut st = Store::open(&url.parse().unwrap()).unwrap();
+    let rows = st
+        .query("SELECT status FROM runs WHERE run_id = ?", &[run_id.into()])
+        .unwrap();
+    rows[0][0].clone()
+}
+
+/// Item 1: `-o /dev/null` needs no `--format` and leaves the device a device.
+#[cfg(unix)]
+#[tokio::test]
+async fn issue_11_output_to_dev_null_and_a_fifo_is_written_in_place() {
+    use std::os::unix::fs::FileTypeExt as _;
+    let net = Net::start().await;
+    let mut args = net.args();
+    args.extend(["ok.test", "-o", "/dev/null"].map(String::from));
+    let out = run(&args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let m = std::fs::metadata("/dev/null").unwrap();
+    assert!(m.file_type().is_char_device(), "/dev/null was replaced");
+
+    // A FIFO gets the CSV through it and stays a FIFO.
+    let fifo = net.path("report.pipe");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    let mut args = net.args();
+    args.extend(["ok.test", "--format", "csv", "-o"].map(String::from));
+    args.push(fifo.display().to_string());
+    let out = run(&args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let csv = reader.join().unwrap();
+    assert!(csv.starts_with("run_id,"), "{csv}");
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    let ft = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+    assert!(ft.is_fifo(), "the FIFO was replaced");
+}
+
+/// Item 1: replacing a report keeps its mode.
+#[cfg(unix)]
+#[tokio::test]
+async fn issue_11_a_replaced_report_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let net = Net::start().await;
+    let report = net.path("private.csv");
+    write(&report, "old\n");
+    std::fs::set_permissions(&report, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut args = net.args();
+    args.extend(["ok.test", "-o"].map(String::from));
+    args.push(report.display().to_string());
+    let out = run(&args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let m = std::fs::metadata(&report).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o600);
+    assert!(
+        std::fs::read_to_string(&report)
+            .unwrap()
+            .contains("ok.test")
+    );
+}
+
+/// Item 2: `-o` naming an input is refused before anything is opened for writing.
+#[tokio::test]
+async fn issue_11_output_naming_an_input_file_is_refused() {
+    let net = Net::start().await;
+    let list = net.path("list.jsonl");
+    write(&list, "ok.test\nnx.test\n");
+    let link = net.path("alias.jsonl");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&list, &link).unwrap();
+    for output in [&list, &link] {
+        let mut args = net.args();
+        args.extend(["-i".into(), list.display().to_string()]);
+        args.extend(["-o".into(), output.display().to_string()]);
+        let out = run(&args).await;
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains("input file"), "{}", stderr(&out));
+        assert_eq!(
+            std::fs::read_to_string(&list).unwrap(),
+            "ok.test\nnx.test\n"
+        );
+    }
+}
+
+/// Item 3: a line that is not UTF-8 is skipped with a warning; binary input is a clear error
+/// that keeps the report of what was measured.
+#[tokio::test]
+async fn issue_11_bad_bytes_skip_a_line_and_binary_input_keeps_the_report() {
+    let net = Net::start().await;
+    let list = net.path("list.txt");
+    std::fs::write(&list, b"ok.test\n\xff\xfebad\nnx.test\n").unwrap();
+    let mut args = net.args();
+    args.extend(["-i".into(), list.display().to_string()]);
+    let out = run(&args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(jsonl(&out.stdout).len(), 2);
+    assert!(
+        stderr(&out).contains("list.txt:2: not UTF-8 text (skipped)"),
+        "{}",
+        stderr(&out)
+    );
+
+    let binary = net.path("image.bin");
+    std::fs::write(&binary, [0u8, 1, 2, 0, 255, 10, 0]).unwrap();
+    let report = net.path("report.csv");
+    let mut args = net.args();
+    for f in [&list, &binary] {
+        args.extend(["-i".into(), f.display().to_string()]);
+    }
+    args.extend(["-o".into(), report.display().to_string()]);
+    let out = run(&args).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("image.bin:1: binary data"),
+        "{}",
+        stderr(&out)
+    );
+    let csv = std::fs::read_to_string(&report).expect("the report is kept");
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+}
+
+/// Item 4: a closed pipe stops the run as `interrupted`, and `--resume` finishes it.
+#[tokio::test]
+async fn issue_11_a_closed_pipe_leaves_a_resumable_run() {
+    let net = Net::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("p.db").display());
+    let list = net.path("many.txt");
+    let names: String = (0..300).map(|i| format!("n{i}.ok.test\n")).collect();
+    write(&list, &names);
+    let mut args = net.args();
+    args.extend(["-i".into(), list.display().to_string()]);
+    args.extend(["--concurrency", "2", "--store", &url, "--run-id", "p1"].map(String::from));
+    let mut child = tokio::process::Command::new(bin())
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).await.unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(status_of(&url, "p1"), Value::from("interrupted"));
+
+    let mut args = net.args();
+    args.extend(["-i".into(), list.display().to_string()]);
+    args.extend(["--store", &url, "--resume", "p1", "-o", "/dev/null"].map(String::from));
+    let out = run(&args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(status_of(&url, "p1"), Value::from("complete"));
+}
+
+/// Item 5: SIGINT while the resolver health check waits on a silent resolver: the run ends as
+/// interrupted (exit 130), with its report complete and no temporary file left behind.
+#[tokio::test]
+async fn issue_11_an_interrupt_during_start_up_is_handled() {
+    let net = Net::start_with(Zone::new(Behaviour::Silent)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("s.db").display());
+    let report = dir.path().join("out.csv");
+    let mut args = crate::support::args_without(&net.args(), &["--timeout"]);
+    args.extend(["--timeout", "60s", "--store", &url, "--run-id", "s1"].map(String::from));
+    args.extend(["ok.test".into(), "-o".into(), report.display().to_string()]);
+    let child = tokio::process::Command::new(bin())
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Readiness: the canary query reached the (silent) vantage resolver.
+    for _ in 0..2000 {
+        if net.vantage.hits() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(net.vantage.hits() > 0, "the health check never started");
+    kill("-INT", &child);
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let csv = std::fs::read_to_string(&report).unwrap();
+    assert_eq!(csv.lines().count(), 1, "header only: {csv}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(status_of(&url, "s1"), Value::from("interrupted"));
+}
+
+/// Item 5: `--lock-wait` gives way to an interrupt.
+#[tokio::test]
+async fn issue_11_an_interrupt_ends_a_lock_wait() {
+    let net = Net::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("l.db").display());
+    let mut held = Store::open(&url.parse().unwrap()).unwrap();
+    held.lock("the test", false, || false).unwrap();
+    let mut args = net.args();
+    args.extend(["ok.test", "--store", &url, "--lock-wait"].map(String::from));
+    let mut child = tokio::process::Command::new(bin())
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Readiness: it says it is waiting.
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).await.unwrap();
+    assert!(line.contains("waiting for it (--lock-wait)"), "{line}");
+    kill("-INT", &child);
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert!(out.stdout.is_empty(), "nothing measured");
+    drop(held);
+}

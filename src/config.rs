@@ -86,7 +86,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .parse::<u64>()
         .ok()
         .filter(|v| *v > 0)
-        .map(|v| v * mult)
+        .and_then(|v| v.checked_mul(mult))
         .ok_or_else(|| format!("invalid size `{s}` (use bytes, e.g. 1MiB or 64k)"))
 }
 
@@ -124,11 +124,134 @@ pub struct FileConfig {
 
 impl FileConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
+        Ok(Self::load_with_origin(path)?.0)
+    }
+
+    fn load_with_origin(path: &Path) -> anyhow::Result<(Self, FileOrigin)> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        let cfg = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok((
+            cfg,
+            FileOrigin {
+                path: path.to_path_buf(),
+                text,
+            },
+        ))
     }
 }
+
+/// The config file a setting came from: for errors that name the file and line, and for
+/// paths in it, which are relative to the file (not to wherever cron started us).
+struct FileOrigin {
+    path: PathBuf,
+    text: String,
+}
+
+impl FileOrigin {
+    /// `FILE:LINE: key` for a top-level `key = ...` (the line is left out when not found).
+    fn at(&self, key: &str) -> String {
+        let table = format!("[{key}]");
+        let line = self.text.lines().position(|l| {
+            let l = l.trim_start();
+            l.starts_with(&table)
+                || l.strip_prefix(key)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+        });
+        match line {
+            Some(i) => format!("{}:{}: {key}", self.path.display(), i + 1),
+            None => format!("{}: {key}", self.path.display()),
+        }
+    }
+
+    fn resolve(&self, p: &Path) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+}
+
+/// One setting, layered: the flag's value, else the file's (parsed by `parse`), else the
+/// default; then `check`ed. Errors name `--flag`, or the file, line and key.
+struct Layered<'a> {
+    origin: Option<&'a FileOrigin>,
+}
+
+impl Layered<'_> {
+    fn get<T, F>(
+        &self,
+        key: &str,
+        flag: Option<T>,
+        file: Option<F>,
+        parse: impl FnOnce(F) -> Result<T, String>,
+        default: T,
+        check: impl FnOnce(&T) -> Result<(), String>,
+    ) -> anyhow::Result<T> {
+        let (value, from_file) = match (flag, file) {
+            (Some(v), _) => (v, false),
+            (None, Some(raw)) => (parse(raw).map_err(|e| self.error(key, true, &e))?, true),
+            (None, None) => (default, false),
+        };
+        check(&value).map_err(|e| self.error(key, from_file, &e))?;
+        Ok(value)
+    }
+
+    fn error(&self, key: &str, from_file: bool, msg: &str) -> anyhow::Error {
+        match self.origin {
+            Some(o) if from_file => anyhow::anyhow!("{}: {msg}", o.at(key)),
+            _ => anyhow::anyhow!("--{key}: {msg}"),
+        }
+    }
+}
+
+/// A check that a value lies in `lo..=hi` (shown with `show`).
+fn within<T: PartialOrd + Copy>(
+    lo: T,
+    hi: T,
+    show: impl Fn(T) -> String,
+) -> impl Fn(&T) -> Result<(), String> {
+    move |v: &T| {
+        if *v < lo || *v > hi {
+            Err(format!("must be between {} and {}", show(lo), show(hi)))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn show_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// A run id names files, store rows and `--resume` arguments: printable, no spaces, not empty.
+fn check_run_id(id: String) -> anyhow::Result<String> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:+".contains(c));
+    if !ok {
+        bail!("--run-id `{id}`: use 1 to 128 letters, digits and - _ . : + (e.g. 2026-11-28-isp1)");
+    }
+    Ok(id)
+}
+
+fn rel_path(origin: Option<&FileOrigin>, p: &Path) -> PathBuf {
+    origin.map_or_else(|| p.to_path_buf(), |o| o.resolve(p))
+}
+
+/// Bounds on numeric settings: beyond them a value is a typo, and an unchecked one can overflow
+/// a deadline or allocate without limit.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+pub const MAX_INJECTION_WINDOW: Duration = Duration::from_secs(60);
+pub const MAX_CONCURRENCY: usize = 100_000;
+pub const MAX_REPEAT: u32 = 100;
+pub const MAX_REDIRECTS: u32 = 100;
+pub const MAX_BODY: u64 = 1 << 30;
+pub const MAX_RATE: f64 = 1e7;
+pub const MIN_RATE: f64 = 0.001;
 
 #[derive(Clone, Debug)]
 pub struct DnsOptions {
@@ -195,11 +318,9 @@ fn parse_named(
 ) -> anyhow::Result<Vec<Vantage>> {
     let mut out: Vec<Vantage> = Vec::new();
     for s in named {
-        let v: Vantage = s
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--{what} {s}: {e}"))?;
+        let v: Vantage = s.parse().map_err(|e| anyhow::anyhow!("{what} {s}: {e}"))?;
         if out.iter().any(|o| o.name == v.name) {
-            bail!("--{what}: the name `{}` is used twice", v.name);
+            bail!("{what}: the name `{}` is used twice", v.name);
         }
         out.push(v);
     }
@@ -252,9 +373,20 @@ fn refuse_overwriting_inputs(
 
 impl ScanConfig {
     pub fn from_args(args: ScanArgs) -> anyhow::Result<Self> {
-        let file = match &args.config {
-            Some(p) => FileConfig::load(p)?,
-            None => FileConfig::default(),
+        let (file, origin) = match &args.config {
+            Some(p) => {
+                let (f, o) = FileConfig::load_with_origin(p)?;
+                (f, Some(o))
+            }
+            None => (FileConfig::default(), None),
+        };
+        let layered = Layered {
+            origin: origin.as_ref(),
+        };
+        // Paths in the file are relative to the file.
+        let rel = |p: &str| match &origin {
+            Some(o) if p != "-" => o.resolve(Path::new(p)).display().to_string(),
+            _ => p.to_owned(),
         };
 
         let mut sources: Vec<Source> = args.targets.iter().cloned().map(Source::Arg).collect();
@@ -273,9 +405,15 @@ impl ScanConfig {
                 file.inputs
                     .unwrap_or_default()
                     .iter()
-                    .map(|s| Source::from_input_flag(s)),
+                    .map(|s| Source::from_input_flag(&rel(s))),
             );
             for spec in file.suites.unwrap_or_default() {
+                // A bundled suite's name stays a name; a path is relative to the file.
+                let spec = if spec.ends_with(".toml") {
+                    rel(&spec)
+                } else {
+                    spec
+                };
                 sources.push(Source::Suite(Box::new(crate::suite::Suite::load(&spec)?)));
             }
         }
@@ -288,12 +426,19 @@ impl ScanConfig {
             bail!("standard input (`-i -`) can be read only once");
         }
 
+        // Errors name the flag, or the file and line of the table.
+        let label = |flag: &str, key: &str, from_flag: bool| match &origin {
+            Some(o) if !from_flag => o.at(key),
+            _ => format!("--{flag}"),
+        };
+        let from_flag = !args.resolvers.is_empty();
         let vantages = parse_named(
             nonempty(args.resolvers)
                 .or_else(|| table(file.resolvers))
                 .unwrap_or_else(|| vec!["system=system".into()]),
-            "resolver",
+            &label("resolver", "resolvers", from_flag),
         )?;
+        let from_flag = !args.control_resolvers.is_empty();
         let controls = parse_named(
             nonempty(args.control_resolvers)
                 .or_else(|| table(file.control_resolvers))
@@ -303,7 +448,7 @@ impl ScanConfig {
                         .map(|(n, s)| format!("{n}={s}"))
                         .collect()
                 }),
-            "control-resolver",
+            &label("control-resolver", "control-resolvers", from_flag),
         )?;
 
         let control_proxy = match args.control_proxy.or(file.control_proxy) {
@@ -314,35 +459,50 @@ impl ScanConfig {
             })?),
             None => None,
         };
-        let stall_timeout = match (args.stall_timeout, file.stall_timeout) {
-            (Some(t), _) => t,
-            (None, Some(s)) => {
-                parse_duration(&s).map_err(|e| anyhow::anyhow!("config stall-timeout: {e}"))?
-            }
-            (None, None) => Duration::from_secs(3),
-        };
-        let max_body = match (args.max_body, file.max_body) {
-            (Some(b), _) => b,
-            (None, Some(s)) => {
-                parse_size(&s).map_err(|e| anyhow::anyhow!("config max-body: {e}"))?
-            }
-            (None, None) => 1024 * 1024,
-        };
-        let throttle_floor_bps = match (args.throttle_floor, file.throttle_floor) {
-            (Some(r), _) => r,
-            (None, Some(s)) => {
-                parse_rate(&s).map_err(|e| anyhow::anyhow!("config throttle-floor: {e}"))?
-            }
-            (None, None) => 2_000_000.0,
-        };
-        let throttle_ratio = args.throttle_ratio.or(file.throttle_ratio).unwrap_or(0.25);
-        if !(throttle_ratio > 0.0 && throttle_ratio <= 1.0) {
-            bail!("--throttle-ratio must be in (0, 1]");
-        }
-        let repeat = args.repeat.or(file.repeat).unwrap_or(1);
-        if repeat == 0 {
-            bail!("--repeat must be at least 1");
-        }
+        let stall_timeout = layered.get(
+            "stall-timeout",
+            args.stall_timeout,
+            file.stall_timeout,
+            |s| parse_duration(&s),
+            Duration::from_secs(3),
+            within(MIN_TIMEOUT, MAX_TIMEOUT, show_duration),
+        )?;
+        let max_body = layered.get(
+            "max-body",
+            args.max_body,
+            file.max_body,
+            |s| parse_size(&s),
+            1024 * 1024,
+            within(1, MAX_BODY, |b| format!("{b} bytes")),
+        )?;
+        let throttle_floor_bps = layered.get(
+            "throttle-floor",
+            args.throttle_floor,
+            file.throttle_floor,
+            |s| parse_rate(&s),
+            2_000_000.0,
+            within(1.0, 1e12, |r| format!("{r} bit/s")),
+        )?;
+        let throttle_ratio = layered.get(
+            "throttle-ratio",
+            args.throttle_ratio,
+            file.throttle_ratio,
+            Ok,
+            0.25,
+            |r| {
+                (*r > 0.0 && *r <= 1.0)
+                    .then_some(())
+                    .ok_or_else(|| "must be in (0, 1]".to_owned())
+            },
+        )?;
+        let repeat = layered.get(
+            "repeat",
+            args.repeat,
+            file.repeat,
+            Ok,
+            1,
+            within(1, MAX_REPEAT, |n| n.to_string()),
+        )?;
         let decoy_sni = args
             .decoy_sni
             .or(file.decoy_sni)
@@ -352,7 +512,14 @@ impl ScanConfig {
         let conn = ConnSettings {
             control_proxy,
             decoy_sni,
-            max_redirects: args.max_redirects.or(file.max_redirects).unwrap_or(10),
+            max_redirects: layered.get(
+                "max-redirects",
+                args.max_redirects,
+                file.max_redirects,
+                Ok,
+                10,
+                within(0, MAX_REDIRECTS, |n| n.to_string()),
+            )?,
             max_body,
             stall_timeout,
             repeat,
@@ -369,39 +536,48 @@ impl ScanConfig {
                 .map_err(|e| anyhow::anyhow!("--stun-reference: {e}"))?,
         };
 
-        let ca_file = args.ca_file.or(file.ca_file);
+        let ca_file = args.ca_file.or_else(|| {
+            file.ca_file
+                .as_deref()
+                .map(|p| rel_path(origin.as_ref(), p))
+        });
         if let Some(p) = &ca_file {
             std::fs::metadata(p).with_context(|| format!("--ca-file {}", p.display()))?;
         }
 
-        let timeout = match (args.timeout, file.timeout) {
-            (Some(t), _) => t,
-            (None, Some(s)) => {
-                parse_duration(&s).map_err(|e| anyhow::anyhow!("config timeout: {e}"))?
-            }
-            (None, None) => DEFAULT_TIMEOUT,
-        };
-        if timeout.is_zero() {
-            bail!("--timeout must be greater than zero");
-        }
-        let injection_window = match (args.injection_window, file.injection_window) {
-            (Some(t), _) => t,
-            (None, Some(s)) => {
-                parse_duration(&s).map_err(|e| anyhow::anyhow!("config injection-window: {e}"))?
-            }
-            (None, None) => DEFAULT_WINDOW,
-        };
-        let rate = args.rate.or(file.rate).unwrap_or(0.0);
-        if !(rate >= 0.0 && rate.is_finite()) {
-            bail!("--rate must be a number of queries per second, 0 for unlimited");
-        }
-        let concurrency = args
-            .concurrency
-            .or(file.concurrency)
-            .unwrap_or(DEFAULT_CONCURRENCY);
-        if concurrency == 0 {
-            bail!("--concurrency must be at least 1");
-        }
+        let timeout = layered.get(
+            "timeout",
+            args.timeout,
+            file.timeout,
+            |s| parse_duration(&s),
+            DEFAULT_TIMEOUT,
+            within(MIN_TIMEOUT, MAX_TIMEOUT, show_duration),
+        )?;
+        let injection_window = layered.get(
+            "injection-window",
+            args.injection_window,
+            file.injection_window,
+            |s| parse_duration(&s),
+            DEFAULT_WINDOW,
+            within(Duration::ZERO, MAX_INJECTION_WINDOW, show_duration),
+        )?;
+        let rate = layered.get("rate", args.rate, file.rate, Ok, 0.0, |r| {
+            (*r == 0.0 || (MIN_RATE..=MAX_RATE).contains(r))
+                .then_some(())
+                .ok_or_else(|| {
+                    format!(
+                        "must be a number of queries per second between {MIN_RATE} and {MAX_RATE}, or 0 for unlimited"
+                    )
+                })
+        })?;
+        let concurrency = layered.get(
+            "concurrency",
+            args.concurrency,
+            file.concurrency,
+            Ok,
+            DEFAULT_CONCURRENCY,
+            within(1, MAX_CONCURRENCY, |n| n.to_string()),
+        )?;
 
         let mut probes = Vec::new();
         for p in args
@@ -433,7 +609,9 @@ impl ScanConfig {
             .map(|c| normalize_domain(c.trim()).map_err(|e| anyhow::anyhow!("--canary: {e}")))
             .collect::<anyhow::Result<Vec<_>>>()?;
 
-        let path = args.output.or(file.output);
+        let path = args
+            .output
+            .or_else(|| file.output.as_deref().map(|p| rel_path(origin.as_ref(), p)));
         let format = match (args.format.or(file.format), &path) {
             (Some(f), _) => f,
             (None, None) => Format::Jsonl,
@@ -454,18 +632,30 @@ impl ScanConfig {
                 .iter()
                 .map(|s| {
                     s.parse::<Verdict>()
-                        .map_err(|e| anyhow::anyhow!("config fail-on: {e}"))
+                        .map_err(|e| layered.error("fail-on", true, &e.to_string()))
                 })
                 .collect::<anyhow::Result<_>>()?,
             (None, None) => Vec::new(),
         };
 
-        let store = args
-            .store
-            .or(file.store)
-            .map(|s| s.parse::<crate::store::StoreUrl>())
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("--store: {e}"))?;
+        let store = match (args.store, file.store) {
+            (Some(s), _) => Some(
+                s.parse::<crate::store::StoreUrl>()
+                    .map_err(|e| anyhow::anyhow!("--store: {e}"))?,
+            ),
+            (None, Some(s)) => Some(
+                match s
+                    .parse::<crate::store::StoreUrl>()
+                    .map_err(|e| layered.error("store", true, &e))?
+                {
+                    crate::store::StoreUrl::Sqlite(p) => {
+                        crate::store::StoreUrl::Sqlite(rel_path(origin.as_ref(), &p))
+                    }
+                    pg => pg,
+                },
+            ),
+            (None, None) => None,
+        };
         if args.append && format != Format::Jsonl {
             bail!("--append works with JSONL output only (CSV and JSON are replaced atomically)");
         }
@@ -503,7 +693,12 @@ impl ScanConfig {
                 append: args.append,
             },
             strict: args.strict || file.strict.unwrap_or(false),
-            run_id: args.resume.clone().or(args.run_id),
+            run_id: args
+                .resume
+                .clone()
+                .or(args.run_id)
+                .map(check_run_id)
+                .transpose()?,
             store,
             resume: args.resume,
             lock_wait: args.lock_wait,
@@ -633,11 +828,86 @@ mod tests {
                 &["x.example", "--stun-reference", "stun.example:notaport"][..],
                 "--stun-reference",
             ),
+            // Issue 11, item 7: huge or tiny values are refused at parse time, by name.
+            (
+                &["x.example", "--timeout", "500000000000y"][..],
+                "--timeout",
+            ),
+            (&["x.example", "--timeout", "1ns"][..], "--timeout"),
+            (&["x.example", "--timeout", "2h"][..], "--timeout"),
+            (
+                &["x.example", "--injection-window", "500000000000y"][..],
+                "--injection-window",
+            ),
+            (
+                &["x.example", "--stall-timeout", "9999999h"][..],
+                "--stall-timeout",
+            ),
+            (&["x.example", "--rate", "1e-300"][..], "--rate"),
+            (&["x.example", "--rate", "inf"][..], "--rate"),
+            (&["x.example", "--repeat", "4000000000"][..], "--repeat"),
+            (
+                &["x.example", "--max-body", "17179869184g"][..],
+                "--max-body",
+            ),
+            (&["x.example", "--max-body", "2g"][..], "--max-body"),
+            (
+                &["x.example", "--concurrency", "1000000000"][..],
+                "--concurrency",
+            ),
+            (
+                &["x.example", "--max-redirects", "4000000000"][..],
+                "--max-redirects",
+            ),
+            // Item 16.
+            (&["x.example", "--run-id", ""][..], "--run-id"),
+            (&["x.example", "--run-id", "a b"][..], "--run-id"),
         ] {
             let e = cfg(args)
                 .err()
                 .unwrap_or_else(|| panic!("{args:?} accepted"));
             assert!(format!("{e:#}").contains(needle), "{args:?}: {e:#}");
         }
+    }
+
+    /// Issue 11, item 16: errors in the config file name the file and line, and its paths are
+    /// relative to the file.
+    #[test]
+    fn config_file_errors_name_file_and_line_and_paths_are_relative_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bp.toml");
+        let f = file.to_str().unwrap();
+        for (text, needle) in [
+            (
+                "probes = [\"dns\"]\ntimeout = \"9999h\"\n",
+                ":2: timeout: must be between",
+            ),
+            ("\nrepeat = 0\n", ":2: repeat: must be between"),
+            ("max-body = \"lots\"\n", ":1: max-body: invalid size"),
+            ("rate = 1e-300\n", ":1: rate: must be"),
+            (
+                "[resolvers]\nisp = \"udp://1.1.1.1:0\"\n",
+                "bp.toml:1: resolvers isp=",
+            ),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let e = cfg(&["x.example", "--config", f]).expect_err(text);
+            let e = format!("{e:#}");
+            assert!(e.contains(needle), "{text}: {e}");
+            assert!(e.contains("bp.toml"), "{text}: {e}");
+        }
+        std::fs::write(dir.path().join("list.txt"), "x.example\n").unwrap();
+        std::fs::write(
+            &file,
+            "inputs = [\"list.txt\"]\noutput = \"out.csv\"\nstore = \"sqlite:runs.db\"\n",
+        )
+        .unwrap();
+        let c = cfg(&["--config", f]).unwrap();
+        assert_eq!(c.sources, [Source::File(dir.path().join("list.txt"))]);
+        assert_eq!(c.output.path, Some(dir.path().join("out.csv")));
+        assert_eq!(
+            c.store,
+            Some(crate::store::StoreUrl::Sqlite(dir.path().join("runs.db")))
+        );
     }
 }

@@ -183,6 +183,11 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     if let Some(e) = outcome.input_error {
         anyhow::bail!("{e}");
     }
+    if outcome.targets == 0 && !outcome.interrupted {
+        anyhow::bail!(
+            "no targets: the inputs hold none (only blank lines, comments or skipped lines)"
+        );
+    }
     Ok(if outcome.interrupted {
         ExitCode::from(EXIT_INTERRUPTED)
     } else if outcome.failed_on {

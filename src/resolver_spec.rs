@@ -49,10 +49,10 @@ fn err(input: &str, why: &'static str) -> SpecError {
     }
 }
 
-/// Parses `IP`, `IP:PORT`, `[V6]:PORT` with a default port.
+/// Parses `IP`, `IP:PORT`, `[V6]:PORT` with a default port (never port 0).
 fn parse_ip_port(s: &str, default_port: u16) -> Option<SocketAddr> {
     if let Ok(addr) = s.parse::<SocketAddr>() {
-        return Some(addr);
+        return (addr.port() != 0).then_some(addr);
     }
     let bare = s
         .strip_prefix('[')
@@ -90,7 +90,11 @@ impl FromStr for ResolverSpec {
                 .ok_or_else(|| err(input, "expected tls://IP[:PORT]#SERVER_NAME"))?;
             let server_name = match name {
                 Some("") => return Err(err(input, "empty server name after `#`")),
-                Some(n) => n.to_ascii_lowercase(),
+                Some(n) => match n.parse::<IpAddr>() {
+                    Ok(ip) => ip.to_string(),
+                    Err(_) => crate::target::normalize_domain(n)
+                        .map_err(|_| err(input, "the server name after `#` is not a DNS name"))?,
+                },
                 None => addr.ip().to_string(),
             };
             return Ok(Self::Tls { addr, server_name });
@@ -98,6 +102,12 @@ impl FromStr for ResolverSpec {
         if s.starts_with("https://") {
             let url =
                 url::Url::parse(s).map_err(|_| err(input, "expected https://HOST[:PORT]/PATH"))?;
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(err(input, "a DoH URL cannot carry user:password@"));
+            }
+            if url.port() == Some(0) {
+                return Err(err(input, "port 0"));
+            }
             let host = match url.host() {
                 Some(url::Host::Domain(d)) => d.to_owned(),
                 Some(url::Host::Ipv4(ip)) => ip.to_string(),
@@ -218,6 +228,12 @@ mod tests {
             "tls://1.1.1.1#",
             "example.com",
             "",
+            // Issue 11, item 16.
+            "udp://1.1.1.1:0",
+            "tcp://[::1]:0",
+            "tls://1.1.1.1#bad name!",
+            "https://user:pw@dns.example/dns-query",
+            "https://dns.example:0/dns-query",
         ] {
             assert!(bad.parse::<ResolverSpec>().is_err(), "{bad}");
         }

@@ -48,6 +48,8 @@ pub struct Outcome {
     pub failed_on: bool,
     /// The report's reader went away (`| head`): the run stopped early, like an interrupt.
     pub output_closed: bool,
+    /// Targets read from the inputs (after de-duplication, including any `--resume` skips).
+    pub targets: u64,
     /// Reading the targets failed part-way (binary input, an I/O error, a malformed line with
     /// `--strict`): the run stopped there; what was measured is still reported.
     pub input_error: Option<String>,
@@ -553,9 +555,12 @@ pub async fn scan<W: Write>(
     );
     let skip = Arc::new(hooks.skip);
     let ctx_jobs = ctx.clone();
+    let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let read_in = read.clone();
     let records = targets
         .take_until(first_signal)
         .flat_map(move |t| {
+            read_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let t = Arc::new(t);
             let skip = skip.clone();
             let names = vantage_names.clone();
@@ -625,6 +630,7 @@ pub async fn scan<W: Write>(
         interrupted,
         failed_on,
         output_closed: broken_pipe,
+        targets: read.load(std::sync::atomic::Ordering::Relaxed),
         input_error,
     })
 }

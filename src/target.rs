@@ -181,6 +181,14 @@ impl Target {
 
 fn parse_url(text: &str, input: &str) -> Result<Target, String> {
     let url = url::Url::parse(text).map_err(|e| format!("invalid URL `{text}`: {e}"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "`{text}`: user:password@ in a target is not supported (it would be dropped)"
+        ));
+    }
+    if url.port() == Some(0) {
+        return Err(format!("invalid port `0` in `{text}`"));
+    }
     let scheme = match url.scheme() {
         "http" => Scheme::Http,
         "https" => Scheme::Https,
@@ -240,6 +248,19 @@ pub fn normalize_domain(raw: &str) -> Result<String, String> {
     let ascii = idna::domain_to_ascii(trimmed).map_err(|_| format!("invalid domain `{raw}`"))?;
     if ascii.is_empty() || ascii.len() > 253 {
         return Err(format!("invalid domain `{raw}`: bad length"));
+    }
+    // WHATWG URL rules read a name whose last label is a number as an IPv4 address
+    // (`0x7f.1` is 127.0.0.1, `256.1.1.1` is invalid); no real domain ends so.
+    let last = ascii.rsplit('.').next().unwrap_or("");
+    let numeric = !last.is_empty()
+        && (last.bytes().all(|b| b.is_ascii_digit())
+            || last
+                .strip_prefix("0x")
+                .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit())));
+    if numeric {
+        return Err(format!(
+            "`{raw}` is neither a valid IP address nor a domain name"
+        ));
     }
     for label in ascii.split('.') {
         let ok_chars = label

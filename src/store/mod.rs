@@ -114,15 +114,20 @@ fn record_columns() -> impl Iterator<Item = &'static str> {
 /// How often `--lock-wait` tries the lock again.
 const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Versioned migrations, applied in order on open. Never edit one that has shipped: add another.
+/// Versioned migrations, applied in order on open. Frozen text: never edit one that has shipped
+/// (a store created by it exists somewhere); a new report column comes in a new migration
+/// (`ALTER TABLE records ADD COLUMN ...`), and `every_report_column_has_a_migration` fails
+/// until it does.
 fn migrations(d: Dialect) -> Vec<String> {
     let pk = match d {
         Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
         Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
     };
-    let cols: String = record_columns().map(|c| format!(", {c} TEXT")).collect();
-    vec![format!(
-        "CREATE TABLE runs (
+    vec![MIGRATION_1.replace("{pk}", pk)]
+}
+
+/// Schema version 1 (blockprobe 0.1, report schema v3).
+const MIGRATION_1: &str = "CREATE TABLE runs (
             run_id TEXT PRIMARY KEY,
             started_at TEXT NOT NULL,
             finished_at TEXT,
@@ -140,14 +145,51 @@ fn migrations(d: Dialect) -> Vec<String> {
         CREATE TABLE records (
             id {pk},
             run_id TEXT NOT NULL REFERENCES runs (run_id),
-            measured_at TEXT NOT NULL{cols},
+            measured_at TEXT NOT NULL,
+            started_at TEXT,
+            tool_version TEXT,
+            target TEXT,
+            category TEXT,
+            kind TEXT,
+            host TEXT,
+            port TEXT,
+            resolver TEXT,
+            resolver_spec TEXT,
+            verdict TEXT,
+            layer TEXT,
+            reason TEXT,
+            detail TEXT,
+            dns_transport TEXT,
+            dns_rcode TEXT,
+            dns_error TEXT,
+            dns_answers TEXT,
+            dns_cnames TEXT,
+            dns_injected_answers TEXT,
+            dns_elapsed_ms TEXT,
+            control_rcode TEXT,
+            control_answers TEXT,
+            resolver_healthy TEXT,
+            tcp_connected TEXT,
+            tcp_error TEXT,
+            tls_version TEXT,
+            tls_verified TEXT,
+            tls_error TEXT,
+            tls_decoy_ok TEXT,
+            http_status TEXT,
+            http_title TEXT,
+            redirects TEXT,
+            bytes TEXT,
+            throughput_bps TEXT,
+            stalled_at TEXT,
+            control_path_status TEXT,
+            control_throughput_bps TEXT,
+            tries TEXT,
+            elapsed_ms TEXT,
             record TEXT NOT NULL,
             UNIQUE (run_id, target, resolver)
         );
         CREATE INDEX records_by_target ON records (target, resolver, run_id);
-        CREATE INDEX runs_by_host ON runs (host_name, started_at);"
-    )]
-}
+        CREATE INDEX runs_by_host ON runs (host_name, started_at);";
 
 /// Where a store lives, from `--store URL`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -698,5 +740,54 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    /// Issue 11, item 6: the shipped schema is frozen text, and a report column added later
+    /// must come with a migration of its own.
+    #[test]
+    fn every_report_column_has_a_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = StoreUrl::Sqlite(dir.path().join("s.db"));
+        let mut st = Store::open(&url).unwrap();
+        let rows = st
+            .query("SELECT name FROM pragma_table_info('records')", &[])
+            .unwrap();
+        let have: Vec<String> = rows.iter().map(|r| r[0].str_or_empty()).collect();
+        for c in record_columns() {
+            assert!(
+                have.iter().any(|h| h == c),
+                "report column `{c}` has no migration"
+            );
+        }
+    }
+
+    /// A store created by schema version 1 (and holding data) opens with this version and
+    /// takes new records.
+    #[test]
+    fn a_store_created_by_the_first_schema_upgrades() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let c = rusqlite::Connection::open(&path).unwrap();
+            c.execute_batch(&MIGRATION_1.replace("{pk}", "INTEGER PRIMARY KEY AUTOINCREMENT"))
+                .unwrap();
+            c.execute_batch(
+                "CREATE TABLE blockprobe_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL);
+                 INSERT INTO blockprobe_migrations VALUES (1, '2026-11-01T00:00:00Z');
+                 INSERT INTO runs (run_id, started_at, status, tool_version, host_name, resolvers,
+                   control_resolvers, sources, probes) VALUES ('old', '2026-11-01T00:00:00Z',
+                   'complete', '0.1.0', 'h', '[]', '[]', '[]', '[]');",
+            )
+            .unwrap();
+        }
+        let mut st = Store::open(&StoreUrl::Sqlite(path)).unwrap();
+        assert_eq!(
+            st.schema_version().unwrap(),
+            migrations(Dialect::Sqlite).len() as i64
+        );
+        let old = st
+            .query("SELECT status FROM runs WHERE run_id = 'old'", &[])
+            .unwrap();
+        assert_eq!(old[0][0], Value::from("complete"));
     }
 }

@@ -51,6 +51,9 @@ impl ToSql for Value {
     postgres::types::to_sql_checked!();
 }
 
+/// Bound on connecting and logging in, unless the URL sets `connect_timeout` (seconds).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Postgres {
     /// TLS as libpq does it: `sslmode=prefer` (the default) and `require` encrypt without
     /// checking the certificate; `verify-ca` and `verify-full` check it against the webpki roots
@@ -85,9 +88,28 @@ impl Postgres {
             _ => postgres::config::SslMode::Prefer,
         });
         let tls = crate::tls::store_config(ca.map(std::path::Path::new), verify)?;
-        let client = config
-            .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
-            .map_err(|e| anyhow::anyhow!("cannot connect to {shown}: {e}"))?;
+        // tokio-postgres bounds only the TCP connect by `connect_timeout`; a server that
+        // accepts and never speaks would hold the start-up forever. Bound all of it.
+        let bound = config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(CONNECT_TIMEOUT);
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(bound);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("postgres-connect".into())
+            .spawn(move || {
+                let _ = tx.send(config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls)));
+            })?;
+        let client = match rx.recv_timeout(bound) {
+            Ok(r) => r.map_err(|e| anyhow::anyhow!("cannot connect to {shown}: {e}"))?,
+            Err(_) => anyhow::bail!(
+                "cannot connect to {shown}: no answer within {} (connect_timeout)",
+                humantime::format_duration(bound)
+            ),
+        };
         Ok(Self {
             client,
             prepared: std::collections::HashMap::new(),

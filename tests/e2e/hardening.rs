@@ -249,3 +249,33 @@ async fn issue_11_an_interrupt_ends_a_lock_wait() {
     assert!(out.stdout.is_empty(), "nothing measured");
     drop(held);
 }
+
+/// Item 10: a PostgreSQL "server" that accepts and never speaks: the scan gives up after
+/// `connect_timeout` with a clear error instead of hanging.
+#[tokio::test]
+async fn issue_11_a_silent_postgres_server_is_a_bounded_error() {
+    let net = Net::start().await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        loop {
+            let (c, _) = silent.accept().await.unwrap();
+            conns.push(c);
+        }
+    });
+    let mut args = net.args();
+    let url = format!("postgres://u@127.0.0.1:{port}/db?connect_timeout=1&sslmode=disable");
+    args.extend(["ok.test", "--store", &url].map(String::from));
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), run(&args))
+        .await
+        .expect("the scan hung on a silent PostgreSQL server");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no answer within 1s"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty());
+    held.abort();
+}

@@ -62,6 +62,13 @@ fn rejects_garbage() {
         "host:0",
         "http://",
         "-x-/y",
+        // Issue 11, item 16: not addresses, not names; credentials would be dropped; port 0.
+        "0x7f.1",
+        "256.1.1.1",
+        "256.1.1.1:80",
+        "https://user:pw@example.org/",
+        "http://example.org:0/",
+        "stun://stun.example:0",
     ] {
         assert!(Target::parse(bad).is_err(), "{bad:?} should not parse");
     }

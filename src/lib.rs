@@ -6,6 +6,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod mocknet;
+pub mod net;
 pub mod outfile;
 pub mod probe;
 pub mod progress;

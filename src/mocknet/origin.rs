@@ -112,12 +112,15 @@ fn respond(req: &http::Request<hyper::body::Incoming>) -> http::Response<Body> {
             .header("x-giant", "g".repeat(512 * 1024))
             .body(Body::Left(Full::new(Bytes::new())))
             .expect("static response"),
-        p if p.starts_with("/redirect/") => {
-            // /redirect/HOST:PORT/PATH -> https://HOST:PORT/PATH
-            let rest = &p["/redirect/".len()..];
+        p if p.starts_with("/redirect/") || p.starts_with("/redirect-http/") => {
+            // /redirect/HOST:PORT/PATH -> https://HOST:PORT/PATH (-http: a downgrade to http://)
+            let (scheme, rest) = match p.strip_prefix("/redirect-http/") {
+                Some(rest) => ("http", rest),
+                None => ("https", &p["/redirect/".len()..]),
+            };
             http::Response::builder()
                 .status(302)
-                .header(http::header::LOCATION, format!("https://{rest}"))
+                .header(http::header::LOCATION, format!("{scheme}://{rest}"))
                 .body(Body::Left(Full::new(Bytes::new())))
                 .expect("static response")
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::classify::is_bogon;
+use crate::net::reserved_range;
 use crate::probe::dns::{DnsClient, DnsObservation};
 use crate::probe::failure::{Failure, FailureKind};
 use crate::probe::http::{self, HttpObservation, HttpOptions};
@@ -56,6 +56,13 @@ pub struct Hop {
     pub decoy_http: Option<HttpObservation>,
     /// Bytes received on the connection (TLS records included): where a flow froze on the wire.
     pub wire_bytes_in: u64,
+    /// This hop was reached by a redirect from HTTPS to plain HTTP.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub downgrade: bool,
+    /// A redirect from this hop that was not followed, and why (a reserved address the target
+    /// itself is not on: a cloud metadata service, a LAN host).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_redirect: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -169,6 +176,15 @@ pub async fn fetch(
 ) -> PathObservation {
     let mut path = PathObservation::default();
     let mut dest = Dest::of(target);
+    // Reserved ranges this fetch may enter: those the target itself is on (a loopback test
+    // network); a redirect or a redirect's name into any other reserved range is not followed.
+    let first: Vec<IpAddr> = match &route {
+        Route::Direct { addrs, .. } => addrs.iter().map(|(ip, _)| *ip).collect(),
+        Route::Proxy(_) => dest.ip.into_iter().collect(),
+    };
+    let allowed: Vec<&'static str> = first.into_iter().filter_map(reserved_range).collect();
+    let permitted = |ip: IpAddr| reserved_range(ip).is_none_or(|r| allowed.contains(&r));
+    let mut downgrade = false;
     for hop_no in 0..=opts.max_redirects {
         let mut hop = Hop {
             url: dest.url(),
@@ -179,6 +195,8 @@ pub async fn fetch(
             http: None,
             decoy_http: None,
             wire_bytes_in: 0,
+            downgrade: std::mem::take(&mut downgrade),
+            refused_redirect: None,
         };
         // The target's method on the first request; redirects are followed with GET, as
         // browsers do after a 301/302/303.
@@ -200,7 +218,7 @@ pub async fn fetch(
                     let found = obs
                         .addresses()
                         .into_iter()
-                        .filter(|ip| !is_bogon(*ip) || ip.is_loopback())
+                        .filter(|ip| permitted(*ip))
                         .map(|ip| (ip, AddrSource::Vantage))
                         .collect();
                     hop.dns = Some(obs);
@@ -296,10 +314,22 @@ pub async fn fetch(
             obs
         };
         hop.wire_bytes_in = wire.load(std::sync::atomic::Ordering::Relaxed);
-        let follow = next
+        let mut follow = next
             .is_redirect()
             .then(|| next.location().and_then(|l| dest.follow(l)))
             .flatten();
+        if let Some(ip) = follow.as_ref().and_then(|d| d.ip)
+            && !permitted(ip)
+        {
+            let range = reserved_range(ip).unwrap_or("reserved");
+            hop.refused_redirect = Some(format!(
+                "redirect to {ip} ({range} address) not followed: the target is not on that network"
+            ));
+            follow = None;
+        }
+        if let Some(d) = &follow {
+            downgrade = dest.scheme == Scheme::Https && d.scheme == Scheme::Http;
+        }
         hop.http = Some(next);
         path.hops.push(hop);
         match follow {

@@ -17,7 +17,7 @@ use crate::verdict::{Layer, Reason, Verdict};
 pub mod summary;
 
 /// Version of the report schema documented in `docs/report-schema.md`.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The flat columns, in order (CSV header; JSON key order before `evidence`).
 pub const COLUMNS: &[&str] = &[

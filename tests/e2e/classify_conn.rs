@@ -123,6 +123,8 @@ fn path(p: &P, tls_port: bool) -> PathObservation {
         http: None,
         decoy_http: None,
         wire_bytes_in: 0,
+        downgrade: false,
+        refused_redirect: None,
     };
     let mut exhausted = false;
     match p {

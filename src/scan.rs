@@ -214,10 +214,16 @@ fn direct_addrs(dns: &DnsObservation, control: &ControlDns) -> Vec<(IpAddr, Addr
         .filter(|ip| {
             !is_bogon(**ip) || control_addrs.contains(*ip) || (ip.is_loopback() && loopback_net)
         })
+        .take(crate::probe::tcp::MAX_ADDRS)
         .map(|ip| (*ip, AddrSource::Vantage))
         .collect();
     if !out.is_empty() && vantage.is_disjoint(&control_addrs) {
-        out.extend(control_addrs.iter().map(|ip| (*ip, AddrSource::Control)));
+        out.extend(
+            control_addrs
+                .iter()
+                .take(crate::probe::tcp::MAX_ADDRS)
+                .map(|ip| (*ip, AddrSource::Control)),
+        );
     }
     out
 }

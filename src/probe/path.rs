@@ -219,6 +219,7 @@ pub async fn fetch(
                         .addresses()
                         .into_iter()
                         .filter(|ip| permitted(*ip))
+                        .take(tcp::MAX_ADDRS)
                         .map(|ip| (ip, AddrSource::Vantage))
                         .collect();
                     hop.dns = Some(obs);

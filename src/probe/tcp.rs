@@ -58,21 +58,75 @@ pub fn parse_remap(s: &str) -> Result<(SocketAddr, SocketAddr), String> {
     Ok((parse(from)?, parse(to)?))
 }
 
-/// Connects with a time limit; the failure is data.
+/// Most addresses of one DNS answer a job connects to (per source: vantage and control). An
+/// answer with 250 A records must not open 250 sockets per job; the DNS evidence keeps them all.
+pub const MAX_ADDRS: usize = 8;
+
+/// Connection attempts in flight across the whole scan, from the file-descriptor limit: half
+/// of `ulimit -n` (the rest is for established connections, DNS sockets and files).
+fn budget() -> &'static tokio::sync::Semaphore {
+    static BUDGET: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    BUDGET.get_or_init(|| tokio::sync::Semaphore::new((open_files_limit() / 2).max(8)))
+}
+
+/// The soft limit on open files (`ulimit -n`), read once from `/proc/self/limits` on Linux
+/// (once: when it matters, there is no descriptor left to read it with).
+fn open_files_limit() -> usize {
+    static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("Max open files"))
+                    .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+            })
+            .unwrap_or(1024)
+    })
+}
+
+/// Out of file descriptors (EMFILE, ENFILE): a local shortage, not a network observation.
+fn out_of_fds(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24))
+}
+
+/// How long a connect waits, in all, for file descriptors before it gives up.
+const FD_WAIT: Duration = Duration::from_secs(60);
+
+/// Connects with a time limit; the failure is data. Counted against the scan's connection
+/// budget; when the process runs out of file descriptors anyway, it says so once and waits for
+/// some to be freed (that wait is not part of the measured time), so a shortage here never
+/// shows up as a timeout or a failure of the network.
 pub async fn connect(
     addr: SocketAddr,
     timeout: Duration,
 ) -> (Result<TcpStream, Failure>, Duration) {
-    let start = Instant::now();
-    let res = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Err(_) => Err(Failure::timeout()),
-        Ok(Err(e)) => Err(Failure::from_error(&e)),
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            Ok(s)
-        }
-    };
-    (res, start.elapsed())
+    let _permit = budget().acquire().await;
+    let waiting_since = Instant::now();
+    loop {
+        let start = Instant::now();
+        let res = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Err(_) => Err(Failure::timeout()),
+            Ok(Err(e)) if out_of_fds(&e) && waiting_since.elapsed() < FD_WAIT => {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    crate::report::warn(format_args!(
+                        "out of file descriptors ({e}; ulimit -n is {}): slowing down until \
+                         connections close (raise `ulimit -n` or lower --concurrency)",
+                        open_files_limit()
+                    ));
+                });
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            Ok(Err(e)) => Err(Failure::from_error(&e)),
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                Ok(s)
+            }
+        };
+        return (res, start.elapsed());
+    }
 }
 
 /// Connects to every address concurrently. Returns every attempt (in address order) and the

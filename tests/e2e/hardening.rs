@@ -382,3 +382,83 @@ async fn issue_11_redirects_to_reserved_addresses_are_refused_and_downgrades_rec
     assert_eq!(hops[1]["downgrade"], true, "{r:#}");
     assert!(plain.connections() > 0);
 }
+
+/// Item 11: an answer with 200 addresses: at most `MAX_ADDRS` connections per job.
+#[tokio::test]
+async fn issue_11_a_huge_answer_is_capped() {
+    use blockprobe::mocknet::dns::MockDns;
+    let lo = crate::support::ip("127.0.0.1");
+    let many: Vec<std::net::IpAddr> = (1..=200)
+        .map(|i| std::net::IpAddr::from([127, 0, 1, i as u8]))
+        .collect();
+    let zone = || {
+        Zone::new(Behaviour::Answer(vec![lo])).with("many.test", Behaviour::Answer(many.clone()))
+    };
+    let vantage = MockDns::start(lo, 0, zone(), None).await.unwrap();
+    let control = MockDns::start(lo, 0, zone(), None).await.unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let out = run([
+        "scan".to_owned(),
+        "--resolver".into(),
+        format!("isp=udp://{}", vantage.udp),
+        "--control-resolver".into(),
+        format!("ctl=udp://{}", control.udp),
+        "--canary".into(),
+        "ok.test".into(),
+        "--probes".into(),
+        "tcp".into(),
+        "--injection-window".into(),
+        "0".into(),
+        "--quiet".into(),
+        format!("tcp://many.test:{port}"),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let r = &jsonl(&out.stdout)[0];
+    assert_eq!(r["dns_answers"].as_array().unwrap().len(), 200);
+    let tcp = r["evidence"]["direct"]["hops"][0]["tcp"]
+        .as_array()
+        .unwrap();
+    assert_eq!(tcp.len(), blockprobe::probe::tcp::MAX_ADDRS, "{r:#}");
+}
+
+/// Item 11: with few file descriptors (`ulimit -n 24`) and many jobs at once, the scan slows
+/// down instead of turning records into local failures.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn issue_11_few_file_descriptors_slow_the_scan_not_the_verdicts() {
+    let mut targets = Vec::new();
+    let mut accepts = Vec::new();
+    for _ in 0..40 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        targets.push(format!("tcp://{}", listener.local_addr().unwrap()));
+        accepts.push(tokio::spawn(async move {
+            loop {
+                let (c, _) = listener.accept().await.unwrap();
+                drop(c);
+            }
+        }));
+    }
+    let script = format!(
+        "ulimit -n 24 && exec {} scan --probes tcp --canary '' --concurrency 100 --repeat 3 \
+         --quiet {}",
+        bin(),
+        targets.join(" ")
+    );
+    let out = tokio::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let recs = jsonl(&out.stdout);
+    assert_eq!(recs.len(), 40);
+    for r in recs {
+        assert_eq!(r["verdict"], "reachable", "{r:#}");
+    }
+    for a in accepts {
+        a.abort();
+    }
+}

@@ -433,15 +433,19 @@ enum Line {
     Text(String),
     TooLong,
     NotUtf8,
-    /// A NUL byte: the input is binary, not a list.
+    /// A NUL byte, or a megabyte without a newline: the input is not a list.
     Binary,
 }
 
+/// A "line" this long is not a list with one bad line but a stream without newlines.
+const MAX_SKIP: usize = 1024 * 1024;
+
 /// Reads one line of at most [`MAX_LINE`] bytes into `buf` (the rest of a longer line is
-/// consumed and dropped). `Ok(None)` at the end of input.
+/// consumed and dropped). `Ok(None)` at the end of input. Stops at once on a NUL byte, or after
+/// [`MAX_SKIP`] bytes without a newline (`-i /dev/zero` never ends a line).
 fn read_capped(r: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<Line>> {
     buf.clear();
-    let mut too_long = false;
+    let mut len = 0usize;
     let mut any = false;
     loop {
         let chunk = match r.fill_buf() {
@@ -457,23 +461,25 @@ fn read_capped(r: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<Lin
             Some(i) => (&chunk[..i], i + 1),
             None => (chunk, chunk.len()),
         };
-        let room = MAX_LINE.saturating_sub(buf.len());
-        if part.len() > room {
-            too_long = true;
+        if part.contains(&0) {
+            return Ok(Some(Line::Binary));
         }
+        let room = MAX_LINE.saturating_sub(buf.len());
         buf.extend_from_slice(&part[..part.len().min(room)]);
+        len += part.len();
         let newline = done > part.len();
         r.consume(done);
         if newline {
             break;
         }
+        if len > MAX_SKIP {
+            return Ok(Some(Line::Binary));
+        }
     }
     if !any {
         return Ok(None);
     }
-    Ok(Some(if buf.contains(&0) {
-        Line::Binary
-    } else if too_long {
+    Ok(Some(if len > MAX_LINE {
         Line::TooLong
     } else {
         match std::str::from_utf8(buf) {
@@ -505,7 +511,8 @@ fn read_list(origin: &str, mut r: impl BufRead, emit: &mut impl FnMut(Item) -> b
             Line::Binary => {
                 return emit(Item::Failed(error(
                     line_no,
-                    "binary data (a NUL byte): not a list of targets".into(),
+                    "binary data (a NUL byte, or 1 MiB without a newline): not a list of targets"
+                        .into(),
                 )));
             }
             Line::TooLong => {
@@ -550,6 +557,7 @@ struct Capped<R> {
     pos: usize,
     line: u64,
     too_long: Vec<u64>,
+    binary: Option<u64>,
 }
 
 impl<R: BufRead> Read for Capped<R> {
@@ -561,6 +569,11 @@ impl<R: BufRead> Read for Capped<R> {
                 return Ok(0);
             };
             self.line += 1;
+            if matches!(line, Line::Binary) {
+                // The rest is not text: the CSV ends here, and the reader says why.
+                self.binary = Some(self.line);
+                return Ok(0);
+            }
             if matches!(line, Line::TooLong) {
                 self.too_long.push(self.line);
             } else {
@@ -592,6 +605,7 @@ fn read_csv(
             pos: 0,
             line: header_line - 1,
             too_long: Vec::new(),
+            binary: None,
         });
     let headers = match rdr.headers() {
         Ok(h) => h.clone(),
@@ -631,7 +645,16 @@ fn read_csv(
             }
         }
         match read {
-            Ok(false) => return true,
+            Ok(false) => {
+                return match rdr.get_ref().binary {
+                    Some(line) => emit(Item::Failed(InputError {
+                        origin: origin.into(),
+                        line,
+                        message: "binary data (a NUL byte, or 1 MiB without a newline): not a list of targets".into(),
+                    })),
+                    None => true,
+                };
+            }
             Ok(true) => {}
             Err(e) => {
                 let item = Item::Malformed(InputError {
@@ -690,6 +713,18 @@ mod tests {
         assert!(seen.insert(&t(0)));
     }
 
+    fn read_endless(r: impl Read) -> Vec<Result<String, String>> {
+        let mut out = Vec::new();
+        read_list("list", BufReader::new(r), &mut |item| {
+            out.push(match item {
+                Item::Target(t) => Ok(t.input),
+                Item::Malformed(e) | Item::Failed(e) => Err(e.to_string()),
+            });
+            true
+        });
+        out
+    }
+
     fn read(bytes: &[u8]) -> Vec<Result<String, String>> {
         let mut out = Vec::new();
         read_list("list", io::Cursor::new(bytes.to_vec()), &mut |item| {
@@ -727,6 +762,16 @@ mod tests {
         csv.extend(b"\nhttps://b.example/,NEWS\n");
         let got = read(&csv);
         assert_eq!(got.len(), 3, "{got:?}");
+        let mut bin = csv.clone();
+        bin.extend(b"\0\0\n");
+        let got = read(&bin);
+        assert!(
+            got[3]
+                .as_ref()
+                .unwrap_err()
+                .starts_with("failed list:5: binary"),
+            "{got:?}"
+        );
         assert!(
             got[1].as_ref().unwrap_err().contains("list:3: line longer"),
             "{got:?}"
@@ -736,11 +781,22 @@ mod tests {
 
     #[test]
     fn issue_11_binary_input_is_a_clear_error() {
+        // An endless source (`-i /dev/zero`) ends at once.
+        let got = read_endless(io::repeat(0));
+        assert_eq!(got.len(), 1);
+        let got = read_endless(io::repeat(b'a'));
+        assert!(
+            got[0]
+                .as_ref()
+                .unwrap_err()
+                .contains("1 MiB without a newline"),
+            "{got:?}"
+        );
         let got = read(&[0u8; 100_000]);
         assert_eq!(
             got,
             vec![Err(
-                "failed list:1: binary data (a NUL byte): not a list of targets".into()
+                "failed list:1: binary data (a NUL byte, or 1 MiB without a newline): not a list of targets".into()
             )]
         );
     }

@@ -462,3 +462,44 @@ async fn issue_11_few_file_descriptors_slow_the_scan_not_the_verdicts() {
         a.abort();
     }
 }
+
+/// Item 5: a second SIGTERM (as `timeout` sends) stops a scan whose jobs would not finish for
+/// a minute; the report is closed and says it was interrupted.
+#[tokio::test]
+async fn issue_11_a_second_sigterm_stops_hung_jobs() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(1);
+    let hold = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        loop {
+            let (c, _) = listener.accept().await.unwrap();
+            conns.push(c);
+            let _ = accepted_tx.try_send(());
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let child = tokio::process::Command::new(bin())
+        .args(["scan", "--canary", "", "--timeout", "60s", "--quiet", "-o"])
+        .arg(&report)
+        .arg(format!("https://{addr}/"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Readiness: the job's TLS handshake is hanging on our silent server.
+    accepted.recv().await.unwrap();
+    kill("-TERM", &child);
+    kill("-TERM", &child);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("two SIGTERMs did not stop the scan")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(doc["end"]["interrupted"], true);
+    hold.abort();
+}

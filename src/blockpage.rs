@@ -1,74 +1,261 @@
-//! Block-page fingerprints (`probes/blockpages.toml`, compiled in): regexes over a response's
-//! body, title and redirect target, and addresses known to serve block pages.
+//! Block-page fingerprints (`probes/blockpages/*.toml`, compiled in), taken from the public
+//! collections researchers maintain (OONI's blocking-fingerprints, Censored Planet's block-page
+//! signatures) plus our own, each with its source and original id.
+//!
+//! An HTTP fingerprint looks at one place of one response — the body (decoded by its charset),
+//! the title, the `Location` header, another header, or the host of the URL or redirect target
+//! (an ISP's stub host) — and matches it in full, as a prefix, as a substring or as a regex. A
+//! DNS fingerprint is an address known to serve block pages. Every hop of a fetch is matched,
+//! not only the last page. The classifier adds the rule that keeps ordinary pages out: a page
+//! the control path also gets is never a block page.
 
 use std::net::IpAddr;
 use std::sync::LazyLock;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::probe::http::HttpObservation;
 
-const BUILTIN: &str = include_str!("../probes/blockpages.toml");
+/// The shipped fingerprint files, in the order they are tried.
+const BUILTIN: &[(&str, &str)] = &[(
+    "blockprobe.toml",
+    include_str!("../probes/blockpages/blockprobe.toml"),
+)];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
-    page: Vec<Entry>,
+    #[serde(default)]
+    fingerprint: Vec<Entry>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Entry {
-    name: String,
-    pattern: String,
+    id: String,
+    source: String,
     #[serde(default)]
-    addresses: Vec<IpAddr>,
+    country: String,
+    isp: Option<String>,
+    kind: Kind,
+    #[serde(rename = "where")]
+    place: String,
+    #[serde(rename = "match")]
+    how: How,
+    pattern: String,
+    confidence: Option<String>,
+    #[allow(dead_code)]
+    note: Option<String>,
 }
 
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    Http,
+    Dns,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum How {
+    Full,
+    Prefix,
+    Contains,
+    Regex,
+}
+
+/// Where in a response a fingerprint looks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Place {
+    Body,
+    Title,
+    Location,
+    Header(String),
+    /// The host of the hop's URL or of its redirect target.
+    Host,
+    /// A DNS answer.
+    Address,
+}
+
+enum Matcher {
+    Full(String),
+    Prefix(String),
+    Contains(String),
+    Regex(regex::Regex),
+}
+
+impl Matcher {
+    fn is_match(&self, text: &str) -> bool {
+        match self {
+            Self::Full(p) => text.trim() == p,
+            Self::Prefix(p) => text.starts_with(p.as_str()),
+            Self::Contains(p) => text.contains(p.as_str()),
+            Self::Regex(r) => r.is_match(text),
+        }
+    }
+}
+
+/// One fingerprint, with where it came from.
 pub struct Fingerprint {
-    pub name: String,
-    regex: regex::Regex,
-    addresses: Vec<IpAddr>,
+    pub id: String,
+    pub source: String,
+    pub country: String,
+    pub isp: Option<String>,
+    pub confidence: Option<String>,
+    place: Place,
+    matcher: Matcher,
 }
 
-pub struct Fingerprints(Vec<Fingerprint>);
+/// What a report says about a matched fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Match {
+    pub id: String,
+    pub source: String,
+    pub country: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isp: Option<String>,
+    /// Where it matched: `body`, `title`, `location`, `header:server`, `host`, `address`.
+    #[serde(rename = "where")]
+    pub place: String,
+}
+
+impl Fingerprint {
+    pub fn to_match(&self) -> Match {
+        Match {
+            id: self.id.clone(),
+            source: self.source.clone(),
+            country: self.country.clone(),
+            isp: self.isp.clone(),
+            place: match &self.place {
+                Place::Body => "body".into(),
+                Place::Title => "title".into(),
+                Place::Location => "location".into(),
+                Place::Header(h) => format!("header:{h}"),
+                Place::Host => "host".into(),
+                Place::Address => "address".into(),
+            },
+        }
+    }
+}
+
+pub struct Fingerprints {
+    http: Vec<Fingerprint>,
+    dns: Vec<Fingerprint>,
+}
+
+fn host_of(url: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()?
+        .host_str()
+        .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())
+}
 
 impl Fingerprints {
-    pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let file: File = toml::from_str(text)?;
-        file.page
-            .into_iter()
-            .map(|e| {
-                Ok(Fingerprint {
-                    regex: regex::Regex::new(&e.pattern)
-                        .map_err(|err| anyhow::anyhow!("block page `{}`: {err}", e.name))?,
-                    name: e.name,
-                    addresses: e.addresses,
-                })
-            })
-            .collect::<anyhow::Result<_>>()
-            .map(Self)
+    /// Parses fingerprint files (`(name, text)` pairs); errors name the file and the entry.
+    pub fn parse(files: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut out = Self {
+            http: Vec::new(),
+            dns: Vec::new(),
+        };
+        let mut ids = std::collections::HashSet::new();
+        for (name, text) in files {
+            let file: File = toml::from_str(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            for e in file.fingerprint {
+                let bad = |why: String| anyhow::anyhow!("{name}: fingerprint `{}`: {why}", e.id);
+                if !ids.insert(e.id.clone()) {
+                    return Err(bad("the id is used twice".into()));
+                }
+                let place = match (e.kind, e.place.as_str()) {
+                    (Kind::Dns, "address") => Place::Address,
+                    (Kind::Http, "body") => Place::Body,
+                    (Kind::Http, "title") => Place::Title,
+                    (Kind::Http, "location") => Place::Location,
+                    (Kind::Http, "host") => Place::Host,
+                    (Kind::Http, h) if h.starts_with("header:") => {
+                        Place::Header(h["header:".len()..].to_ascii_lowercase())
+                    }
+                    (k, p) => return Err(bad(format!("`where = \"{p}\"` with kind {k:?}"))),
+                };
+                if e.pattern.is_empty() {
+                    return Err(bad("empty pattern".into()));
+                }
+                let matcher = match e.how {
+                    How::Full => Matcher::Full(e.pattern.clone()),
+                    How::Prefix => Matcher::Prefix(e.pattern.clone()),
+                    How::Contains => Matcher::Contains(e.pattern.clone()),
+                    How::Regex => Matcher::Regex(
+                        regex::Regex::new(&e.pattern).map_err(|err| bad(err.to_string()))?,
+                    ),
+                };
+                let fp = Fingerprint {
+                    id: e.id,
+                    source: e.source,
+                    country: e.country,
+                    isp: e.isp,
+                    confidence: e.confidence,
+                    place,
+                    matcher,
+                };
+                match e.kind {
+                    Kind::Http => out.http.push(fp),
+                    Kind::Dns => out.dns.push(fp),
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The fingerprints shipped in the binary.
     pub fn builtin() -> &'static Self {
         static FP: LazyLock<Fingerprints> =
-            LazyLock::new(|| Fingerprints::parse(BUILTIN).expect("probes/blockpages.toml parses"));
+            LazyLock::new(|| Fingerprints::parse(BUILTIN).expect("probes/blockpages/*.toml parse"));
         &FP
     }
 
-    /// The name of the first fingerprint the response matches.
-    pub fn matches(&self, http: &HttpObservation, from: Option<IpAddr>) -> Option<&str> {
+    pub fn len(&self) -> usize {
+        self.http.len() + self.dns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Header names some fingerprint looks at.
+    pub fn header_names(&self) -> impl Iterator<Item = &str> {
+        self.http.iter().filter_map(|f| match &f.place {
+            Place::Header(h) => Some(h.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The first fingerprint that one response (one hop, fetched from `url`) matches.
+    pub fn match_http(&self, http: &HttpObservation, url: &str) -> Option<&Fingerprint> {
         let body = http.body_text();
-        self.0
-            .iter()
-            .find(|f| {
-                from.is_some_and(|ip| f.addresses.contains(&ip))
-                    || f.regex.is_match(&body)
-                    || http.title.as_deref().is_some_and(|t| f.regex.is_match(t))
-                    || http.location().is_some_and(|l| f.regex.is_match(l))
+        let hosts: Vec<String> = [Some(url), http.location()]
+            .into_iter()
+            .flatten()
+            .filter_map(|u| {
+                // A relative Location stays on the hop's host.
+                url::Url::parse(url)
+                    .ok()
+                    .and_then(|base| base.join(u).ok())
+                    .and_then(|full| host_of(full.as_str()))
             })
-            .map(|f| f.name.as_str())
+            .collect();
+        self.http.iter().find(|f| match &f.place {
+            Place::Body => f.matcher.is_match(&body),
+            Place::Title => http.title.as_deref().is_some_and(|t| f.matcher.is_match(t)),
+            Place::Location => http.location().is_some_and(|l| f.matcher.is_match(l)),
+            Place::Header(h) => http.headers.get(h).is_some_and(|v| f.matcher.is_match(v)),
+            Place::Host => hosts.iter().any(|h| f.matcher.is_match(h)),
+            Place::Address => false,
+        })
+    }
+
+    /// The first DNS fingerprint an answer matches (an address known to serve block pages).
+    pub fn match_address(&self, ip: IpAddr) -> Option<&Fingerprint> {
+        let text = ip.to_string();
+        self.dns.iter().find(|f| f.matcher.is_match(&text))
     }
 }
 
@@ -76,7 +263,7 @@ impl Fingerprints {
 mod tests {
     use super::*;
 
-    fn page(body: &str) -> HttpObservation {
+    pub(crate) fn page(body: &str) -> HttpObservation {
         HttpObservation {
             url: "http://x/".into(),
             status: Some(200),
@@ -91,33 +278,89 @@ mod tests {
     }
 
     #[test]
-    fn builtin_fingerprints_match_known_pages() {
+    fn builtin_fingerprints_parse_with_unique_ids() {
         let fp = Fingerprints::builtin();
-        for (body, name) in [
+        assert!(!fp.is_empty());
+    }
+
+    #[test]
+    fn every_place_and_kind_of_match() {
+        let fp = Fingerprints::parse(&[(
+            "t.toml",
+            r#"
+[[fingerprint]]
+id = "t:body"
+source = "test"
+kind = "http"
+where = "body"
+match = "contains"
+pattern = "Доступ к ресурсу ограничен"
+
+[[fingerprint]]
+id = "t:host"
+source = "test"
+kind = "http"
+where = "host"
+match = "full"
+pattern = "warning.rt.ru"
+
+[[fingerprint]]
+id = "t:server"
+source = "test"
+kind = "http"
+where = "header:Server"
+match = "prefix"
+pattern = "Blocker/"
+
+[[fingerprint]]
+id = "t:addr"
+source = "test"
+kind = "dns"
+where = "address"
+match = "full"
+pattern = "10.10.34.34"
+"#,
+        )])
+        .unwrap();
+        let id = |h: &HttpObservation, url: &str| fp.match_http(h, url).map(|f| f.id.as_str());
+        assert_eq!(
+            id(&page("<p>Доступ к ресурсу ограничен</p>"), "http://x/"),
+            Some("t:body")
+        );
+        let mut redirect = page("");
+        redirect.status = Some(302);
+        redirect
+            .headers
+            .insert("location".into(), "http://warning.rt.ru/?id=1".into());
+        assert_eq!(id(&redirect, "http://blocked.example/"), Some("t:host"));
+        // The stub host itself, reached after the redirect.
+        assert_eq!(id(&page("stub"), "https://warning.rt.ru/"), Some("t:host"));
+        let mut server = page("");
+        server.headers.insert("server".into(), "Blocker/1.0".into());
+        assert_eq!(id(&server, "http://x/"), Some("t:server"));
+        assert_eq!(id(&page("<title>WhatsApp</title>"), "http://x/"), None);
+        assert_eq!(
+            fp.match_address("10.10.34.34".parse().unwrap())
+                .map(|f| f.id.as_str()),
+            Some("t:addr")
+        );
+        assert!(fp.match_address("10.10.34.3".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn bad_files_name_the_file_and_entry() {
+        for (text, needle) in [
             (
-                "<title>Доступ ограничен</title> по решению Роскомнадзора",
-                "ru.rkn",
+                "[[fingerprint]]\nid='a'\nsource='s'\nkind='http'\nwhere='address'\nmatch='full'\npattern='x'",
+                "f.toml: fingerprint `a`",
             ),
             (
-                "Access to the resource is restricted by decision of Roskomnadzor",
-                "ru.rkn",
-            ),
-            ("see https://blocklist.rkn.gov.ru/", "ru.rkn"),
-            (
-                "<iframe src=\"http://10.10.34.34/?type=Invalid\">",
-                "ir.peyvandha",
-            ),
-            (
-                "Bilgi Teknolojileri ve İletişim Kurumu tarafından",
-                "tr.btk",
+                "[[fingerprint]]\nid='a'\nsource='s'\nkind='http'\nwhere='body'\nmatch='regex'\npattern='('",
+                "f.toml: fingerprint `a`",
             ),
         ] {
-            assert_eq!(fp.matches(&page(body), None), Some(name), "{body}");
+            let e = Fingerprints::parse(&[("f.toml", text)]).err().unwrap();
+            assert!(e.to_string().contains(needle), "{e}");
         }
-        assert_eq!(fp.matches(&page("<title>WhatsApp</title>"), None), None);
-        assert_eq!(
-            fp.matches(&page("nothing"), Some("10.10.34.35".parse().unwrap())),
-            Some("ir.peyvandha")
-        );
     }
 }

@@ -178,6 +178,47 @@ fn decide(ev: &Evidence, rules: &Rules, transfer_layer: Layer) -> Decision {
             ),
         );
     }
+    // Block-page evidence outranks everything, also "the name does not exist" from the
+    // controls: an answer that is a known block-page address, or whose first page (fetched
+    // from the vantage address) is a block page.
+    let control_addrs = match &control {
+        ControlView::Exists(a) => a.clone(),
+        _ => BTreeSet::new(),
+    };
+    let fp = crate::blockpage::Fingerprints::builtin();
+    if let Some((ip, f)) = dns
+        .addresses()
+        .into_iter()
+        .filter(|ip| !control_addrs.contains(ip))
+        .find_map(|ip| fp.match_address(ip).map(|f| (ip, f)))
+    {
+        return (
+            Blocked,
+            Some(Reason::DnsBlockpage),
+            format!(
+                "vantage answered {ip}, a known block-page address ({}; {})",
+                f.id, f.source
+            ),
+        );
+    }
+    if !matches!(control, ControlView::Exists(_))
+        && !dns.addresses().is_empty()
+        && let Some(f) = ev
+            .direct
+            .as_ref()
+            .and_then(|d| d.hops.first())
+            .and_then(blockpage_of)
+    {
+        return (
+            Blocked,
+            Some(Reason::DnsBlockpage),
+            format!(
+                "vantage answers [{}] serve a block page ({}); the controls do not resolve the name",
+                join(&dns.addresses()),
+                f.id
+            ),
+        );
+    }
     if let ControlView::Missing(rcode) = &control {
         return (
             Down,
@@ -221,7 +262,11 @@ fn decide(ev: &Evidence, rules: &Rules, transfer_layer: Layer) -> Decision {
             // is CDN or geo variance; one that serves a block page is a DNS block page.
             let direct = ev.direct.as_ref();
             let first = direct.and_then(|d| d.hops.first());
-            if let Some(name) = first.and_then(blockpage_of) {
+            if let Some(fp) = first
+                .and_then(blockpage_of)
+                .filter(|_| !same_page_as_control(first, ev.control_path.as_ref()))
+            {
+                let name = &fp.id;
                 return (
                     Blocked,
                     Some(Reason::DnsBlockpage),
@@ -328,10 +373,43 @@ fn decide(ev: &Evidence, rules: &Rules, transfer_layer: Layer) -> Decision {
     }
 }
 
-fn blockpage_of(hop: &Hop) -> Option<&'static str> {
+/// The fingerprint one hop's response matches: its page, headers, URL or redirect target, or
+/// the address it came from (a known block-page server).
+pub fn blockpage_of(hop: &Hop) -> Option<&'static crate::blockpage::Fingerprint> {
     let http = hop.http.as_ref()?;
-    let from = hop.tcp.iter().find(|t| t.ok).map(|t| t.addr.ip());
-    Fingerprints::builtin().matches(http, from)
+    let fp = Fingerprints::builtin();
+    fp.match_http(http, &hop.url).or_else(|| {
+        hop.tcp
+            .iter()
+            .find(|t| t.ok)
+            .and_then(|t| fp.match_address(t.addr.ip()))
+    })
+}
+
+/// The first hop of a fetch that is a block page, with its fingerprint.
+pub fn blockpage_hop(
+    p: &PathObservation,
+) -> Option<(&Hop, &'static crate::blockpage::Fingerprint)> {
+    p.hops.iter().find_map(|h| blockpage_of(h).map(|f| (h, f)))
+}
+
+/// A page the control path also gets is the site's own page, never a block page (the
+/// regulator's home page is titled "Роскомнадзор" on both paths): same status and title, and
+/// the same body (hash) or a similar length.
+fn same_page_as_control(hop: Option<&Hop>, control: Option<&PathObservation>) -> bool {
+    let Some(h) = hop.and_then(|h| h.http.as_ref()) else {
+        return false;
+    };
+    control
+        .into_iter()
+        .flat_map(|c| c.hops.iter())
+        .filter_map(|c| c.http.as_ref())
+        .any(|c| {
+            let same_body = h.body_sha256.is_some() && h.body_sha256 == c.body_sha256;
+            let (a, b) = (h.transfer.bytes as f64, c.transfer.bytes as f64);
+            let similar = a.max(b) > 0.0 && a.min(b) / a.max(b) >= 0.9;
+            h.status == c.status && h.title == c.title && (same_body || similar)
+        })
 }
 
 /// Where a fetch ended.
@@ -574,6 +652,65 @@ fn rate(h: &HttpObservation) -> Option<f64> {
     h.transfer.throughput_bps
 }
 
+/// The registrable domain of a URL's host (Public Suffix List), or the host itself.
+fn site_of(url: &str) -> Option<String> {
+    let host = url::Url::parse(url).ok()?.host_str()?.to_ascii_lowercase();
+    Some(psl::domain_str(&host).map(str::to_owned).unwrap_or(host))
+}
+
+/// A plain-HTTP fetch redirected to another site (registrable domain): without a control to
+/// compare, an ISP's HTTPS stub looks like any verified page, so it is `inconclusive`; with a
+/// control path that does not go there, `http.diff`.
+fn offsite_redirect(
+    direct: &PathObservation,
+    control: Option<&PathObservation>,
+) -> Option<Decision> {
+    let first = direct.hops.first()?;
+    if first.tls.is_some() || direct.hops.len() < 2 {
+        return None;
+    }
+    let home = site_of(&first.url)?;
+    let away = direct
+        .hops
+        .iter()
+        .skip(1)
+        .find(|h| site_of(&h.url).is_some_and(|s| s != home))?;
+    let there = site_of(&away.url)?;
+    let control_goes_there = control.is_some_and(|c| {
+        c.hops
+            .iter()
+            .any(|h| site_of(&h.url).as_deref() == Some(there.as_str()))
+    });
+    let control_answered = control.is_some_and(|c| {
+        c.hops
+            .last()
+            .and_then(|h| h.http.as_ref())
+            .is_some_and(|h| h.status.is_some())
+    });
+    if control_goes_there {
+        return None;
+    }
+    Some(if control_answered {
+        (
+            Verdict::Blocked,
+            Some(Reason::HttpDiff),
+            format!(
+                "{}: plain HTTP redirected off-site to {}, which the control path does not",
+                first.url, away.url
+            ),
+        )
+    } else {
+        (
+            Verdict::Inconclusive,
+            None,
+            format!(
+                "{}: plain HTTP redirected off-site to {} and no control path to compare (a known block page would have been named)",
+                first.url, away.url
+            ),
+        )
+    })
+}
+
 /// Bodies this small say nothing about throughput.
 const RATE_MIN_BYTES: u64 = 64 * 1024;
 
@@ -585,13 +722,34 @@ fn connection(
 ) -> Decision {
     use Verdict::*;
     let c = control_state(control);
+    // A block page anywhere on the path (a redirect to a stub host counts even when the stub
+    // itself cannot be fetched), unless the control path gets the same page.
+    if let Some((hop, fp)) = blockpage_hop(direct)
+        && !same_page_as_control(Some(hop), control)
+        && bad_cert(direct).is_none()
+    {
+        return (
+            Blocked,
+            Some(Reason::HttpBlockpage),
+            format!(
+                "{}: {} is a block page ({})",
+                direct.hops.first().map_or("", |h| h.url.as_str()),
+                if std::ptr::eq(hop, &direct.hops[0]) {
+                    "the response".to_owned()
+                } else {
+                    format!("the hop {}", hop.url)
+                },
+                fp.id
+            ),
+        );
+    }
     if let Some(hop) = bad_cert(direct) {
         let err = hop
             .tls
             .as_ref()
             .and_then(|t| t.cert_error.clone())
             .unwrap_or_default();
-        if let Some(name) = blockpage_of(hop) {
+        if let Some(name) = blockpage_of(hop).map(|f| &f.id) {
             return (
                 Blocked,
                 Some(Reason::TlsCertInvalid),
@@ -735,13 +893,8 @@ fn connection(
         },
         Outcome::Connected => (Reachable, None, format!("{url}: connected")),
         Outcome::Response(h) => {
-            let last = direct.hops.last().expect("a response has a hop");
-            if let Some(name) = blockpage_of(last) {
-                return (
-                    Blocked,
-                    Some(Reason::HttpBlockpage),
-                    format!("{url}: the response is a block page ({name})"),
-                );
+            if let Some(d) = offsite_redirect(direct, control) {
+                return d;
             }
             let status = h.status.unwrap_or(0);
             match &c {

@@ -29,6 +29,7 @@ const USER_AGENT: &str = concat!(
 );
 
 /// Response headers worth keeping as evidence.
+/// Response headers worth keeping as evidence (block-page fingerprints look at some of them).
 const KEPT_HEADERS: &[&str] = &[
     "server",
     "location",
@@ -37,6 +38,10 @@ const KEPT_HEADERS: &[&str] = &[
     "via",
     "x-cache",
     "cf-ray",
+    "set-cookie",
+    "x-powered-by",
+    "refresh",
+    "x-squid-error",
 ];
 
 #[derive(Clone, Copy, Debug)]
@@ -117,9 +122,42 @@ impl HttpObservation {
         matches!(self.status, Some(301 | 302 | 303 | 307 | 308)) && self.location().is_some()
     }
 
+    /// The kept body as text, decoded by its declared charset (`Content-Type`, then
+    /// `<meta charset>` or `http-equiv`; UTF-8 otherwise): Russian ISP stubs are often
+    /// KOI8-R or windows-1251.
     pub fn body_text(&self) -> std::borrow::Cow<'_, str> {
-        String::from_utf8_lossy(&self.head)
+        decode(
+            &self.head,
+            self.headers.get("content-type").map(String::as_str),
+        )
     }
+}
+
+static META_CHARSET: LazyLock<regex::bytes::Regex> = LazyLock::new(|| {
+    regex::bytes::Regex::new(r#"(?i)<meta[^>]+charset\s*=\s*["']?\s*([a-z0-9_:.-]+)"#)
+        .expect("static regex")
+});
+
+/// Decodes a body by the charset its headers or its own `<meta>` declare (a byte-order mark
+/// wins, as in browsers); unknown or absent labels mean UTF-8, decoded lossily.
+pub fn decode<'a>(body: &'a [u8], content_type: Option<&str>) -> std::borrow::Cow<'a, str> {
+    let from_header = content_type.and_then(|ct| {
+        ct.split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+            .map(|(_, v)| v.trim().trim_matches(['"', '\'']).to_owned())
+    });
+    let from_meta = || {
+        let head = &body[..body.len().min(4096)];
+        META_CHARSET
+            .captures(head)
+            .and_then(|c| std::str::from_utf8(&c[1]).ok().map(str::to_owned))
+    };
+    let encoding = from_header
+        .or_else(from_meta)
+        .and_then(|label| encoding_rs::Encoding::for_label(label.as_bytes()))
+        .unwrap_or(encoding_rs::UTF_8);
+    encoding.decode(body).0
 }
 
 static TITLE: LazyLock<regex::Regex> =
@@ -312,5 +350,27 @@ mod tests {
         assert_eq!(extract_title("no title"), None);
         let long = format!("<title>{}</title>", "я".repeat(300));
         assert!(extract_title(&long).unwrap().len() <= 200);
+    }
+
+    /// Issue 10: bodies are decoded by their declared charset before titles and fingerprints.
+    #[test]
+    fn bodies_decode_by_declared_charset() {
+        let text = "<title>Доступ ограничен</title>";
+        let (koi8, _, _) = encoding_rs::KOI8_R.encode(text);
+        let (cp1251, _, _) = encoding_rs::WINDOWS_1251.encode(text);
+        assert_eq!(decode(&koi8, Some("text/html; charset=KOI8-R")), text);
+        let meta = [b"<meta charset=\"windows-1251\">".as_slice(), &cp1251].concat();
+        assert!(decode(&meta, Some("text/html")).ends_with(text));
+        let equiv = [
+            b"<META HTTP-EQUIV=\"Content-Type\" CONTENT=\"text/html; charset=koi8-r\">".as_slice(),
+            &koi8,
+        ]
+        .concat();
+        assert!(decode(&equiv, None).ends_with(text));
+        assert_eq!(decode(text.as_bytes(), None), text);
+        assert_eq!(
+            decode(text.as_bytes(), Some("text/html; charset=nonsense")),
+            text
+        );
     }
 }

@@ -193,11 +193,27 @@ fn dns_table() {
         ),
         (
             "bogon",
-            Answer("NOERROR", &["10.10.34.35"]),
+            Answer("NOERROR", &["10.99.34.35"]),
             Some(Answer("NOERROR", PUBLIC)),
             true,
             Blocked,
             Some(Reason::DnsBogon),
+        ),
+        (
+            "issue 10: a known block-page address (DNS fingerprint)",
+            Answer("NOERROR", &["10.10.34.35"]),
+            Some(Answer("NOERROR", PUBLIC)),
+            true,
+            Blocked,
+            Some(Reason::DnsBlockpage),
+        ),
+        (
+            "issue 10: a block-page address outranks the controls' NXDOMAIN",
+            Answer("NOERROR", &["10.10.34.34"]),
+            Some(Answer("NXDOMAIN", &[])),
+            true,
+            Blocked,
+            Some(Reason::DnsBlockpage),
         ),
         (
             "loopback that the control also returns is consistent",

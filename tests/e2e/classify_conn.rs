@@ -632,7 +632,9 @@ fn dns_consistency_is_settled_by_the_certificate() {
     );
 
     let f = classify(
-        ev(P::Cert("Доступ ограничен")),
+        ev(P::Cert(
+            "<title>Доступ ограничен</title> Доступ к информационному ресурсу ограничен на основании Федерального закона от 27.07.2006 № 149-ФЗ",
+        )),
         &Rules::default(),
         Layer::Tls,
     );

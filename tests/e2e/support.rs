@@ -48,7 +48,7 @@ pub(crate) fn vantage_zone() -> Zone {
         .with("refused.test", Behaviour::Refused)
         .with("silent.test", Behaviour::Silent)
         .with("reset.test", Behaviour::Reset)
-        .with("bogon.test", Behaviour::Answer(ips(&["10.10.34.35"])))
+        .with("bogon.test", Behaviour::Answer(ips(&["10.99.34.35"])))
         .with(
             "inject.test",
             Behaviour::Inject {

@@ -28,7 +28,10 @@ use crate::tls::TlsConfigs;
 /// Most responses a UDP query may collect (the first plus injected or duplicate ones).
 const MAX_RESPONSES: usize = 8;
 /// UDP sends per query: the first plus retransmissions spread over the timeout.
-const UDP_TRIES: u32 = 3;
+const UDP_TRIES: u8 = 3;
+/// Shortest spacing of UDP retransmissions, whatever the timeout: a timeout of a few
+/// nanoseconds would otherwise schedule them back to back, forever.
+const MIN_RETRY: Duration = Duration::from_millis(50);
 /// Cap on a DoH response body: a DNS message is at most 64 KiB.
 const MAX_DOH_BODY: usize = 65_535;
 
@@ -375,22 +378,28 @@ impl DnsClient {
         let mut failure: Option<Failure> = None;
         let deadline = start + self.timeout;
         // Retransmit unanswered queries like a stub resolver does, so that one lost datagram
-        // is not mistaken for censorship: at 1/3 and 2/3 of the timeout.
-        let retry_every = self.timeout / UDP_TRIES;
+        // is not mistaken for censorship: at 1/3 and 2/3 of the timeout, never closer together
+        // than MIN_RETRY and never more than UDP_TRIES sends in all.
+        let retry_every = (self.timeout / u32::from(UDP_TRIES)).max(MIN_RETRY);
         let mut next_retry = start + retry_every;
         let mut window_end: Option<Instant> = None;
         let mut buf = vec![0u8; 4096];
         loop {
-            let retrying = window_end.is_none() && next_retry < deadline;
-            let until = match window_end {
-                Some(end) => end,
-                None if retrying => next_retry,
-                None => deadline,
-            };
+            let end = window_end.unwrap_or(deadline);
+            // Checked on every turn, not only when the timer fires: a steady stream of
+            // datagrams (a flood, or ones for other queries) cannot keep the loop going.
+            if Instant::now() >= end {
+                break;
+            }
+            let retrying = window_end.is_none()
+                && next_retry < deadline
+                && (0..2).any(|i| got[i].is_empty() && sent[i] < UDP_TRIES);
+            let until = if retrying { next_retry } else { end };
             let n = match tokio::time::timeout_at(until, sock.recv(&mut buf)).await {
                 Err(_) if retrying => {
                     for (i, (_, wire)) in queries.iter().enumerate() {
-                        if got[i].is_empty() && sock.send(wire).await.is_ok() {
+                        if got[i].is_empty() && sent[i] < UDP_TRIES && sock.send(wire).await.is_ok()
+                        {
                             sent[i] += 1;
                         }
                     }

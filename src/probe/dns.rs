@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use hickory_resolver::TokioResolver;
 use http_body_util::{BodyExt as _, Full, Limited};
 use serde::Serialize;
@@ -34,6 +34,11 @@ const UDP_TRIES: u8 = 3;
 const MIN_RETRY: Duration = Duration::from_millis(50);
 /// Cap on a DoH response body: a DNS message is at most 64 KiB.
 const MAX_DOH_BODY: usize = 65_535;
+/// The UDP receive buffer: the largest UDP payload.
+const MAX_UDP_RESPONSE: usize = 65_535;
+/// The EDNS payload size advertised: DNS Flag Day 2020's value, which avoids IP fragmentation;
+/// larger answers come back truncated and are asked again over TCP.
+const EDNS_PAYLOAD: u16 = 1232;
 
 pub(crate) fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0)
@@ -95,8 +100,11 @@ impl QueryObservation {
         }
     }
 
+    /// The answer: the first response, unless it is truncated. A truncated response is
+    /// replaced by the TCP one when the retry succeeds; when it stays, the retry failed and
+    /// `failure` says how.
     pub fn first(&self) -> Option<&DnsResponse> {
-        self.responses.first()
+        self.responses.first().filter(|r| !r.truncated)
     }
 
     /// Later responses whose content differs from the first one.
@@ -170,12 +178,20 @@ impl DnsObservation {
             .find_map(|q| q.first().map(|r| r.rcode.as_str()))
     }
 
-    /// The failure to show when no query got a response.
+    /// The failure to show when the name got no address and a query got no answer. One
+    /// NODATA does not hide the other query's failure: a name whose A answer was lost and
+    /// whose AAAA is empty has no address because of the loss, not because of the NODATA.
     pub fn failure(&self) -> Option<&Failure> {
-        if self.queries().iter().any(|q| q.first().is_some()) {
+        let answers = self.queries().map(QueryObservation::first);
+        if answers.iter().all(Option::is_some)
+            || answers.iter().flatten().any(|r| !r.answers.is_empty())
+        {
             return None;
         }
-        self.a.failure.as_ref().or(self.aaaa.failure.as_ref())
+        self.queries()
+            .into_iter()
+            .find(|q| q.first().is_none())
+            .and_then(|q| q.failure.as_ref())
     }
 }
 
@@ -198,8 +214,6 @@ pub fn rcode_name(code: ResponseCode) -> String {
         other => format!("RCODE{}", u16::from(other)),
     }
 }
-
-const QTYPES: [RecordType; 2] = [RecordType::A, RecordType::AAAA];
 
 /// A resolver ready to be asked: the spec plus what its transport needs, built once per run.
 pub struct DnsClient {
@@ -334,7 +348,7 @@ impl DnsClient {
         exchange: F,
     ) -> [QueryObservation; 2]
     where
-        F: FnOnce(Arc<[(u16, Vec<u8>); 2]>) -> Fut,
+        F: FnOnce(Arc<[WireQuery; 2]>) -> Fut,
         Fut: Future<Output = anyhow::Result<[QueryObservation; 2]>> + 'a,
     {
         let queries = match build_queries(name) {
@@ -351,7 +365,7 @@ impl DnsClient {
     async fn udp(
         &self,
         server: SocketAddr,
-        queries: [(u16, Vec<u8>); 2],
+        queries: [WireQuery; 2],
         start: Instant,
     ) -> [QueryObservation; 2] {
         let bind: SocketAddr = if server.is_ipv4() {
@@ -368,8 +382,8 @@ impl DnsClient {
         if let Err(e) = sock.connect(server).await {
             return both_failed(Failure::from_error(&e));
         }
-        for (_, wire) in &queries {
-            if let Err(e) = sock.send(wire).await {
+        for q in &queries {
+            if let Err(e) = sock.send(&q.wire).await {
                 return both_failed(Failure::from_error(&e));
             }
         }
@@ -383,7 +397,9 @@ impl DnsClient {
         let retry_every = (self.timeout / u32::from(UDP_TRIES)).max(MIN_RETRY);
         let mut next_retry = start + retry_every;
         let mut window_end: Option<Instant> = None;
-        let mut buf = vec![0u8; 4096];
+        // Sized for any datagram: a resolver may ignore the advertised EDNS payload, and a
+        // response cut short by the buffer would not parse (an answer lost, then a timeout).
+        let mut buf = vec![0u8; MAX_UDP_RESPONSE];
         loop {
             let end = window_end.unwrap_or(deadline);
             // Checked on every turn, not only when the timer fires: a steady stream of
@@ -397,8 +413,10 @@ impl DnsClient {
             let until = if retrying { next_retry } else { end };
             let n = match tokio::time::timeout_at(until, sock.recv(&mut buf)).await {
                 Err(_) if retrying => {
-                    for (i, (_, wire)) in queries.iter().enumerate() {
-                        if got[i].is_empty() && sent[i] < UDP_TRIES && sock.send(wire).await.is_ok()
+                    for (i, q) in queries.iter().enumerate() {
+                        if got[i].is_empty()
+                            && sent[i] < UDP_TRIES
+                            && sock.send(&q.wire).await.is_ok()
                         {
                             sent[i] += 1;
                         }
@@ -414,11 +432,13 @@ impl DnsClient {
                 }
                 Ok(Ok(n)) => n,
             };
-            for (i, (id, _)) in queries.iter().enumerate() {
+            // A datagram that answers neither query (wrong id, or a question that is not ours)
+            // is ignored: keep listening for the real answer.
+            for (i, q) in queries.iter().enumerate() {
                 if got[i].len() >= MAX_RESPONSES {
                     continue;
                 }
-                if let Some(resp) = parse_response(&buf[..n], *id, QTYPES[i], start.elapsed()) {
+                if let Some(resp) = q.parse(&buf[..n], start.elapsed()) {
                     got[i].push(resp);
                 }
             }
@@ -430,19 +450,31 @@ impl DnsClient {
             }
         }
         let mut out = [0, 1].map(|i| QueryObservation {
-            qtype: qtype_str(QTYPES[i]),
+            qtype: qtype_str(queries[i].qtype),
             responses: std::mem::take(&mut got[i]),
             failure: None,
             sent: sent[i],
         });
-        for (i, obs) in out.iter_mut().enumerate() {
-            if obs.responses.is_empty() {
-                obs.failure = Some(failure.clone().unwrap_or_else(Failure::timeout));
-            } else if obs.responses[0].truncated {
-                // Too big for UDP: ask again over TCP, as a stub resolver would.
-                if let Some(full) = self.tcp_retry(server, &queries[i], QTYPES[i], start).await {
-                    obs.responses[0] = full;
+        // Too big for UDP: ask again over TCP, as a stub resolver would, both queries at once
+        // under the same deadline. When that fails the truncated response stays as evidence,
+        // but it is not an answer (an empty one is no NODATA): the query failed as TCP did.
+        let retry = async |i: usize| {
+            let truncated = out[i].responses.first().is_some_and(|r| r.truncated);
+            if truncated {
+                Some(self.tcp_retry(server, &queries[i], start).await)
+            } else {
+                None
+            }
+        };
+        let retried = tokio::join!(retry(0), retry(1));
+        for (obs, retried) in out.iter_mut().zip([retried.0, retried.1]) {
+            match retried {
+                Some(Ok(full)) => obs.responses[0] = full,
+                Some(Err(f)) => obs.failure = Some(f),
+                None if obs.responses.is_empty() => {
+                    obs.failure = Some(failure.clone().unwrap_or_else(Failure::timeout));
                 }
+                None => {}
             }
         }
         out
@@ -451,20 +483,26 @@ impl DnsClient {
     async fn tcp_retry(
         &self,
         server: SocketAddr,
-        query: &(u16, Vec<u8>),
-        qtype: RecordType,
+        query: &WireQuery,
         start: Instant,
-    ) -> Option<DnsResponse> {
+    ) -> Result<DnsResponse, Failure> {
         let fut = async {
-            let mut s = TcpStream::connect(server).await.ok()?;
-            write_framed(&mut s, &query.1).await.ok()?;
-            let msg = read_framed(&mut s).await.ok()?;
-            parse_response(&msg, query.0, qtype, start.elapsed())
+            let mut s = TcpStream::connect(server).await?;
+            s.set_nodelay(true)?;
+            write_framed(&mut s, &query.wire).await?;
+            // Messages that answer another question are skipped, as on UDP.
+            loop {
+                let msg = read_framed(&mut s).await?;
+                if let Some(r) = query.parse(&msg, start.elapsed()) {
+                    return Ok::<_, std::io::Error>(r);
+                }
+            }
         };
-        tokio::time::timeout_at(start + self.timeout, fut)
-            .await
-            .ok()
-            .flatten()
+        match tokio::time::timeout_at(start + self.timeout, fut).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(Failure::from_error(&e)),
+            Err(_) => Err(Failure::timeout()),
+        }
     }
 }
 
@@ -475,50 +513,68 @@ fn both_failed(f: Failure) -> [QueryObservation; 2] {
     ]
 }
 
+/// One query as sent, and what a response must echo to be taken as its answer.
+struct WireQuery {
+    id: u16,
+    name: Name,
+    qtype: RecordType,
+    wire: Vec<u8>,
+}
+
+impl WireQuery {
+    /// Decodes `wire` if it is the response to this query: the same id, the QR bit, and our
+    /// question echoed (name case-insensitively, type and class). Anything else is ignored: a
+    /// datagram for another name is not an answer, however early it arrives. A response
+    /// without a question section is accepted only with an error rcode (some servers omit it
+    /// on FORMERR or REFUSED); with NOERROR it could not say what it answers.
+    fn parse(&self, wire: &[u8], elapsed: Duration) -> Option<DnsResponse> {
+        let msg = Message::from_vec(wire).ok()?;
+        if msg.metadata.id != self.id || msg.metadata.message_type != MessageType::Response {
+            return None;
+        }
+        let rcode = msg.metadata.response_code;
+        match msg.queries.as_slice() {
+            [] if rcode != ResponseCode::NoError => {}
+            [q] if q.name() == &self.name
+                && q.query_type() == self.qtype
+                && q.query_class() == DNSClass::IN => {}
+            _ => return None,
+        }
+        Some(response_from_records(
+            rcode_name(rcode),
+            &msg.answers,
+            msg.metadata.truncation,
+            elapsed,
+        ))
+    }
+}
+
 /// Encodes the A and AAAA queries for `name` with random ids.
-fn build_queries(name: &str) -> Result<[(u16, Vec<u8>); 2], Failure> {
+fn build_queries(name: &str) -> Result<[WireQuery; 2], Failure> {
     let fqdn = Name::from_ascii(format!("{name}."))
         .map_err(|e| Failure::new(FailureKind::Malformed, format!("bad name `{name}`: {e}")))?;
-    let mut ids = [rand::random::<u16>(), 0];
-    ids[1] = ids[0].wrapping_add(1);
-    let mut out: [(u16, Vec<u8>); 2] = [(0, Vec::new()), (0, Vec::new())];
-    for (i, qtype) in QTYPES.into_iter().enumerate() {
-        let mut msg = Message::new(ids[i], MessageType::Query, OpCode::Query);
+    let id = rand::random::<u16>();
+    let encode = |id: u16, qtype: RecordType| {
+        let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
         msg.metadata.recursion_desired = true;
         msg.add_query(Query::query(fqdn.clone(), qtype));
         let mut edns = Edns::new();
-        edns.set_max_payload(1232);
+        edns.set_max_payload(EDNS_PAYLOAD);
         msg.edns = Some(edns);
         let wire = msg
             .to_vec()
             .map_err(|e| Failure::new(FailureKind::Malformed, e.to_string()))?;
-        out[i] = (ids[i], wire);
-    }
-    Ok(out)
-}
-
-/// Decodes a response if it answers query `id` of type `qtype`; anything else is ignored.
-fn parse_response(
-    wire: &[u8],
-    id: u16,
-    qtype: RecordType,
-    elapsed: Duration,
-) -> Option<DnsResponse> {
-    let msg = Message::from_vec(wire).ok()?;
-    if msg.metadata.id != id || msg.metadata.message_type != MessageType::Response {
-        return None;
-    }
-    if let Some(q) = msg.queries.first()
-        && q.query_type() != qtype
-    {
-        return None;
-    }
-    Some(response_from_records(
-        rcode_name(msg.metadata.response_code),
-        &msg.answers,
-        msg.metadata.truncation,
-        elapsed,
-    ))
+        Ok(WireQuery {
+            id,
+            name: fqdn.clone(),
+            qtype,
+            wire,
+        })
+    };
+    Ok([
+        encode(id, RecordType::A)?,
+        encode(id.wrapping_add(1), RecordType::AAAA)?,
+    ])
 }
 
 fn response_from_records(
@@ -571,12 +627,12 @@ async fn read_framed<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<Vec<u8>
 /// or EOF part-way fails only the queries still waiting.
 async fn stream_exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
-    queries: &[(u16, Vec<u8>); 2],
+    queries: &[WireQuery; 2],
     start: Instant,
 ) -> [QueryObservation; 2] {
     let mut out: [Option<QueryObservation>; 2] = [None, None];
-    for (_, wire) in queries {
-        if let Err(e) = write_framed(&mut s, wire).await {
+    for q in queries {
+        if let Err(e) = write_framed(&mut s, &q.wire).await {
             return both_failed(Failure::from_error(&e));
         }
     }
@@ -586,16 +642,19 @@ async fn stream_exchange<S: AsyncRead + AsyncWrite + Unpin>(
             Err(e) => {
                 let f = Failure::from_error(&e);
                 for (i, slot) in out.iter_mut().enumerate() {
-                    slot.get_or_insert_with(|| QueryObservation::failed(QTYPES[i], f.clone()));
+                    slot.get_or_insert_with(|| {
+                        QueryObservation::failed(queries[i].qtype, f.clone())
+                    });
                 }
                 break;
             }
         };
-        for (i, (id, _)) in queries.iter().enumerate() {
+        // A message that answers neither query is skipped; the step timeout bounds the wait.
+        for (i, q) in queries.iter().enumerate() {
             if out[i].is_none()
-                && let Some(r) = parse_response(&msg, *id, QTYPES[i], start.elapsed())
+                && let Some(r) = q.parse(&msg, start.elapsed())
             {
-                out[i] = Some(QueryObservation::answered(QTYPES[i], r));
+                out[i] = Some(QueryObservation::answered(q.qtype, r));
             }
         }
     }
@@ -669,15 +728,15 @@ async fn doh_query(
     sender: &mut DohSender,
     authority: &str,
     path: &str,
-    (id, wire): &(u16, Vec<u8>),
-    qtype: RecordType,
+    query: &WireQuery,
     start: Instant,
 ) -> anyhow::Result<QueryObservation> {
     let req = http::Request::post(path)
         .header(http::header::HOST, authority)
         .header(http::header::CONTENT_TYPE, "application/dns-message")
         .header(http::header::ACCEPT, "application/dns-message")
-        .body(Full::new(Bytes::copy_from_slice(wire)))?;
+        .body(Full::new(Bytes::copy_from_slice(&query.wire)))?;
+    let qtype = query.qtype;
     sender.ready().await?;
     let resp = sender.send_request(req).await?;
     let status = resp.status();
@@ -695,7 +754,7 @@ async fn doh_query(
             ),
         )
     } else {
-        match parse_response(&body, *id, qtype, start.elapsed()) {
+        match query.parse(&body, start.elapsed()) {
             Some(r) => QueryObservation::answered(qtype, r),
             None => QueryObservation::failed(
                 qtype,
@@ -714,7 +773,7 @@ async fn doh_exchange(
     (host, port, path): (&str, u16, &str),
     config: Arc<rustls::ClientConfig>,
     pool: &DohPool,
-    queries: &[(u16, Vec<u8>); 2],
+    queries: &[WireQuery; 2],
     start: Instant,
 ) -> anyhow::Result<[QueryObservation; 2]> {
     let authority = if port == 443 {
@@ -729,7 +788,7 @@ async fn doh_exchange(
         None => doh_connect(host, port, config.clone()).await?,
     };
     let ask = async |s: &mut DohSender, i: usize| {
-        doh_query(s, &authority, path, &queries[i], QTYPES[i], start).await
+        doh_query(s, &authority, path, &queries[i], start).await
     };
     let a = match ask(&mut sender, 0).await {
         Ok(a) => a,
@@ -842,14 +901,56 @@ mod tests {
 
     #[test]
     fn queries_round_trip_through_the_parser() {
-        let [(id, wire), _] = build_queries("example.com").unwrap();
-        let mut msg = Message::from_vec(&wire).unwrap();
+        let [a, aaaa] = build_queries("example.com").unwrap();
+        let mut msg = Message::from_vec(&a.wire).unwrap();
         msg.metadata.message_type = MessageType::Response;
         msg.metadata.response_code = ResponseCode::NXDomain;
         let back = msg.to_vec().unwrap();
-        let r = parse_response(&back, id, RecordType::A, Duration::ZERO).unwrap();
+        let r = a.parse(&back, Duration::ZERO).unwrap();
         assert_eq!(r.rcode, "NXDOMAIN");
-        assert!(parse_response(&back, id.wrapping_add(7), RecordType::A, Duration::ZERO).is_none());
-        assert!(parse_response(&back, id, RecordType::AAAA, Duration::ZERO).is_none());
+        assert!(aaaa.parse(&back, Duration::ZERO).is_none(), "another id");
+    }
+
+    /// Issue 11, item 14: only a response that echoes our question answers it.
+    #[test]
+    fn a_response_must_echo_the_question() {
+        let [a, _] = build_queries("Example.com").unwrap();
+        let answer = |edit: &dyn Fn(&mut Message)| {
+            let mut msg = Message::from_vec(&a.wire).unwrap();
+            msg.metadata.message_type = MessageType::Response;
+            edit(&mut msg);
+            a.parse(&msg.to_vec().unwrap(), Duration::ZERO)
+        };
+        let question = |name: &str, qtype: RecordType, class: DNSClass| {
+            let mut q = Query::query(Name::from_ascii(name).unwrap(), qtype);
+            q.set_query_class(class);
+            q
+        };
+        let with = |q: Query| move |m: &mut Message| m.queries = vec![q.clone()];
+        assert!(answer(&|_| {}).is_some(), "our own question");
+        let upper = with(question("EXAMPLE.COM.", RecordType::A, DNSClass::IN));
+        assert!(answer(&upper).is_some(), "names compare case-insensitively");
+        let other = with(question("other.com.", RecordType::A, DNSClass::IN));
+        assert!(answer(&other).is_none(), "another name");
+        let sub = with(question("www.example.com.", RecordType::A, DNSClass::IN));
+        assert!(answer(&sub).is_none(), "a subdomain is another name");
+        let aaaa = with(question("example.com.", RecordType::AAAA, DNSClass::IN));
+        assert!(answer(&aaaa).is_none(), "another type");
+        let chaos = with(question("example.com.", RecordType::A, DNSClass::CH));
+        assert!(answer(&chaos).is_none(), "another class");
+        let two = |m: &mut Message| {
+            m.queries
+                .push(question("other.com.", RecordType::A, DNSClass::IN));
+        };
+        assert!(answer(&two).is_none(), "a second question");
+        let bare = |m: &mut Message| m.queries.clear();
+        assert!(answer(&bare).is_none(), "NOERROR without a question");
+        let refused = |m: &mut Message| {
+            m.queries.clear();
+            m.metadata.response_code = ResponseCode::Refused;
+        };
+        assert_eq!(answer(&refused).unwrap().rcode, "REFUSED");
+        let query = |m: &mut Message| m.metadata.message_type = MessageType::Query;
+        assert!(answer(&query).is_none(), "a query is not a response");
     }
 }

@@ -5,6 +5,7 @@ mod classify_conn;
 mod cli;
 mod conn;
 mod dns;
+mod dns_hostile;
 mod docs;
 mod mocknet;
 mod store;

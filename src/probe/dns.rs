@@ -674,22 +674,70 @@ async fn tls_connect(
         .await?)
 }
 
-type DohSender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+/// One DoH connection, on the HTTP version the server chose by ALPN: HTTP/2 when it picks
+/// `h2` (RFC 8484 recommends it, and Unbound speaks nothing else), HTTP/1.1 when it picks
+/// `http/1.1` or nothing.
+enum DohSender {
+    Http1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    /// Cloneable: every clone sends on the same connection, one stream per query.
+    Http2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
 
-/// Idle DoH connections kept per resolver: a resolver, unlike a target, is a long-lived peer
-/// (browsers keep their DoH connection open), and the default controls are DoH.
+impl DohSender {
+    /// Sends when the connection can take a request. HTTP/2 wants the absolute URI (its
+    /// `:scheme` and `:authority`); HTTP/1.1 the path and a `Host` header.
+    async fn send(
+        &mut self,
+        authority: &str,
+        path: &str,
+        body: Full<Bytes>,
+    ) -> anyhow::Result<http::Response<hyper::body::Incoming>> {
+        let req = http::Request::post(path)
+            .header(http::header::CONTENT_TYPE, "application/dns-message")
+            .header(http::header::ACCEPT, "application/dns-message");
+        Ok(match self {
+            Self::Http1(s) => {
+                let req = req.header(http::header::HOST, authority).body(body)?;
+                s.ready().await?;
+                s.send_request(req).await?
+            }
+            Self::Http2(s) => {
+                let mut req = req.body(body)?;
+                *req.uri_mut() = format!("https://{authority}{path}").parse()?;
+                *req.version_mut() = http::Version::HTTP_2;
+                s.ready().await?;
+                s.send_request(req).await?
+            }
+        })
+    }
+}
+
+/// Idle HTTP/1.1 connections kept per resolver: a resolver, unlike a target, is a long-lived
+/// peer (browsers keep their DoH connection open), and the default controls are DoH.
 const DOH_IDLE: usize = 32;
 
-/// Idle keep-alive connections to one DoH server.
+/// Open connections to one DoH server: one HTTP/2 connection that every lookup shares, or
+/// idle keep-alive HTTP/1.1 ones that a lookup takes for itself.
 #[derive(Default)]
-struct DohPool(std::sync::Mutex<Vec<DohSender>>);
+struct DohPool(std::sync::Mutex<DohIdle>);
+
+#[derive(Default)]
+struct DohIdle {
+    http2: Option<hyper::client::conn::http2::SendRequest<Full<Bytes>>>,
+    http1: Vec<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+}
 
 impl DohPool {
     fn take(&self) -> Option<DohSender> {
         let mut idle = self.0.lock().expect("doh pool lock");
-        while let Some(s) = idle.pop() {
+        match &idle.http2 {
+            Some(s) if !s.is_closed() => return Some(DohSender::Http2(s.clone())),
+            Some(_) => idle.http2 = None,
+            None => {}
+        }
+        while let Some(s) = idle.http1.pop() {
             if !s.is_closed() {
-                return Some(s);
+                return Some(DohSender::Http1(s));
             }
         }
         None
@@ -697,8 +745,17 @@ impl DohPool {
 
     fn give(&self, s: DohSender) {
         let mut idle = self.0.lock().expect("doh pool lock");
-        if !s.is_closed() && idle.len() < DOH_IDLE {
-            idle.push(s);
+        match s {
+            DohSender::Http1(s) if !s.is_closed() && idle.http1.len() < DOH_IDLE => {
+                idle.http1.push(s);
+            }
+            DohSender::Http2(s)
+                if !s.is_closed() && idle.http2.as_ref().is_none_or(|p| p.is_closed()) =>
+            {
+                idle.http2 = Some(s);
+            }
+            // Closed, or one too many: dropping the last sender ends its connection.
+            _ => {}
         }
     }
 }
@@ -716,11 +773,19 @@ async fn doh_connect(
             .ok_or_else(|| anyhow::anyhow!("no address for DoH host {host}"))?,
     };
     let tls = tls_connect(addr, host, config).await?;
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
+    let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = hyper_util::rt::TokioIo::new(tls);
     // The connection lives as long as a sender for it does (in use or idle in the pool).
-    tokio::spawn(conn);
-    Ok(sender)
+    Ok(if http2 {
+        let exec = hyper_util::rt::TokioExecutor::new();
+        let (sender, conn) = hyper::client::conn::http2::handshake(exec, io).await?;
+        tokio::spawn(conn);
+        DohSender::Http2(sender)
+    } else {
+        let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+        tokio::spawn(conn);
+        DohSender::Http1(sender)
+    })
 }
 
 /// One POST of `application/dns-message`. `Err` only when the connection itself failed.
@@ -731,20 +796,15 @@ async fn doh_query(
     query: &WireQuery,
     start: Instant,
 ) -> anyhow::Result<QueryObservation> {
-    let req = http::Request::post(path)
-        .header(http::header::HOST, authority)
-        .header(http::header::CONTENT_TYPE, "application/dns-message")
-        .header(http::header::ACCEPT, "application/dns-message")
-        .body(Full::new(Bytes::copy_from_slice(&query.wire)))?;
-    let qtype = query.qtype;
-    sender.ready().await?;
-    let resp = sender.send_request(req).await?;
+    let body = Full::new(Bytes::copy_from_slice(&query.wire));
+    let resp = sender.send(authority, path, body).await?;
     let status = resp.status();
     let body = Limited::new(resp.into_body(), MAX_DOH_BODY)
         .collect()
         .await
         .map_err(|e| anyhow::anyhow!("reading DoH body: {e}"))?
         .to_bytes();
+    let qtype = query.qtype;
     Ok(if !status.is_success() {
         QueryObservation::failed(
             qtype,
@@ -767,8 +827,34 @@ async fn doh_query(
     })
 }
 
-/// RFC 8484 over HTTP/1.1: the two queries one after the other on a kept-alive connection
-/// (a fresh one when the pool has none, or when a pooled one turns out to be dead).
+/// Both queries on one connection: at once on HTTP/2 (two streams), one after the other on
+/// HTTP/1.1. `Err` when the A query's connection failed; an AAAA failure is its observation.
+async fn doh_both(
+    sender: &mut DohSender,
+    authority: &str,
+    path: &str,
+    queries: &[WireQuery; 2],
+    start: Instant,
+) -> anyhow::Result<[QueryObservation; 2]> {
+    let (a, aaaa) = if let DohSender::Http2(s) = sender {
+        let (mut one, mut two) = (DohSender::Http2(s.clone()), DohSender::Http2(s.clone()));
+        tokio::join!(
+            doh_query(&mut one, authority, path, &queries[0], start),
+            doh_query(&mut two, authority, path, &queries[1], start),
+        )
+    } else {
+        let a = doh_query(sender, authority, path, &queries[0], start).await?;
+        let aaaa = doh_query(sender, authority, path, &queries[1], start).await;
+        (Ok(a), aaaa)
+    };
+    let aaaa = aaaa.unwrap_or_else(|e| {
+        QueryObservation::failed(RecordType::AAAA, Failure::from_error(e.as_ref()))
+    });
+    Ok([a?, aaaa])
+}
+
+/// RFC 8484: the two queries on a pooled connection (a fresh one when the pool has none, or
+/// when a pooled one turns out to be dead).
 async fn doh_exchange(
     (host, port, path): (&str, u16, &str),
     config: Arc<rustls::ClientConfig>,
@@ -778,6 +864,8 @@ async fn doh_exchange(
 ) -> anyhow::Result<[QueryObservation; 2]> {
     let authority = if port == 443 {
         host.to_owned()
+    } else if host.contains(':') {
+        format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
     };
@@ -787,24 +875,17 @@ async fn doh_exchange(
         Some(s) => s,
         None => doh_connect(host, port, config.clone()).await?,
     };
-    let ask = async |s: &mut DohSender, i: usize| {
-        doh_query(s, &authority, path, &queries[i], start).await
-    };
-    let a = match ask(&mut sender, 0).await {
-        Ok(a) => a,
+    let obs = match doh_both(&mut sender, &authority, path, queries, start).await {
+        Ok(obs) => obs,
         Err(_) if reused => {
             // The server closed the idle connection under us: that is not an observation.
             sender = doh_connect(host, port, config).await?;
-            ask(&mut sender, 0).await?
+            doh_both(&mut sender, &authority, path, queries, start).await?
         }
         Err(e) => return Err(e),
     };
-    let aaaa = match ask(&mut sender, 1).await {
-        Ok(o) => o,
-        Err(e) => QueryObservation::failed(RecordType::AAAA, Failure::from_error(e.as_ref())),
-    };
     pool.give(sender);
-    Ok([a, aaaa])
+    Ok(obs)
 }
 
 /// hickory-resolver over the host's configuration. `BLOCKPROBE_RESOLV_CONF` points it at

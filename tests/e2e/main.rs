@@ -12,3 +12,4 @@ mod store;
 mod suites;
 mod support;
 mod targets;
+mod unbound;

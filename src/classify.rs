@@ -319,13 +319,15 @@ fn decide(ev: &Evidence, rules: &Rules, transfer_layer: Layer) -> Decision {
     }
 
     // No address from the vantage resolver: what did it say instead?
+    // An error rcode speaks for the name; NODATA speaks only for its own type, so a failed
+    // query of the other type decides (a lost A answer next to an empty AAAA is no NODATA).
     let (reason, what) = match (dns.rcode(), dns.failure()) {
         (Some("NXDOMAIN"), _) => (Some(Reason::DnsNxdomain), "NXDOMAIN".to_owned()),
-        (Some("NOERROR"), _) => (Some(Reason::DnsNodata), "no address (NODATA)".to_owned()),
         (Some("SERVFAIL"), _) => (Some(Reason::DnsServfail), "SERVFAIL".to_owned()),
         (Some("REFUSED"), _) => (Some(Reason::DnsRefused), "REFUSED".to_owned()),
-        (Some(other), _) => (None, format!("rcode {other}")),
-        (None, Some(f)) => match f.kind {
+        (Some("NOERROR"), None) => (Some(Reason::DnsNodata), "no address (NODATA)".to_owned()),
+        (Some(other), None) => (None, format!("rcode {other}")),
+        (_, Some(f)) => match f.kind {
             FailureKind::Timeout => (
                 Some(Reason::DnsTimeout),
                 "no response before the timeout".to_owned(),

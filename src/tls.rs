@@ -118,7 +118,7 @@ impl TlsConfigs {
         let roots = roots(ca_file)?;
         Ok(Self {
             dot: client_config(&roots, &[b"dot"])?,
-            doh: client_config(&roots, &[b"http/1.1"])?,
+            doh: client_config(&roots, &[b"h2", b"http/1.1"])?,
             probe: TlsClient::new(roots)?,
         })
     }

@@ -1,7 +1,7 @@
 //! A lying DNS server for tests, benchmarks and the mock network: one zone served over UDP,
-//! TCP, DoT and DoH, where each name has a behaviour (an answer, an rcode, silence, a forged
-//! UDP response racing the real one, a reset). Every query is counted, so a test can prove that
-//! traffic reached the server.
+//! TCP, DoT and DoH (HTTP/2 or HTTP/1.1, whichever ALPN settles on), where each name has a
+//! behaviour (an answer, an rcode, silence, a forged UDP response racing the real one, a
+//! reset). Every query is counted, so a test can prove that traffic reached the server.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -88,6 +88,8 @@ struct Counters {
     total: AtomicU64,
     /// TCP, DoT and DoH connections accepted.
     connections: AtomicU64,
+    /// DoH connections that negotiated HTTP/2.
+    http2: AtomicU64,
     per_name: Mutex<HashMap<String, u64>>,
 }
 
@@ -269,6 +271,11 @@ impl MockDns {
         self.inner.counters.connections.load(Ordering::Relaxed)
     }
 
+    /// DoH connections that negotiated HTTP/2 (by ALPN) so far.
+    pub fn http2_connections(&self) -> u64 {
+        self.inner.counters.http2.load(Ordering::Relaxed)
+    }
+
     /// Queries received for one name (lowercase, no trailing dot).
     pub fn hits_for(&self, name: &str) -> u64 {
         self.inner
@@ -356,9 +363,18 @@ async fn serve_doh(l: TcpListener, inner: Arc<Inner>, tls: Arc<rustls::ServerCon
             let Ok(s) = acceptor.accept(tcp).await else {
                 return;
             };
+            let http2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+            if http2 {
+                inner.counters.http2.fetch_add(1, Ordering::Relaxed);
+            }
+            // `Reset` tears the whole connection down (as an on-path box would), on HTTP/2 too,
+            // where a failing request would otherwise only reset its own stream.
+            let teardown = Arc::new(tokio::sync::Notify::new());
+            let torn = teardown.clone();
             let svc =
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let inner = inner.clone();
+                    let teardown = teardown.clone();
                     async move {
                         let body = Limited::new(req.into_body(), 65_535)
                             .collect()
@@ -368,19 +384,39 @@ async fn serve_doh(l: TcpListener, inner: Arc<Inner>, tls: Arc<rustls::ServerCon
                         match inner.handle(&body, false) {
                             Reply::Send(mut msgs) => {
                                 let m = msgs.pop().unwrap_or_default();
-                                Ok(http::Response::builder()
-                                    .header(http::header::CONTENT_TYPE, "application/dns-message")
-                                    .body(Full::new(Bytes::from(m)))
-                                    .expect("static response"))
+                                Ok::<_, std::io::Error>(
+                                    http::Response::builder()
+                                        .header(
+                                            http::header::CONTENT_TYPE,
+                                            "application/dns-message",
+                                        )
+                                        .body(Full::new(Bytes::from(m)))
+                                        .expect("static response"),
+                                )
                             }
                             Reply::Silent => std::future::pending().await,
-                            Reply::Reset => Err(std::io::Error::other("reset by mock")),
+                            Reply::Reset => {
+                                teardown.notify_one();
+                                std::future::pending().await
+                            }
                         }
                     }
                 });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
-                .await;
+            let io = hyper_util::rt::TokioIo::new(s);
+            if http2 {
+                let exec = hyper_util::rt::TokioExecutor::new();
+                let conn = hyper::server::conn::http2::Builder::new(exec).serve_connection(io, svc);
+                tokio::select! {
+                    _ = conn => {}
+                    () = torn.notified() => {}
+                }
+            } else {
+                let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, svc);
+                tokio::select! {
+                    _ = conn => {}
+                    () = torn.notified() => {}
+                }
+            }
         });
     }
 }

@@ -91,7 +91,7 @@ impl MockNet {
         let rogue = Pki::generate("untrusted interception CA")?;
         let names = ["127.0.0.1", DNS_SERVER_NAME];
         let dot = pki.server_config(&names, &[b"dot"])?;
-        let doh = pki.server_config(&names, &[b"http/1.1"])?;
+        let doh = pki.server_config(&names, &[b"h2", b"http/1.1"])?;
         let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let isp = MockDns::start(lo, 0, plan.vantage.clone(), Some((dot, doh)))
             .await

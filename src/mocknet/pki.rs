@@ -34,11 +34,8 @@ impl Pki {
         &self.ca_pem
     }
 
-    /// A certificate for `names` (DNS names or IP addresses) and its key.
-    pub fn issue(
-        &self,
-        names: &[&str],
-    ) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    /// A certificate for `names` (DNS names or IP addresses), signed by the CA, and its key.
+    fn sign(&self, names: &[&str]) -> anyhow::Result<(rcgen::Certificate, KeyPair)> {
         let owned: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
         let mut params = CertificateParams::new(owned).context("certificate names")?;
         params.distinguished_name.push(
@@ -47,10 +44,26 @@ impl Pki {
         );
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((cert, key))
+    }
+
+    /// A certificate for `names` (DNS names or IP addresses) and its key.
+    pub fn issue(
+        &self,
+        names: &[&str],
+    ) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+        let (cert, key) = self.sign(names)?;
         Ok((
             vec![cert.der().clone(), self.ca_der.clone()],
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
         ))
+    }
+
+    /// The same as PEM text, the chain (certificate, then CA) and the key, for servers that
+    /// read files, such as a real resolver started by the tests.
+    pub fn issue_pem(&self, names: &[&str]) -> anyhow::Result<(String, String)> {
+        let (cert, key) = self.sign(names)?;
+        Ok((cert.pem() + &self.ca_pem, key.serialize_pem()))
     }
 
     /// A rustls server configuration presenting a certificate for `names`.

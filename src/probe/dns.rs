@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use hickory_resolver::TokioResolver;
 use http_body_util::{BodyExt as _, Full, Limited};
 use serde::Serialize;
@@ -28,9 +28,17 @@ use crate::tls::TlsConfigs;
 /// Most responses a UDP query may collect (the first plus injected or duplicate ones).
 const MAX_RESPONSES: usize = 8;
 /// UDP sends per query: the first plus retransmissions spread over the timeout.
-const UDP_TRIES: u32 = 3;
+const UDP_TRIES: u8 = 3;
+/// Shortest spacing of UDP retransmissions, whatever the timeout: a timeout of a few
+/// nanoseconds would otherwise schedule them back to back, forever.
+const MIN_RETRY: Duration = Duration::from_millis(50);
 /// Cap on a DoH response body: a DNS message is at most 64 KiB.
 const MAX_DOH_BODY: usize = 65_535;
+/// The UDP receive buffer: the largest UDP payload.
+const MAX_UDP_RESPONSE: usize = 65_535;
+/// The EDNS payload size advertised: DNS Flag Day 2020's value, which avoids IP fragmentation;
+/// larger answers come back truncated and are asked again over TCP.
+const EDNS_PAYLOAD: u16 = 1232;
 
 pub(crate) fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0)
@@ -92,8 +100,11 @@ impl QueryObservation {
         }
     }
 
+    /// The answer: the first response, unless it is truncated. A truncated response is
+    /// replaced by the TCP one when the retry succeeds; when it stays, the retry failed and
+    /// `failure` says how.
     pub fn first(&self) -> Option<&DnsResponse> {
-        self.responses.first()
+        self.responses.first().filter(|r| !r.truncated)
     }
 
     /// Later responses whose content differs from the first one.
@@ -167,12 +178,20 @@ impl DnsObservation {
             .find_map(|q| q.first().map(|r| r.rcode.as_str()))
     }
 
-    /// The failure to show when no query got a response.
+    /// The failure to show when the name got no address and a query got no answer. One
+    /// NODATA does not hide the other query's failure: a name whose A answer was lost and
+    /// whose AAAA is empty has no address because of the loss, not because of the NODATA.
     pub fn failure(&self) -> Option<&Failure> {
-        if self.queries().iter().any(|q| q.first().is_some()) {
+        let answers = self.queries().map(QueryObservation::first);
+        if answers.iter().all(Option::is_some)
+            || answers.iter().flatten().any(|r| !r.answers.is_empty())
+        {
             return None;
         }
-        self.a.failure.as_ref().or(self.aaaa.failure.as_ref())
+        self.queries()
+            .into_iter()
+            .find(|q| q.first().is_none())
+            .and_then(|q| q.failure.as_ref())
     }
 }
 
@@ -195,8 +214,6 @@ pub fn rcode_name(code: ResponseCode) -> String {
         other => format!("RCODE{}", u16::from(other)),
     }
 }
-
-const QTYPES: [RecordType; 2] = [RecordType::A, RecordType::AAAA];
 
 /// A resolver ready to be asked: the spec plus what its transport needs, built once per run.
 pub struct DnsClient {
@@ -331,7 +348,7 @@ impl DnsClient {
         exchange: F,
     ) -> [QueryObservation; 2]
     where
-        F: FnOnce(Arc<[(u16, Vec<u8>); 2]>) -> Fut,
+        F: FnOnce(Arc<[WireQuery; 2]>) -> Fut,
         Fut: Future<Output = anyhow::Result<[QueryObservation; 2]>> + 'a,
     {
         let queries = match build_queries(name) {
@@ -348,7 +365,7 @@ impl DnsClient {
     async fn udp(
         &self,
         server: SocketAddr,
-        queries: [(u16, Vec<u8>); 2],
+        queries: [WireQuery; 2],
         start: Instant,
     ) -> [QueryObservation; 2] {
         let bind: SocketAddr = if server.is_ipv4() {
@@ -365,8 +382,8 @@ impl DnsClient {
         if let Err(e) = sock.connect(server).await {
             return both_failed(Failure::from_error(&e));
         }
-        for (_, wire) in &queries {
-            if let Err(e) = sock.send(wire).await {
+        for q in &queries {
+            if let Err(e) = sock.send(&q.wire).await {
                 return both_failed(Failure::from_error(&e));
             }
         }
@@ -375,22 +392,32 @@ impl DnsClient {
         let mut failure: Option<Failure> = None;
         let deadline = start + self.timeout;
         // Retransmit unanswered queries like a stub resolver does, so that one lost datagram
-        // is not mistaken for censorship: at 1/3 and 2/3 of the timeout.
-        let retry_every = self.timeout / UDP_TRIES;
+        // is not mistaken for censorship: at 1/3 and 2/3 of the timeout, never closer together
+        // than MIN_RETRY and never more than UDP_TRIES sends in all.
+        let retry_every = (self.timeout / u32::from(UDP_TRIES)).max(MIN_RETRY);
         let mut next_retry = start + retry_every;
         let mut window_end: Option<Instant> = None;
-        let mut buf = vec![0u8; 4096];
+        // Sized for any datagram: a resolver may ignore the advertised EDNS payload, and a
+        // response cut short by the buffer would not parse (an answer lost, then a timeout).
+        let mut buf = vec![0u8; MAX_UDP_RESPONSE];
         loop {
-            let retrying = window_end.is_none() && next_retry < deadline;
-            let until = match window_end {
-                Some(end) => end,
-                None if retrying => next_retry,
-                None => deadline,
-            };
+            let end = window_end.unwrap_or(deadline);
+            // Checked on every turn, not only when the timer fires: a steady stream of
+            // datagrams (a flood, or ones for other queries) cannot keep the loop going.
+            if Instant::now() >= end {
+                break;
+            }
+            let retrying = window_end.is_none()
+                && next_retry < deadline
+                && (0..2).any(|i| got[i].is_empty() && sent[i] < UDP_TRIES);
+            let until = if retrying { next_retry } else { end };
             let n = match tokio::time::timeout_at(until, sock.recv(&mut buf)).await {
                 Err(_) if retrying => {
-                    for (i, (_, wire)) in queries.iter().enumerate() {
-                        if got[i].is_empty() && sock.send(wire).await.is_ok() {
+                    for (i, q) in queries.iter().enumerate() {
+                        if got[i].is_empty()
+                            && sent[i] < UDP_TRIES
+                            && sock.send(&q.wire).await.is_ok()
+                        {
                             sent[i] += 1;
                         }
                     }
@@ -405,11 +432,13 @@ impl DnsClient {
                 }
                 Ok(Ok(n)) => n,
             };
-            for (i, (id, _)) in queries.iter().enumerate() {
+            // A datagram that answers neither query (wrong id, or a question that is not ours)
+            // is ignored: keep listening for the real answer.
+            for (i, q) in queries.iter().enumerate() {
                 if got[i].len() >= MAX_RESPONSES {
                     continue;
                 }
-                if let Some(resp) = parse_response(&buf[..n], *id, QTYPES[i], start.elapsed()) {
+                if let Some(resp) = q.parse(&buf[..n], start.elapsed()) {
                     got[i].push(resp);
                 }
             }
@@ -421,19 +450,31 @@ impl DnsClient {
             }
         }
         let mut out = [0, 1].map(|i| QueryObservation {
-            qtype: qtype_str(QTYPES[i]),
+            qtype: qtype_str(queries[i].qtype),
             responses: std::mem::take(&mut got[i]),
             failure: None,
             sent: sent[i],
         });
-        for (i, obs) in out.iter_mut().enumerate() {
-            if obs.responses.is_empty() {
-                obs.failure = Some(failure.clone().unwrap_or_else(Failure::timeout));
-            } else if obs.responses[0].truncated {
-                // Too big for UDP: ask again over TCP, as a stub resolver would.
-                if let Some(full) = self.tcp_retry(server, &queries[i], QTYPES[i], start).await {
-                    obs.responses[0] = full;
+        // Too big for UDP: ask again over TCP, as a stub resolver would, both queries at once
+        // under the same deadline. When that fails the truncated response stays as evidence,
+        // but it is not an answer (an empty one is no NODATA): the query failed as TCP did.
+        let retry = async |i: usize| {
+            let truncated = out[i].responses.first().is_some_and(|r| r.truncated);
+            if truncated {
+                Some(self.tcp_retry(server, &queries[i], start).await)
+            } else {
+                None
+            }
+        };
+        let retried = tokio::join!(retry(0), retry(1));
+        for (obs, retried) in out.iter_mut().zip([retried.0, retried.1]) {
+            match retried {
+                Some(Ok(full)) => obs.responses[0] = full,
+                Some(Err(f)) => obs.failure = Some(f),
+                None if obs.responses.is_empty() => {
+                    obs.failure = Some(failure.clone().unwrap_or_else(Failure::timeout));
                 }
+                None => {}
             }
         }
         out
@@ -442,20 +483,26 @@ impl DnsClient {
     async fn tcp_retry(
         &self,
         server: SocketAddr,
-        query: &(u16, Vec<u8>),
-        qtype: RecordType,
+        query: &WireQuery,
         start: Instant,
-    ) -> Option<DnsResponse> {
+    ) -> Result<DnsResponse, Failure> {
         let fut = async {
-            let mut s = TcpStream::connect(server).await.ok()?;
-            write_framed(&mut s, &query.1).await.ok()?;
-            let msg = read_framed(&mut s).await.ok()?;
-            parse_response(&msg, query.0, qtype, start.elapsed())
+            let mut s = TcpStream::connect(server).await?;
+            s.set_nodelay(true)?;
+            write_framed(&mut s, &query.wire).await?;
+            // Messages that answer another question are skipped, as on UDP.
+            loop {
+                let msg = read_framed(&mut s).await?;
+                if let Some(r) = query.parse(&msg, start.elapsed()) {
+                    return Ok::<_, std::io::Error>(r);
+                }
+            }
         };
-        tokio::time::timeout_at(start + self.timeout, fut)
-            .await
-            .ok()
-            .flatten()
+        match tokio::time::timeout_at(start + self.timeout, fut).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(Failure::from_error(&e)),
+            Err(_) => Err(Failure::timeout()),
+        }
     }
 }
 
@@ -466,50 +513,68 @@ fn both_failed(f: Failure) -> [QueryObservation; 2] {
     ]
 }
 
+/// One query as sent, and what a response must echo to be taken as its answer.
+struct WireQuery {
+    id: u16,
+    name: Name,
+    qtype: RecordType,
+    wire: Vec<u8>,
+}
+
+impl WireQuery {
+    /// Decodes `wire` if it is the response to this query: the same id, the QR bit, and our
+    /// question echoed (name case-insensitively, type and class). Anything else is ignored: a
+    /// datagram for another name is not an answer, however early it arrives. A response
+    /// without a question section is accepted only with an error rcode (some servers omit it
+    /// on FORMERR or REFUSED); with NOERROR it could not say what it answers.
+    fn parse(&self, wire: &[u8], elapsed: Duration) -> Option<DnsResponse> {
+        let msg = Message::from_vec(wire).ok()?;
+        if msg.metadata.id != self.id || msg.metadata.message_type != MessageType::Response {
+            return None;
+        }
+        let rcode = msg.metadata.response_code;
+        match msg.queries.as_slice() {
+            [] if rcode != ResponseCode::NoError => {}
+            [q] if q.name() == &self.name
+                && q.query_type() == self.qtype
+                && q.query_class() == DNSClass::IN => {}
+            _ => return None,
+        }
+        Some(response_from_records(
+            rcode_name(rcode),
+            &msg.answers,
+            msg.metadata.truncation,
+            elapsed,
+        ))
+    }
+}
+
 /// Encodes the A and AAAA queries for `name` with random ids.
-fn build_queries(name: &str) -> Result<[(u16, Vec<u8>); 2], Failure> {
+fn build_queries(name: &str) -> Result<[WireQuery; 2], Failure> {
     let fqdn = Name::from_ascii(format!("{name}."))
         .map_err(|e| Failure::new(FailureKind::Malformed, format!("bad name `{name}`: {e}")))?;
-    let mut ids = [rand::random::<u16>(), 0];
-    ids[1] = ids[0].wrapping_add(1);
-    let mut out: [(u16, Vec<u8>); 2] = [(0, Vec::new()), (0, Vec::new())];
-    for (i, qtype) in QTYPES.into_iter().enumerate() {
-        let mut msg = Message::new(ids[i], MessageType::Query, OpCode::Query);
+    let id = rand::random::<u16>();
+    let encode = |id: u16, qtype: RecordType| {
+        let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
         msg.metadata.recursion_desired = true;
         msg.add_query(Query::query(fqdn.clone(), qtype));
         let mut edns = Edns::new();
-        edns.set_max_payload(1232);
+        edns.set_max_payload(EDNS_PAYLOAD);
         msg.edns = Some(edns);
         let wire = msg
             .to_vec()
             .map_err(|e| Failure::new(FailureKind::Malformed, e.to_string()))?;
-        out[i] = (ids[i], wire);
-    }
-    Ok(out)
-}
-
-/// Decodes a response if it answers query `id` of type `qtype`; anything else is ignored.
-fn parse_response(
-    wire: &[u8],
-    id: u16,
-    qtype: RecordType,
-    elapsed: Duration,
-) -> Option<DnsResponse> {
-    let msg = Message::from_vec(wire).ok()?;
-    if msg.metadata.id != id || msg.metadata.message_type != MessageType::Response {
-        return None;
-    }
-    if let Some(q) = msg.queries.first()
-        && q.query_type() != qtype
-    {
-        return None;
-    }
-    Some(response_from_records(
-        rcode_name(msg.metadata.response_code),
-        &msg.answers,
-        msg.metadata.truncation,
-        elapsed,
-    ))
+        Ok(WireQuery {
+            id,
+            name: fqdn.clone(),
+            qtype,
+            wire,
+        })
+    };
+    Ok([
+        encode(id, RecordType::A)?,
+        encode(id.wrapping_add(1), RecordType::AAAA)?,
+    ])
 }
 
 fn response_from_records(
@@ -562,12 +627,12 @@ async fn read_framed<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<Vec<u8>
 /// or EOF part-way fails only the queries still waiting.
 async fn stream_exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
-    queries: &[(u16, Vec<u8>); 2],
+    queries: &[WireQuery; 2],
     start: Instant,
 ) -> [QueryObservation; 2] {
     let mut out: [Option<QueryObservation>; 2] = [None, None];
-    for (_, wire) in queries {
-        if let Err(e) = write_framed(&mut s, wire).await {
+    for q in queries {
+        if let Err(e) = write_framed(&mut s, &q.wire).await {
             return both_failed(Failure::from_error(&e));
         }
     }
@@ -577,16 +642,19 @@ async fn stream_exchange<S: AsyncRead + AsyncWrite + Unpin>(
             Err(e) => {
                 let f = Failure::from_error(&e);
                 for (i, slot) in out.iter_mut().enumerate() {
-                    slot.get_or_insert_with(|| QueryObservation::failed(QTYPES[i], f.clone()));
+                    slot.get_or_insert_with(|| {
+                        QueryObservation::failed(queries[i].qtype, f.clone())
+                    });
                 }
                 break;
             }
         };
-        for (i, (id, _)) in queries.iter().enumerate() {
+        // A message that answers neither query is skipped; the step timeout bounds the wait.
+        for (i, q) in queries.iter().enumerate() {
             if out[i].is_none()
-                && let Some(r) = parse_response(&msg, *id, QTYPES[i], start.elapsed())
+                && let Some(r) = q.parse(&msg, start.elapsed())
             {
-                out[i] = Some(QueryObservation::answered(QTYPES[i], r));
+                out[i] = Some(QueryObservation::answered(q.qtype, r));
             }
         }
     }
@@ -606,22 +674,70 @@ async fn tls_connect(
         .await?)
 }
 
-type DohSender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+/// One DoH connection, on the HTTP version the server chose by ALPN: HTTP/2 when it picks
+/// `h2` (RFC 8484 recommends it, and Unbound speaks nothing else), HTTP/1.1 when it picks
+/// `http/1.1` or nothing.
+enum DohSender {
+    Http1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    /// Cloneable: every clone sends on the same connection, one stream per query.
+    Http2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
 
-/// Idle DoH connections kept per resolver: a resolver, unlike a target, is a long-lived peer
-/// (browsers keep their DoH connection open), and the default controls are DoH.
+impl DohSender {
+    /// Sends when the connection can take a request. HTTP/2 wants the absolute URI (its
+    /// `:scheme` and `:authority`); HTTP/1.1 the path and a `Host` header.
+    async fn send(
+        &mut self,
+        authority: &str,
+        path: &str,
+        body: Full<Bytes>,
+    ) -> anyhow::Result<http::Response<hyper::body::Incoming>> {
+        let req = http::Request::post(path)
+            .header(http::header::CONTENT_TYPE, "application/dns-message")
+            .header(http::header::ACCEPT, "application/dns-message");
+        Ok(match self {
+            Self::Http1(s) => {
+                let req = req.header(http::header::HOST, authority).body(body)?;
+                s.ready().await?;
+                s.send_request(req).await?
+            }
+            Self::Http2(s) => {
+                let mut req = req.body(body)?;
+                *req.uri_mut() = format!("https://{authority}{path}").parse()?;
+                *req.version_mut() = http::Version::HTTP_2;
+                s.ready().await?;
+                s.send_request(req).await?
+            }
+        })
+    }
+}
+
+/// Idle HTTP/1.1 connections kept per resolver: a resolver, unlike a target, is a long-lived
+/// peer (browsers keep their DoH connection open), and the default controls are DoH.
 const DOH_IDLE: usize = 32;
 
-/// Idle keep-alive connections to one DoH server.
+/// Open connections to one DoH server: one HTTP/2 connection that every lookup shares, or
+/// idle keep-alive HTTP/1.1 ones that a lookup takes for itself.
 #[derive(Default)]
-struct DohPool(std::sync::Mutex<Vec<DohSender>>);
+struct DohPool(std::sync::Mutex<DohIdle>);
+
+#[derive(Default)]
+struct DohIdle {
+    http2: Option<hyper::client::conn::http2::SendRequest<Full<Bytes>>>,
+    http1: Vec<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+}
 
 impl DohPool {
     fn take(&self) -> Option<DohSender> {
         let mut idle = self.0.lock().expect("doh pool lock");
-        while let Some(s) = idle.pop() {
+        match &idle.http2 {
+            Some(s) if !s.is_closed() => return Some(DohSender::Http2(s.clone())),
+            Some(_) => idle.http2 = None,
+            None => {}
+        }
+        while let Some(s) = idle.http1.pop() {
             if !s.is_closed() {
-                return Some(s);
+                return Some(DohSender::Http1(s));
             }
         }
         None
@@ -629,8 +745,17 @@ impl DohPool {
 
     fn give(&self, s: DohSender) {
         let mut idle = self.0.lock().expect("doh pool lock");
-        if !s.is_closed() && idle.len() < DOH_IDLE {
-            idle.push(s);
+        match s {
+            DohSender::Http1(s) if !s.is_closed() && idle.http1.len() < DOH_IDLE => {
+                idle.http1.push(s);
+            }
+            DohSender::Http2(s)
+                if !s.is_closed() && idle.http2.as_ref().is_none_or(|p| p.is_closed()) =>
+            {
+                idle.http2 = Some(s);
+            }
+            // Closed, or one too many: dropping the last sender ends its connection.
+            _ => {}
         }
     }
 }
@@ -648,11 +773,19 @@ async fn doh_connect(
             .ok_or_else(|| anyhow::anyhow!("no address for DoH host {host}"))?,
     };
     let tls = tls_connect(addr, host, config).await?;
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
+    let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = hyper_util::rt::TokioIo::new(tls);
     // The connection lives as long as a sender for it does (in use or idle in the pool).
-    tokio::spawn(conn);
-    Ok(sender)
+    Ok(if http2 {
+        let exec = hyper_util::rt::TokioExecutor::new();
+        let (sender, conn) = hyper::client::conn::http2::handshake(exec, io).await?;
+        tokio::spawn(conn);
+        DohSender::Http2(sender)
+    } else {
+        let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+        tokio::spawn(conn);
+        DohSender::Http1(sender)
+    })
 }
 
 /// One POST of `application/dns-message`. `Err` only when the connection itself failed.
@@ -660,23 +793,18 @@ async fn doh_query(
     sender: &mut DohSender,
     authority: &str,
     path: &str,
-    (id, wire): &(u16, Vec<u8>),
-    qtype: RecordType,
+    query: &WireQuery,
     start: Instant,
 ) -> anyhow::Result<QueryObservation> {
-    let req = http::Request::post(path)
-        .header(http::header::HOST, authority)
-        .header(http::header::CONTENT_TYPE, "application/dns-message")
-        .header(http::header::ACCEPT, "application/dns-message")
-        .body(Full::new(Bytes::copy_from_slice(wire)))?;
-    sender.ready().await?;
-    let resp = sender.send_request(req).await?;
+    let body = Full::new(Bytes::copy_from_slice(&query.wire));
+    let resp = sender.send(authority, path, body).await?;
     let status = resp.status();
     let body = Limited::new(resp.into_body(), MAX_DOH_BODY)
         .collect()
         .await
         .map_err(|e| anyhow::anyhow!("reading DoH body: {e}"))?
         .to_bytes();
+    let qtype = query.qtype;
     Ok(if !status.is_success() {
         QueryObservation::failed(
             qtype,
@@ -686,7 +814,7 @@ async fn doh_query(
             ),
         )
     } else {
-        match parse_response(&body, *id, qtype, start.elapsed()) {
+        match query.parse(&body, start.elapsed()) {
             Some(r) => QueryObservation::answered(qtype, r),
             None => QueryObservation::failed(
                 qtype,
@@ -699,17 +827,45 @@ async fn doh_query(
     })
 }
 
-/// RFC 8484 over HTTP/1.1: the two queries one after the other on a kept-alive connection
-/// (a fresh one when the pool has none, or when a pooled one turns out to be dead).
+/// Both queries on one connection: at once on HTTP/2 (two streams), one after the other on
+/// HTTP/1.1. `Err` when the A query's connection failed; an AAAA failure is its observation.
+async fn doh_both(
+    sender: &mut DohSender,
+    authority: &str,
+    path: &str,
+    queries: &[WireQuery; 2],
+    start: Instant,
+) -> anyhow::Result<[QueryObservation; 2]> {
+    let (a, aaaa) = if let DohSender::Http2(s) = sender {
+        let (mut one, mut two) = (DohSender::Http2(s.clone()), DohSender::Http2(s.clone()));
+        tokio::join!(
+            doh_query(&mut one, authority, path, &queries[0], start),
+            doh_query(&mut two, authority, path, &queries[1], start),
+        )
+    } else {
+        let a = doh_query(sender, authority, path, &queries[0], start).await?;
+        let aaaa = doh_query(sender, authority, path, &queries[1], start).await;
+        (Ok(a), aaaa)
+    };
+    let aaaa = aaaa.unwrap_or_else(|e| {
+        QueryObservation::failed(RecordType::AAAA, Failure::from_error(e.as_ref()))
+    });
+    Ok([a?, aaaa])
+}
+
+/// RFC 8484: the two queries on a pooled connection (a fresh one when the pool has none, or
+/// when a pooled one turns out to be dead).
 async fn doh_exchange(
     (host, port, path): (&str, u16, &str),
     config: Arc<rustls::ClientConfig>,
     pool: &DohPool,
-    queries: &[(u16, Vec<u8>); 2],
+    queries: &[WireQuery; 2],
     start: Instant,
 ) -> anyhow::Result<[QueryObservation; 2]> {
     let authority = if port == 443 {
         host.to_owned()
+    } else if host.contains(':') {
+        format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
     };
@@ -719,24 +875,17 @@ async fn doh_exchange(
         Some(s) => s,
         None => doh_connect(host, port, config.clone()).await?,
     };
-    let ask = async |s: &mut DohSender, i: usize| {
-        doh_query(s, &authority, path, &queries[i], QTYPES[i], start).await
-    };
-    let a = match ask(&mut sender, 0).await {
-        Ok(a) => a,
+    let obs = match doh_both(&mut sender, &authority, path, queries, start).await {
+        Ok(obs) => obs,
         Err(_) if reused => {
             // The server closed the idle connection under us: that is not an observation.
             sender = doh_connect(host, port, config).await?;
-            ask(&mut sender, 0).await?
+            doh_both(&mut sender, &authority, path, queries, start).await?
         }
         Err(e) => return Err(e),
     };
-    let aaaa = match ask(&mut sender, 1).await {
-        Ok(o) => o,
-        Err(e) => QueryObservation::failed(RecordType::AAAA, Failure::from_error(e.as_ref())),
-    };
     pool.give(sender);
-    Ok([a, aaaa])
+    Ok(obs)
 }
 
 /// hickory-resolver over the host's configuration. `BLOCKPROBE_RESOLV_CONF` points it at
@@ -833,14 +982,56 @@ mod tests {
 
     #[test]
     fn queries_round_trip_through_the_parser() {
-        let [(id, wire), _] = build_queries("example.com").unwrap();
-        let mut msg = Message::from_vec(&wire).unwrap();
+        let [a, aaaa] = build_queries("example.com").unwrap();
+        let mut msg = Message::from_vec(&a.wire).unwrap();
         msg.metadata.message_type = MessageType::Response;
         msg.metadata.response_code = ResponseCode::NXDomain;
         let back = msg.to_vec().unwrap();
-        let r = parse_response(&back, id, RecordType::A, Duration::ZERO).unwrap();
+        let r = a.parse(&back, Duration::ZERO).unwrap();
         assert_eq!(r.rcode, "NXDOMAIN");
-        assert!(parse_response(&back, id.wrapping_add(7), RecordType::A, Duration::ZERO).is_none());
-        assert!(parse_response(&back, id, RecordType::AAAA, Duration::ZERO).is_none());
+        assert!(aaaa.parse(&back, Duration::ZERO).is_none(), "another id");
+    }
+
+    /// Issue 11, item 14: only a response that echoes our question answers it.
+    #[test]
+    fn a_response_must_echo_the_question() {
+        let [a, _] = build_queries("Example.com").unwrap();
+        let answer = |edit: &dyn Fn(&mut Message)| {
+            let mut msg = Message::from_vec(&a.wire).unwrap();
+            msg.metadata.message_type = MessageType::Response;
+            edit(&mut msg);
+            a.parse(&msg.to_vec().unwrap(), Duration::ZERO)
+        };
+        let question = |name: &str, qtype: RecordType, class: DNSClass| {
+            let mut q = Query::query(Name::from_ascii(name).unwrap(), qtype);
+            q.set_query_class(class);
+            q
+        };
+        let with = |q: Query| move |m: &mut Message| m.queries = vec![q.clone()];
+        assert!(answer(&|_| {}).is_some(), "our own question");
+        let upper = with(question("EXAMPLE.COM.", RecordType::A, DNSClass::IN));
+        assert!(answer(&upper).is_some(), "names compare case-insensitively");
+        let other = with(question("other.com.", RecordType::A, DNSClass::IN));
+        assert!(answer(&other).is_none(), "another name");
+        let sub = with(question("www.example.com.", RecordType::A, DNSClass::IN));
+        assert!(answer(&sub).is_none(), "a subdomain is another name");
+        let aaaa = with(question("example.com.", RecordType::AAAA, DNSClass::IN));
+        assert!(answer(&aaaa).is_none(), "another type");
+        let chaos = with(question("example.com.", RecordType::A, DNSClass::CH));
+        assert!(answer(&chaos).is_none(), "another class");
+        let two = |m: &mut Message| {
+            m.queries
+                .push(question("other.com.", RecordType::A, DNSClass::IN));
+        };
+        assert!(answer(&two).is_none(), "a second question");
+        let bare = |m: &mut Message| m.queries.clear();
+        assert!(answer(&bare).is_none(), "NOERROR without a question");
+        let refused = |m: &mut Message| {
+            m.queries.clear();
+            m.metadata.response_code = ResponseCode::Refused;
+        };
+        assert_eq!(answer(&refused).unwrap().rcode, "REFUSED");
+        let query = |m: &mut Message| m.metadata.message_type = MessageType::Query;
+        assert!(answer(&query).is_none(), "a query is not a response");
     }
 }

@@ -38,6 +38,10 @@ enum V {
     Answer(&'static str, &'static [&'static str]),
     Fail(FailureKind),
     Injected(&'static [&'static str], &'static [&'static str]),
+    /// Both queries: an empty truncated UDP response, then the TCP retry failed.
+    TruncatedThen(FailureKind),
+    /// The A query failed; AAAA says NOERROR with no address.
+    AFailedAaaaEmpty(FailureKind),
 }
 
 fn obs(v: &V) -> DnsObservation {
@@ -56,6 +60,20 @@ fn obs(v: &V) -> DnsObservation {
                 vec![resp("NOERROR", first), resp("NOERROR", second)],
                 None,
             ),
+            query("AAAA", vec![resp("NOERROR", &[])], None),
+        ),
+        V::TruncatedThen(k) => {
+            let truncated = DnsResponse {
+                truncated: true,
+                ..resp("NOERROR", &[])
+            };
+            (
+                query("A", vec![truncated.clone()], Some(*k)),
+                query("AAAA", vec![truncated], Some(*k)),
+            )
+        }
+        V::AFailedAaaaEmpty(k) => (
+            query("A", vec![], Some(*k)),
             query("AAAA", vec![resp("NOERROR", &[])], None),
         ),
     };
@@ -158,6 +176,32 @@ fn dns_table() {
             true,
             Blocked,
             Some(Reason::DnsReset),
+        ),
+        (
+            // Issue 11, item 14: the empty truncated answer is no NODATA.
+            "truncated, then the TCP retry timed out",
+            TruncatedThen(FailureKind::Timeout),
+            Some(Answer("NOERROR", PUBLIC)),
+            true,
+            Blocked,
+            Some(Reason::DnsTimeout),
+        ),
+        (
+            "truncated, then the TCP retry was reset",
+            TruncatedThen(FailureKind::Reset),
+            Some(Answer("NOERROR", PUBLIC)),
+            true,
+            Blocked,
+            Some(Reason::DnsReset),
+        ),
+        (
+            // Issue 11, item 14: a lost A answer next to an empty AAAA is no NODATA.
+            "A timed out, AAAA empty",
+            AFailedAaaaEmpty(FailureKind::Timeout),
+            Some(Answer("NOERROR", PUBLIC)),
+            true,
+            Blocked,
+            Some(Reason::DnsTimeout),
         ),
         (
             "timeout at a resolver that fails canaries",

@@ -308,3 +308,59 @@ async fn a_truncated_udp_answer_is_asked_again_over_tcp() {
     assert_eq!(net.vantage.hits_for("big.test"), 4);
     assert_eq!(net.vantage.connections(), 2);
 }
+
+/// Issue 11, item 15: DoH offers `h2` by ALPN and speaks HTTP/2 when the server picks it,
+/// HTTP/1.1 when the server picks `http/1.1` or no protocol at all; either way one connection
+/// serves every lookup.
+#[tokio::test]
+async fn doh_speaks_http2_when_offered_and_http1_otherwise() {
+    use blockprobe::mocknet::pki::Pki;
+    let pki = Pki::generate("doh alpn CA").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, pki.ca_pem()).unwrap();
+    let tls = TlsConfigs::new(Some(&ca_file)).unwrap();
+    let cases: [(&[&[u8]], u64); 4] = [
+        (&[b"h2", b"http/1.1"], 1),
+        (&[b"h2"], 1),
+        (&[b"http/1.1"], 0),
+        (&[], 0),
+    ];
+    for (alpn, http2) in cases {
+        let offered: Vec<_> = alpn.iter().map(|p| String::from_utf8_lossy(p)).collect();
+        let dot = pki.server_config(&["127.0.0.1"], &[b"dot"]).unwrap();
+        let doh = pki.server_config(&["127.0.0.1"], alpn).unwrap();
+        let server = MockDns::start(
+            ip("127.0.0.1"),
+            0,
+            crate::support::vantage_zone(),
+            Some((dot, doh)),
+        )
+        .await
+        .unwrap();
+        let spec: ResolverSpec =
+            format!("https://127.0.0.1:{}/dns-query", server.doh.unwrap().port())
+                .parse()
+                .unwrap();
+        let c = DnsClient::new(
+            spec,
+            tls.clone(),
+            Duration::from_millis(400),
+            Duration::ZERO,
+        )
+        .unwrap();
+        for name in ["ok.test", "nx.test", "cname.test"] {
+            let o = c.lookup(name).await;
+            assert!(o.rcode().is_some(), "{offered:?} {name}: {o:#?}");
+        }
+        let ok = c.lookup("ok.test").await;
+        assert_eq!(ok.addresses().len(), 2, "{offered:?}: {ok:#?}");
+        assert_eq!(server.hits(), 8, "{offered:?}");
+        assert_eq!(
+            server.connections(),
+            1,
+            "{offered:?}: one connection for four names"
+        );
+        assert_eq!(server.http2_connections(), http2, "{offered:?}");
+    }
+}

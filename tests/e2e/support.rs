@@ -104,7 +104,7 @@ impl Net {
             .server_config(&["127.0.0.1", "dns.test"], &[b"dot"])
             .unwrap();
         let doh = pki
-            .server_config(&["127.0.0.1", "dns.test"], &[b"http/1.1"])
+            .server_config(&["127.0.0.1", "dns.test"], &[b"h2", b"http/1.1"])
             .unwrap();
         let vantage = MockDns::start(ip("127.0.0.1"), 0, zone, Some((dot, doh)))
             .await

@@ -15,7 +15,7 @@ async fn every_shipped_scenario_passes_check() {
             path.to_str().unwrap(),
             "--check",
             "--timeout",
-            "1s",
+            "3s",
         ])
         .await;
         let text = String::from_utf8_lossy(&out.stdout);
@@ -114,7 +114,7 @@ async fn ready_line_drives_a_scan_and_sigterm_stops_the_network() {
         .iter()
         .find(|r| r["host"] == "nxdomain.example" && r["resolver"] == "doh")
         .unwrap();
-    assert_eq!(nx_doh["reason"], "dns.nxdomain");
+    assert_eq!(nx_doh["reason"], "dns.nxdomain", "{nx_doh:#}");
 
     let pid = child.id().unwrap().to_string();
     assert!(

@@ -16,7 +16,7 @@ async fn every_bundled_suite_is_reachable_on_the_uncensored_mock() {
     for n in bundled_names() {
         args.extend(["--suite".into(), n.to_owned()]);
     }
-    args.extend(["--check".into(), "--timeout".into(), "2s".into()]);
+    args.extend(["--check".into(), "--timeout".into(), "4s".into()]);
     let out = run(&args).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", stderr(&out));

@@ -53,6 +53,7 @@ fn bench(url: &StoreUrl, n: usize) -> anyhow::Result<(f64, usize)> {
         verdict: Verdict::Blocked,
         reason: Some(Reason::DnsNxdomain),
         detail: "vantage resolver gave NXDOMAIN; the controls resolve the name".into(),
+        blockpage: None,
         evidence: Evidence {
             dns: Some(dns("NXDOMAIN", &[])),
             control: Some(ControlDns {

@@ -119,6 +119,8 @@ pub struct Finding {
     pub reason: Option<Reason>,
     /// One sentence a reader can check against the evidence.
     pub detail: String,
+    /// The block-page fingerprint a `*.blockpage` (or intercepted) verdict rests on.
+    pub blockpage: Option<crate::blockpage::Match>,
     pub evidence: Evidence,
 }
 
@@ -139,10 +141,18 @@ fn join(addrs: &BTreeSet<IpAddr>) -> String {
 /// (`tls` for HTTPS, `http` for plain HTTP).
 pub fn classify(evidence: Evidence, rules: &Rules, transfer_layer: Layer) -> Finding {
     let (verdict, reason, detail) = decide(&evidence, rules, transfer_layer);
+    let blockpage = matches!(
+        reason,
+        Some(Reason::DnsBlockpage | Reason::HttpBlockpage | Reason::TlsCertInvalid)
+    )
+    .then(|| blockpage_in(&evidence))
+    .flatten()
+    .map(|f| f.to_match());
     Finding {
         verdict,
         reason,
         detail,
+        blockpage,
         evidence,
     }
 }
@@ -386,6 +396,17 @@ pub fn blockpage_of(hop: &Hop) -> Option<&'static crate::blockpage::Fingerprint>
             .find(|t| t.ok)
             .and_then(|t| fp.match_address(t.addr.ip()))
     })
+}
+
+/// The fingerprint a block-page verdict rests on: a vantage answer that is a block-page
+/// address, else the first block-page hop of the direct fetch.
+fn blockpage_in(ev: &Evidence) -> Option<&'static crate::blockpage::Fingerprint> {
+    let fp = Fingerprints::builtin();
+    ev.dns
+        .iter()
+        .flat_map(|d| d.addresses())
+        .find_map(|ip| fp.match_address(ip))
+        .or_else(|| ev.direct.as_ref().and_then(blockpage_hop).map(|(_, f)| f))
 }
 
 /// The first hop of a fetch that is a block page, with its fingerprint.

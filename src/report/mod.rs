@@ -53,6 +53,7 @@ pub const COLUMNS: &[&str] = &[
     "tls_decoy_ok",
     "http_status",
     "http_title",
+    "blockpage_fingerprint",
     "redirects",
     "bytes",
     "throughput_bps",
@@ -128,6 +129,8 @@ pub struct Record {
     pub tls_decoy_ok: Option<bool>,
     pub http_status: Option<u16>,
     pub http_title: Option<String>,
+    /// The block-page fingerprint matched (id, source, country, where); CSV shows the id.
+    pub blockpage_fingerprint: Option<crate::blockpage::Match>,
     pub redirects: Option<usize>,
     pub bytes: Option<u64>,
     pub throughput_bps: Option<f64>,
@@ -213,6 +216,7 @@ impl Record {
             verdict,
             reason,
             detail,
+            blockpage,
             evidence,
         } = finding;
         let dns = evidence.dns.as_ref();
@@ -266,6 +270,7 @@ impl Record {
             tls_decoy_ok: direct.tls_decoy_ok,
             http_status: direct.http_status,
             http_title: direct.http_title,
+            blockpage_fingerprint: blockpage,
             redirects: direct.redirects,
             bytes: direct.bytes,
             throughput_bps: direct.throughput_bps,
@@ -322,6 +327,7 @@ impl Record {
             opt(self.tls_decoy_ok),
             opt(self.http_status),
             opt(self.http_title.as_ref()),
+            opt(self.blockpage_fingerprint.as_ref().map(|m| &m.id)),
             opt(self.redirects),
             opt(self.bytes),
             opt(self.throughput_bps),

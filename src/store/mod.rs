@@ -123,7 +123,11 @@ fn migrations(d: Dialect) -> Vec<String> {
         Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
         Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
     };
-    vec![MIGRATION_1.replace("{pk}", pk)]
+    vec![
+        MIGRATION_1.replace("{pk}", pk),
+        // Issue 10: the matched block-page fingerprint.
+        "ALTER TABLE records ADD COLUMN blockpage_fingerprint TEXT".to_owned(),
+    ]
 }
 
 /// Schema version 1 (blockprobe 0.1, report schema v3).

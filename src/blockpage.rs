@@ -212,6 +212,11 @@ impl Fingerprints {
         &FP
     }
 
+    /// Every fingerprint, HTTP first.
+    pub fn iter(&self) -> impl Iterator<Item = &Fingerprint> {
+        self.http.iter().chain(&self.dns)
+    }
+
     pub fn len(&self) -> usize {
         self.http.len() + self.dns.len()
     }
@@ -257,6 +262,41 @@ impl Fingerprints {
         let text = ip.to_string();
         self.dns.iter().find(|f| f.matcher.is_match(&text))
     }
+}
+
+/// A saved page or a raw HTTP response (status line, headers, blank line, body) as the probe
+/// would have observed it: `blockprobe blockpage FILE`.
+pub fn observation_from_bytes(bytes: &[u8], url: &str) -> HttpObservation {
+    let mut obs = HttpObservation::empty(url);
+    let mut body = bytes;
+    if bytes.starts_with(b"HTTP/") {
+        let end = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|i| (i, i + 4))
+            .or_else(|| bytes.windows(2).position(|w| w == b"\n\n").map(|i| (i, i + 2)));
+        if let Some((head_end, body_start)) = end {
+            let head = String::from_utf8_lossy(&bytes[..head_end]);
+            let mut lines = head.lines();
+            obs.status = lines
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|c| c.parse().ok());
+            for line in lines {
+                if let Some((k, v)) = line.split_once(':') {
+                    obs.headers
+                        .insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+                }
+            }
+            body = &bytes[body_start..];
+        }
+    } else {
+        obs.status = Some(200);
+    }
+    obs.head = body[..body.len().min(crate::probe::http::HEAD_KEEP)].to_vec();
+    obs.transfer.bytes = body.len() as u64;
+    obs.title = crate::probe::http::extract_title(&obs.body_text());
+    obs
 }
 
 #[cfg(test)]

@@ -38,6 +38,13 @@ pub enum Command {
     Export(ExportArgs),
     /// Delete stored runs older than an age, with their records (retention for cron).
     Prune(PruneArgs),
+    /// Does a saved page match a block-page fingerprint? FILE is an HTML page or a raw HTTP
+    /// response with its headers (`-` for stdin). Exit 0 when it matches, 1 when not.
+    #[command(after_help = "Examples:
+  curl -si http://blocked.example/ | blockprobe blockpage -
+  blockprobe blockpage --url http://warning.rt.ru/ stub.html
+  blockprobe blockpage --list | grep ':RU'")]
+    Blockpage(BlockpageArgs),
     /// List the bundled probe suites, or the targets of one suite.
     Suites {
         /// A suite name or PATH.toml: print its targets with their category and note.
@@ -49,6 +56,19 @@ pub enum Command {
         #[command(subcommand)]
         what: Generate,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct BlockpageArgs {
+    /// A saved page or raw HTTP response; `-` reads standard input.
+    #[arg(value_name = "FILE", required_unless_present = "list")]
+    pub file: Option<PathBuf>,
+    /// The URL the page came from (host fingerprints look at it) [default: http://unknown.invalid/].
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// List every shipped fingerprint (id, country, where, source) instead.
+    #[arg(long)]
+    pub list: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -49,6 +49,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Diff(args) => diff(args),
         Command::Export(args) => export(args),
         Command::Prune(args) => prune(args),
+        Command::Blockpage(args) => check_blockpage(&args),
         Command::Suites { suite } => list_suites(suite.as_deref()),
         Command::Generate { what } => generate(what),
     };
@@ -383,6 +384,54 @@ async fn wait_for_shutdown() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `blockprobe blockpage FILE`: the first thing people do with a suspicious page.
+fn check_blockpage(args: &cli::BlockpageArgs) -> anyhow::Result<ExitCode> {
+    let fp = blockpage::Fingerprints::builtin();
+    let mut out = io::stdout().lock();
+    if args.list {
+        for f in fp.iter() {
+            let m = f.to_match();
+            writeln!(out, "{}\t{}\t{}\t{}", m.id, m.country, m.place, m.source)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let path = args.file.as_deref().expect("clap requires FILE without --list");
+    let bytes = if path.as_os_str() == "-" {
+        let mut b = Vec::new();
+        io::Read::read_to_end(&mut io::stdin().lock(), &mut b).context("cannot read stdin")?;
+        b
+    } else {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
+    };
+    let url = args.url.as_deref().unwrap_or("http://unknown.invalid/");
+    let obs = blockpage::observation_from_bytes(&bytes, url);
+    match fp.match_http(&obs, url) {
+        Some(f) => {
+            let m = f.to_match();
+            writeln!(
+                out,
+                "block page: {} (country {}, matched in {}; source: {})",
+                m.id,
+                if m.country.is_empty() { "-" } else { &m.country },
+                m.place,
+                m.source
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            writeln!(
+                out,
+                "no fingerprint matches (status {}, title {:?}, {} body bytes; {} fingerprints tried)",
+                obs.status.map_or("-".to_owned(), |s| s.to_string()),
+                obs.title.as_deref().unwrap_or(""),
+                obs.transfer.bytes,
+                fp.len()
+            )?;
+            Ok(ExitCode::from(EXIT_FAIL_ON))
+        }
+    }
 }
 
 /// `blockprobe suites [NAME]`: the bundled suites, or one suite's targets.

@@ -92,7 +92,7 @@ pub struct HttpObservation {
 }
 
 impl HttpObservation {
-    fn empty(url: &str) -> Self {
+    pub fn empty(url: &str) -> Self {
         Self {
             url: url.to_owned(),
             status: None,

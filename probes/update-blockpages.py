@@ -232,14 +232,25 @@ ISP_RULES = [
     (r"turk ?net", "TurkNet"),
     (r"ttnet", "TTNet (Türk Telekom)"),
     (r"beltelecom", "Beltelecom"),
-    (r"a1\.by|isp_by_a1", "A1 Belarus"),
+    (r"a1\.by|isp_by_a1", "A1"),
 ]
 CP_ISP_TOKENS = {
     "pjscrostelekom": "Rostelecom", "mgts": "MGTS", "akado": "Akado", "beeline": "Beeline",
     "mts": "MTS", "yota": "Yota", "ertelecom": "ER-Telecom (Dom.ru)", "ttk": "TTK",
-    "novotelecom": "Novotelecom", "novotelecom_2": "Novotelecom",
+    "novotelecom": "Novotelecom", "post": "Post LTD (formerly KMV)", "orion": "Orion Net",
+    "convex": "Convex", "wiland": "Wiland", "ugmk": "UGMK Telecom", "teleseti": "Teleseti",
+    "strela": "Strela", "avantel": "Avantel", "sibset": "Sibset", "infolink": "Info-Link",
+    "tscrimea": "TS Crimea", "goodline": "E-Light Telecom", "airtel": "Airtel",
+    "melsa": "Melsa", "myrepublic": "MyRepublic", "hypernet": "Hypernet", "iforte": "iForte",
+    "telkomsel": "Telkomsel", "indosat": "Indosat Ooredoo", "netsafe": "Indosat Ooredoo",
 }
-CL_NAME = re.compile(r"^(?:[A-Z]{2}(?:/[A-Za-z]+)*) (?:ISP|Formula) (.+?)(?: Block(?: System)?| Blockpage)?$")
+# CP name tokens that are not ISP names (generic block pages, orders, numbers).
+CP_NOT_ISP = re.compile(r"^(generalbp\d*|court_order.*|generic.*|govt.*|\d+|[a-z]{2}|a_prod_.*)$")
+# Spelling differences between datasets -> one name.
+ISP_ALIASES = {"Megafon": "MegaFon", "Ertelecom": "ER-Telecom (Dom.ru)", "Tinkoff": "Tinkoff Mobile",
+               "Skynet Kazan": "Skynet (Kazan)", "Indosat/Ooredo": "Indosat Ooredoo",
+               "Rostelecom Block System": "Rostelecom"}
+CL_NAME = re.compile(r"^(?:[A-Z]{2}(?:/[A-Za-z]+)*) (?:ISP )?(.+?)(?: Block(?: System)?| Blockpage)?$")
 
 
 def isp_from_text(text):
@@ -337,7 +348,12 @@ def lint(e):
     if where.startswith("header") or where in ("location", "headers"):
         if m in ("prefix", "full") and p[:1].isspace():
             flags.append("leading whitespace: a header value never starts with a space, so this never matches")
-    if where == "location" and m == "prefix" and not re.match(r"^(https?:)?//|^/", p):
+    if where == "location" and ((m in ("prefix", "full") and not re.match(
+            r"^\s*((https?:)?//|/|[\w.-]+\.[a-z]{2,}|\d+\.\d+\.\d+\.\d+)", p, re.I)) or " " in p.strip()):
+        flags.append("not URL text, so no Location value carries it: upstream filed a header or body "
+                     "text (e.g. a Server value; the Censored Planet/Citizen Lab original is a "
+                     "'Server: ...' line or any-header pattern) under header.location")
+    elif where == "location" and m == "prefix" and not re.match(r"^(https?:)?//|^/", p):
         flags.append("Location prefix without a scheme: real Location values are absolute URLs "
                      "('http://...'), so this only matches a scheme-less Location")
     if m in ("contains", "prefix", "full") and e["id"].startswith("ooni:cp."):
@@ -350,7 +366,7 @@ def lint(e):
         if "</title>*" in p:
             flags.append("'>*' repeats '>' (probably meant '.*'): only matches when 'src=' "
                          "directly follows '</title>'")
-        if ".rblocked.mts.ruu" in p:
+        if ".rblocked.mts.ruu" in re.sub(r"\\(.)", r"\1", p):
             flags.append("malformed upstream text ('www.tmn.rblocked.mts.ruu'): a paste error, "
                          "kept verbatim; it matches nothing real")
     if e["id"].endswith(("inst_edu_runnet_blockpage",)):
@@ -484,7 +500,10 @@ def load_cp(up):
             if not is_fp and name.startswith("c_isp_"):
                 tok = "_".join(name.split("_")[3:]).replace("_satellite", "")
                 tok = re.sub(r"_(redirect_)?\d.*$", "", tok)
-                e["_cp_isp"] = CP_ISP_TOKENS.get(tok) or isp_from_text(e["_text"]) or tok
+                isp = (CP_ISP_TOKENS.get(tok) or isp_from_text(e["_text"])
+                       or (None if CP_NOT_ISP.match(tok) else tok))
+                if isp:
+                    e["_cp_isp"] = isp
             out.append(e)
     return out
 
@@ -517,8 +536,10 @@ def _cl_common(e, d):
     if d.get("common_name"):
         e["common_name"] = d["common_name"]
         m = CL_NAME.match(d["common_name"])
-        if m:
-            e["_cl_isp"] = m.group(1)
+        if m and d.get("scope") in ("isp", "nat") and " ISP " in d["common_name"]:
+            e["_cl_isp"] = ISP_ALIASES.get(m.group(1), m.group(1))
+        elif "Formula Svyaz" in d["common_name"]:
+            e["_cl_isp"] = "Formula Svyaz"
     srcs = [s for s in (d.get("source") or []) if s]
     if srcs:
         e["citation"] = ", ".join(srcs)
@@ -916,8 +937,15 @@ def main():
             if e in extra:
                 sys.exit(f"extra.toml entry {e['id']} matches ordinary page(s) {names}")
             if e["confidence"] != "low":
-                e["flags"].append("generic: matches ordinary test page(s) " + ", ".join(names))
-                e["confidence"] = "low"
+                lit = regex_example(e["pattern"]) if e["match"] == "regex" else e["pattern"]
+                if re.search(r"\w\.\w|\d{4}", lit):
+                    e["flags"].append("a specific marker (host, address or ID), but pages about blocking name it "
+                                      "too: matches ordinary test page(s) " + ", ".join(names) +
+                                      "; prefer the Location/host form, or corroborate")
+                    e["confidence"] = "medium"
+                else:
+                    e["flags"].append("generic: matches ordinary test page(s) " + ", ".join(names))
+                    e["confidence"] = "low"
             else:
                 e["flags"].append("matches ordinary test page(s) " + ", ".join(names))
 
@@ -982,9 +1010,11 @@ def main():
            "# false positives first; an engine doing the same would miss these).", "[false_positive]"]
     for n in sorted(expect_fp):
         ex.append(f"{toml_str(n)} = [" + ", ".join(toml_str(i) for i in expect_fp[n]) + "]")
-    ex += ["", "# Ordinary pages (tests/fixtures/blockpages/ordinary/) that a LOW-confidence fingerprint",
-           "# matches on its own. None of these may be reported as a block page: low-confidence",
-           "# fingerprints need corroboration (see probes/blockpages/README.md).", "[ordinary_low_hits]"]
+    ex += ["", "# Ordinary pages (tests/fixtures/blockpages/ordinary/) that a low- or medium-confidence",
+           "# fingerprint matches on its own. None of these may be reported as a block page: such",
+           "# fingerprints need corroboration (see probes/blockpages/README.md). No high-confidence",
+           "# fingerprint matches any ordinary page (the generator demotes any that would).",
+           "[ordinary_weak_hits]"]
     inv = {}
     for i, ns in hits.items():
         for n in ns:

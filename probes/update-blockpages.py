@@ -280,12 +280,18 @@ GENERIC_REVIEWED = {
     "ooni:cp.f_gen_ru_20_satellite": "the title of Federal Law 149-FZ; quoted by every news story and legal page about it",
     "censoredplanet:d_corp_kz_ps": "two common words ('page blocked'); used in news and help pages",
     "ooni:cp.d_corp_kz_ps": "two common words ('page blocked'); used in news and help pages",
-    "ooni:ooni.ru_5": "bare link to the regulator's registry (eais.rkn.gov.ru), which news and legal pages also link",
     "ooni:cl.isp_ru_linkregion_block": "upstream notes say 'this might be a broad pattern' ('<title>Federal block</title>')",
     "citizenlab:isp_ru_linkregion_block": "upstream notes say 'this might be a broad pattern' ('<title>Federal block</title>')",
     "ooni:cl.prod_vasexperts_forward": "any redirect to the vendor's own site vasexperts.ru, not only to its block page",
     "citizenlab:prod_vasexperts_forward": "any redirect to the vendor's own site vasexperts.ru, not only to its block page",
 }
+# Reviewed by hand: a specific link, but to the regulator's public registry pages, which the
+# regulator's own site, news and legal pages link too. Kept, marked medium.
+_RKN_LINK = "a link to the regulator's public registry page, which its own site, news and legal pages also carry"
+MEDIUM_REVIEWED = {i: _RKN_LINK for i in (
+    "ooni:ooni.ru_5", "censoredplanet:b_nat_ru_rkn", "ooni:cp.b_nat_ru_rkn_body",
+    "censoredplanet:b_nat_ru_satellite_1", "ooni:cp.b_nat_ru_satellite_1",
+    "censoredplanet:b_nat_ru_12_satellite", "ooni:cp.b_nat_ru_12_satellite")}
 # Not censorship: benign injections (router firmware notice, MTS unpaid-bill redirect).
 NOT_CENSORSHIP_SCOPES = {"injb"}
 # Upstream entries whose text is in a language other than the country the name suggests.
@@ -332,6 +338,9 @@ def confidence_label(e):
     if low:
         flags.extend(low)
         return "low"
+    if e["id"] in MEDIUM_REVIEWED:
+        flags.append("reviewed: " + MEDIUM_REVIEWED[e["id"]])
+        return "medium"
     uc = e.get("upstream_confidence")
     if uc is not None and uc <= 7 and not (e["id"].startswith("ooni:") and uc == 5):
         flags.append(f"upstream confidence_no_fp {uc}/10")

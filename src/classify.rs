@@ -390,7 +390,7 @@ fn decide(ev: &Evidence, rules: &Rules, transfer_layer: Layer) -> Decision {
 pub fn blockpage_of(hop: &Hop) -> Option<&'static crate::blockpage::Fingerprint> {
     let http = hop.http.as_ref()?;
     let fp = Fingerprints::builtin();
-    fp.match_http(http, &hop.url).or_else(|| {
+    fp.match_http(http).or_else(|| {
         hop.tcp
             .iter()
             .find(|t| t.ok)

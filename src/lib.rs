@@ -407,7 +407,7 @@ fn check_blockpage(args: &cli::BlockpageArgs) -> anyhow::Result<ExitCode> {
     };
     let url = args.url.as_deref().unwrap_or("http://unknown.invalid/");
     let obs = blockpage::observation_from_bytes(&bytes, url);
-    match fp.match_http(&obs, url) {
+    match fp.match_http(&obs) {
         Some(f) => {
             let m = f.to_match();
             writeln!(

@@ -337,6 +337,7 @@ async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
                         for hop in &mut p.hops {
                             if let Some(h) = hop.http.as_mut() {
                                 h.head = Vec::new();
+                                h.raw_headers = Vec::new();
                             }
                         }
                         p

@@ -28,7 +28,22 @@ const USER_AGENT: &str = concat!(
     env!("CARGO_PKG_VERSION")
 );
 
-/// Response headers worth keeping as evidence.
+/// Headers kept for fingerprints (a response with more is unusual; the rest are dropped).
+pub const MAX_RAW_HEADERS: usize = 100;
+
+/// `content-type` -> `Content-Type` (HTTP/1 names are case-insensitive; hyper lowercases them).
+fn wire_case(name: &str) -> String {
+    name.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
 /// Response headers worth keeping as evidence (block-page fingerprints look at some of them).
 const KEPT_HEADERS: &[&str] = &[
     "server",
@@ -89,6 +104,10 @@ pub struct HttpObservation {
     /// The first [`HEAD_KEEP`] bytes of the body, for fingerprints; not written to reports.
     #[serde(skip)]
     pub head: Vec<u8>,
+    /// Every response header (at most [`MAX_RAW_HEADERS`]), for fingerprints; not written to
+    /// reports (the evidence keeps [`KEPT_HEADERS`]).
+    #[serde(skip)]
+    pub raw_headers: Vec<(String, String)>,
 }
 
 impl HttpObservation {
@@ -103,6 +122,7 @@ impl HttpObservation {
             failure: None,
             elapsed: Duration::ZERO,
             head: Vec::new(),
+            raw_headers: Vec::new(),
         }
     }
 
@@ -112,6 +132,38 @@ impl HttpObservation {
             failure: Some(f),
             ..Self::empty(url)
         }
+    }
+
+    /// The status line as a fingerprint expects it (`HTTP/1.1 403 Forbidden`).
+    pub fn status_line(&self) -> String {
+        let code = self.status.unwrap_or(0);
+        let reason = http::StatusCode::from_u16(code)
+            .ok()
+            .and_then(|c| c.canonical_reason())
+            .unwrap_or("");
+        format!("HTTP/1.1 {code} {reason}")
+    }
+
+    /// Every header as a `Name: value` line, names in the usual wire capitalisation.
+    pub fn header_lines(&self) -> Vec<String> {
+        self.raw_headers
+            .iter()
+            .map(|(k, v)| format!("{}: {v}", wire_case(k)))
+            .collect()
+    }
+
+    /// The values of one header (name in any case).
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.raw_headers
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .chain(
+                self.raw_headers
+                    .is_empty()
+                    .then(|| self.headers.get(name).map(String::as_str))
+                    .flatten(),
+            )
     }
 
     pub fn location(&self) -> Option<&str> {
@@ -244,6 +296,15 @@ where
                 .insert((*name).to_owned(), v.chars().take(512).collect());
         }
     }
+    obs.raw_headers = resp
+        .headers()
+        .iter()
+        .take(MAX_RAW_HEADERS)
+        .map(|(k, v)| {
+            let v = String::from_utf8_lossy(v.as_bytes());
+            (k.as_str().to_owned(), v.chars().take(1024).collect())
+        })
+        .collect();
 
     // The body, sampled as it arrives.
     let mut body = resp.into_body();

@@ -100,6 +100,7 @@ fn http_obs(
         failure: failure.map(|k| Failure::new(k, "x")),
         elapsed: Duration::ZERO,
         head: body.as_bytes().to_vec(),
+        raw_headers: Vec::new(),
     }
 }
 

@@ -28,7 +28,10 @@ const BUILTIN: &[(&str, &str)] = &[
         "citizenlab.toml",
         include_str!("../probes/blockpages/citizenlab.toml"),
     ),
-    ("extra.toml", include_str!("../probes/blockpages/extra.toml")),
+    (
+        "extra.toml",
+        include_str!("../probes/blockpages/extra.toml"),
+    ),
     (
         "blockprobe.toml",
         include_str!("../probes/blockpages/blockprobe.toml"),
@@ -357,9 +360,8 @@ impl Fingerprints {
 
     /// The fingerprints shipped in the binary.
     pub fn builtin() -> &'static Self {
-        static FP: LazyLock<Fingerprints> = LazyLock::new(|| {
-            Fingerprints::parse(BUILTIN).expect("probes/blockpages/*.toml parse")
-        });
+        static FP: LazyLock<Fingerprints> =
+            LazyLock::new(|| Fingerprints::parse(BUILTIN).expect("probes/blockpages/*.toml parse"));
         &FP
     }
 
@@ -399,8 +401,9 @@ impl Fingerprints {
             let text_match = |t: &str| f.matcher.is_match(t);
             match &f.place {
                 // `contains`/`regex` on the long texts went through the bulk matchers.
-                Place::Body => matches!(f.matcher, Matcher::Full(_) | Matcher::Prefix(_))
-                    && text_match(&body),
+                Place::Body => {
+                    matches!(f.matcher, Matcher::Full(_) | Matcher::Prefix(_)) && text_match(&body)
+                }
                 Place::Response => false,
                 Place::Title => http.title.as_deref().is_some_and(text_match),
                 Place::Location => http.location().is_some_and(text_match),
@@ -449,7 +452,12 @@ pub fn observation_from_bytes(bytes: &[u8], url: &str) -> HttpObservation {
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
             .map(|i| (i, i + 4))
-            .or_else(|| bytes.windows(2).position(|w| w == b"\n\n").map(|i| (i, i + 2)));
+            .or_else(|| {
+                bytes
+                    .windows(2)
+                    .position(|w| w == b"\n\n")
+                    .map(|i| (i, i + 2))
+            });
         if let Some((head_end, body_start)) = end {
             let head = String::from_utf8_lossy(&bytes[..head_end]);
             let mut lines = head.lines();
@@ -541,7 +549,10 @@ pattern = "10.10.34.34"
         )])
         .unwrap();
         let id = |h: &HttpObservation| fp.match_http(h).map(|f| f.id.as_str());
-        assert_eq!(id(&page("<p>Доступ к ресурсу ограничен</p>")), Some("t:body"));
+        assert_eq!(
+            id(&page("<p>Доступ к ресурсу ограничен</p>")),
+            Some("t:body")
+        );
         let mut redirect = page("");
         redirect.status = Some(302);
         redirect
@@ -549,7 +560,9 @@ pattern = "10.10.34.34"
             .insert("location".into(), "http://warning.rt.ru/?id=1".into());
         assert_eq!(id(&redirect), Some("t:host"));
         let mut server = page("");
-        server.raw_headers.push(("server".into(), "Blocker/1.0".into()));
+        server
+            .raw_headers
+            .push(("server".into(), "Blocker/1.0".into()));
         assert_eq!(id(&server), Some("t:server"));
         assert_eq!(id(&page("<title>WhatsApp</title>")), None);
         assert_eq!(
@@ -581,7 +594,8 @@ pattern = "10.10.34.34"
     /// own text, every hand-built real stub is recognised, and no ordinary page matches.
     #[test]
     fn fixtures_blocked_match_and_ordinary_pages_never_do() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/blockpages");
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/blockpages");
         let expect: toml::Table =
             toml::from_str(&std::fs::read_to_string(dir.join("expect.toml")).unwrap()).unwrap();
         let fp = Fingerprints::builtin();
@@ -608,22 +622,33 @@ pattern = "10.10.34.34"
             }
         }
         assert!(checked > 1000, "{checked}");
-        assert!(missed.is_empty(), "{} missed:\n{}", missed.len(), missed.join("\n"));
+        assert!(
+            missed.is_empty(),
+            "{} missed:\n{}",
+            missed.len(),
+            missed.join("\n")
+        );
 
         let mut flagged = Vec::new();
         for e in std::fs::read_dir(dir.join("ordinary")).unwrap() {
             let path = e.unwrap().path();
-            let obs = observation_from_bytes(&std::fs::read(&path).unwrap(), "http://news.example/");
+            let obs =
+                observation_from_bytes(&std::fs::read(&path).unwrap(), "http://news.example/");
             if let Some(f) = fp.match_http(&obs) {
                 flagged.push(format!("{}: {}", path.display(), f.id));
             }
         }
-        assert!(flagged.is_empty(), "ordinary pages flagged:\n{}", flagged.join("\n"));
+        assert!(
+            flagged.is_empty(),
+            "ordinary pages flagged:\n{}",
+            flagged.join("\n")
+        );
     }
 
     #[test]
     fn dns_fixtures_name_their_fingerprint() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/blockpages");
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/blockpages");
         let answers: toml::Table =
             toml::from_str(&std::fs::read_to_string(dir.join("dns.toml")).unwrap()).unwrap();
         let fp = Fingerprints::builtin();

@@ -397,7 +397,10 @@ fn check_blockpage(args: &cli::BlockpageArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let path = args.file.as_deref().expect("clap requires FILE without --list");
+    let path = args
+        .file
+        .as_deref()
+        .expect("clap requires FILE without --list");
     let bytes = if path.as_os_str() == "-" {
         let mut b = Vec::new();
         io::Read::read_to_end(&mut io::stdin().lock(), &mut b).context("cannot read stdin")?;
@@ -414,7 +417,11 @@ fn check_blockpage(args: &cli::BlockpageArgs) -> anyhow::Result<ExitCode> {
                 out,
                 "block page: {} (country {}, matched in {}; source: {})",
                 m.id,
-                if m.country.is_empty() { "-" } else { &m.country },
+                if m.country.is_empty() {
+                    "-"
+                } else {
+                    &m.country
+                },
                 m.place,
                 m.source
             )?;

@@ -285,7 +285,7 @@ fn dns_table() {
         ),
         (
             "disjoint public answers",
-            Answer("NOERROR", &["1.2.3.4"]),
+            Answer("NOERROR", &["1.2.3.5"]),
             Some(Answer("NOERROR", &["5.6.7.8"])),
             true,
             Blocked,

@@ -56,7 +56,7 @@ pub(crate) fn vantage_zone() -> Zone {
                 real: ips(&["127.0.0.16"]),
             },
         )
-        .with("lie.test", Behaviour::Answer(ips(&["1.2.3.4"])))
+        .with("lie.test", Behaviour::Answer(ips(&["1.2.3.5"])))
         .with("gone.test", Behaviour::NxDomain)
 }
 

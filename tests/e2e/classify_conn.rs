@@ -864,3 +864,58 @@ fn without_a_proxy_a_stun_reference_is_the_baseline() {
         );
     }
 }
+
+/// Issue 10: a plain-HTTP redirect to another site (an ISP's HTTPS stub that verifies like any
+/// page) is not `reachable`: `inconclusive` without a baseline, `http.diff` when the control
+/// path stays on the site; a redirect within the site (http -> https://www.) is fine.
+#[test]
+fn offsite_plain_http_redirects_need_a_baseline() {
+    let hop = |url: &str, tls: bool, status: u16, location: Option<&str>| {
+        let mut h = path(&PAGE, tls).hops.remove(0);
+        h.url = url.into();
+        let http = h.http.as_mut().unwrap();
+        http.url = url.into();
+        http.status = Some(status);
+        if let Some(l) = location {
+            http.headers.insert("location".into(), l.into());
+        }
+        h
+    };
+    let two = |to: &str| PathObservation {
+        hops: vec![
+            hop("http://news.example.org/", false, 302, Some(to)),
+            hop(to, true, 200, None),
+        ],
+        redirects_exhausted: false,
+    };
+    let stub = "https://stub.isp-example.ru/blocked.html";
+    let f = classify(
+        evidence("93.184.216.34", two(stub), None),
+        &Rules::default(),
+        Layer::Http,
+    );
+    assert_eq!(f.verdict, Verdict::Inconclusive, "{}", f.detail);
+    assert!(f.detail.contains("off-site"), "{}", f.detail);
+    let f = classify(
+        evidence(
+            "93.184.216.34",
+            two(stub),
+            Some(two("https://www.news.example.org/")),
+        ),
+        &Rules::default(),
+        Layer::Http,
+    );
+    assert_eq!(
+        (f.verdict, f.reason.map(|r| r.as_str())),
+        (Verdict::Blocked, Some("http.diff")),
+        "{}",
+        f.detail
+    );
+    let f = classify(
+        evidence("93.184.216.34", two("https://www.news.example.org/"), None),
+        &Rules::default(),
+        Layer::Http,
+    );
+    assert_ne!(f.verdict, Verdict::Blocked, "{}", f.detail);
+    assert!(!f.detail.contains("off-site"), "{}", f.detail);
+}

@@ -39,6 +39,9 @@ const CONTROL_CACHE: usize = 4_096;
 /// Control-path fetches kept (bigger entries; needed only while a target's jobs run).
 const CONTROL_PATH_CACHE: usize = 1_024;
 
+/// Longest wait for the store to take one record.
+const STORE_STALL: Duration = Duration::from_secs(120);
+
 /// How a scan ended.
 #[derive(Debug)]
 pub struct Outcome {
@@ -608,7 +611,16 @@ pub async fn scan<W: Write>(
         summary.add(&record.resolver, record.verdict);
         failed_on |= cfg.output.fail_on.contains(&record.verdict);
         if let Some(store) = hooks.store {
-            store.write(&record).await?;
+            // A database that stops answering mid-run (a statement that never returns) fills
+            // the writer's bounded queue; give up rather than hang the scan forever.
+            tokio::time::timeout(STORE_STALL, store.write(&record))
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "the store took no record for {} (is the database answering?)",
+                        humantime::format_duration(STORE_STALL)
+                    )
+                })??;
         }
         if let Err(e) = sink.write(&record) {
             if e.kind() == std::io::ErrorKind::BrokenPipe {

@@ -370,6 +370,10 @@ fn check_behaviours(t: &ScenarioTarget, target: &Target, literal: bool) -> Resul
     if censors.iter().filter(|c| **c).count() > 1 {
         return Err("one censor behaviour per target (tcp, tls, http, freeze, freeze_upload, throttle or udp)".into());
     }
+    // Issue 11, item 7: a zero rate divides by zero in the pacing (and means "never").
+    if t.throttle == Some(0) {
+        return Err("`throttle` is bytes per second and must be at least 1".into());
+    }
     if literal && (t.scheme != SchemeMode::Https || t.path != "/") {
         return Err("`scheme` and `path` apply to bare domains; write a URL instead".into());
     }

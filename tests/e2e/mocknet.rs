@@ -66,6 +66,7 @@ async fn behaviours_the_mock_cannot_produce_are_errors() {
         ("dns = \"nxdomain\"\nudp = \"drop\"", "udp"),
         ("tls = \"reset\"\nfreeze = 16384", "one censor behaviour"),
         ("tls = \"reset\"\nscheme = \"http\"", "https"),
+        ("throttle = 0", "at least 1"),
         ("dns = \"teleport\"", "teleport"),
         (
             "expect = { verdict = \"blocked\", reason = \"dns.magic\" }",

@@ -314,7 +314,6 @@ async fn issue_11_csv_cells_cannot_inject_formulas() {
 /// is not followed and is recorded; an https -> http redirect is recorded as a downgrade.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_11_redirects_to_reserved_addresses_are_refused_and_downgrades_recorded() {
-    use blockprobe::mocknet::dns::MockDns;
     use blockprobe::mocknet::origin::Origin;
     use blockprobe::mocknet::pki::Pki;
     let lo = crate::support::ip("127.0.0.1");
@@ -327,8 +326,7 @@ async fn issue_11_redirects_to_reserved_addresses_are_refused_and_downgrades_rec
     let metadata = Origin::start(lo, Some(tls)).await.unwrap();
     let plain = Origin::start(lo, None).await.unwrap();
     let zone = || Zone::new(Behaviour::Answer(vec![lo]));
-    let vantage = MockDns::start(lo, 0, zone(), None).await.unwrap();
-    let control = MockDns::start(lo, 0, zone(), None).await.unwrap();
+    let dns = crate::support::Resolvers::start(zone(), zone()).await;
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, pki.ca_pem()).unwrap();
@@ -340,27 +338,18 @@ async fn issue_11_redirects_to_reserved_addresses_are_refused_and_downgrades_rec
         "https://ok.test:{o}/redirect-http/ok.test:{}/",
         plain.addr.port()
     );
-    let out = run([
-        "scan".to_owned(),
-        "--resolver".into(),
-        format!("isp=udp://{}", vantage.udp),
-        "--control-resolver".into(),
-        format!("ctl=udp://{}", control.udp),
+    let mut args = dns.args("ok.test");
+    args.extend([
         "--ca-file".into(),
         ca.display().to_string(),
-        "--canary".into(),
-        "ok.test".into(),
-        "--injection-window".into(),
-        "0".into(),
         "--timeout".into(),
         "2s".into(),
         "--connect-to".into(),
         format!("169.254.169.254:{meta_port}={}", metadata.addr),
-        "--quiet".into(),
         to_metadata.clone(),
         downgrade.clone(),
-    ])
-    .await;
+    ]);
+    let out = run(&args).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let recs = jsonl(&out.stdout);
     assert_eq!(
@@ -386,7 +375,6 @@ async fn issue_11_redirects_to_reserved_addresses_are_refused_and_downgrades_rec
 /// Item 11: an answer with 200 addresses: at most `MAX_ADDRS` connections per job.
 #[tokio::test]
 async fn issue_11_a_huge_answer_is_capped() {
-    use blockprobe::mocknet::dns::MockDns;
     let lo = crate::support::ip("127.0.0.1");
     let many: Vec<std::net::IpAddr> = (1..=200)
         .map(|i| std::net::IpAddr::from([127, 0, 1, i as u8]))
@@ -394,27 +382,17 @@ async fn issue_11_a_huge_answer_is_capped() {
     let zone = || {
         Zone::new(Behaviour::Answer(vec![lo])).with("many.test", Behaviour::Answer(many.clone()))
     };
-    let vantage = MockDns::start(lo, 0, zone(), None).await.unwrap();
-    let control = MockDns::start(lo, 0, zone(), None).await.unwrap();
+    let dns = crate::support::Resolvers::start(zone(), zone()).await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let out = run([
-        "scan".to_owned(),
-        "--resolver".into(),
-        format!("isp=udp://{}", vantage.udp),
-        "--control-resolver".into(),
-        format!("ctl=udp://{}", control.udp),
-        "--canary".into(),
-        "ok.test".into(),
+    let mut args = dns.args("ok.test");
+    args.extend([
         "--probes".into(),
         "tcp".into(),
-        "--injection-window".into(),
-        "0".into(),
-        "--quiet".into(),
         format!("tcp://many.test:{port}"),
-    ])
-    .await;
+    ]);
+    let out = run(&args).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let r = &jsonl(&out.stdout)[0];
     assert_eq!(r["dns_answers"].as_array().unwrap().len(), 200);

@@ -236,3 +236,36 @@ pub(crate) fn args_without(args: &[String], drop: &[&str]) -> Vec<String> {
     }
     out
 }
+
+/// A vantage and a control resolver on loopback answering from their own zones.
+pub(crate) struct Resolvers {
+    pub(crate) vantage: MockDns,
+    pub(crate) control: MockDns,
+}
+
+impl Resolvers {
+    pub(crate) async fn start(vantage: Zone, control: Zone) -> Self {
+        let lo = ip("127.0.0.1");
+        Self {
+            vantage: MockDns::start(lo, 0, vantage, None).await.unwrap(),
+            control: MockDns::start(lo, 0, control, None).await.unwrap(),
+        }
+    }
+
+    /// `scan` aimed at them: UDP vantage `isp`, control `ctl`, the given canary, no injection
+    /// window, quiet.
+    pub(crate) fn args(&self, canary: &str) -> Vec<String> {
+        vec![
+            "scan".into(),
+            "--resolver".into(),
+            format!("isp=udp://{}", self.vantage.udp),
+            "--control-resolver".into(),
+            format!("ctl=udp://{}", self.control.udp),
+            "--canary".into(),
+            canary.into(),
+            "--injection-window".into(),
+            "0".into(),
+            "--quiet".into(),
+        ]
+    }
+}

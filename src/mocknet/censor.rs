@@ -182,7 +182,7 @@ where
 {
     let mut buf = vec![0u8; 8192];
     let _ = s.read(&mut buf).await;
-    let body = origin::BLOCK_PAGE;
+    let body = *origin::BLOCK_PAGE;
     let resp = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()

@@ -19,10 +19,14 @@ use tokio::task::JoinHandle;
 /// Size of `/big`: large enough that a throttled or frozen transfer shows.
 pub const BIG: usize = 256 * 1024;
 
-pub const BLOCK_PAGE: &str = "<html><head><title>Доступ ограничен</title></head><body>\
-<h1>Доступ к информационному ресурсу ограничен</h1><p>Access to the resource is restricted by \
-decision of Roskomnadzor, on the basis of Federal Law 149-FZ. \
-See https://blocklist.rkn.gov.ru/</p></body></html>";
+/// The ISP stub page the mock censor serves: Rostelecom's warning.rt.ru page as captured in
+/// public measurements (tests/fixtures/blockpages/README.md has its provenance), so the mock
+/// is recognised by the same dataset fingerprints as the real thing.
+pub static BLOCK_PAGE: std::sync::LazyLock<&'static str> = std::sync::LazyLock::new(|| {
+    let raw =
+        include_str!("../../tests/fixtures/blockpages/blocked/ru-rostelecom-warning-page.http");
+    raw.split_once("\r\n\r\n").map_or(raw, |(_, body)| body)
+});
 
 type Body = http_body_util::Either<Full<Bytes>, StreamBody<Chunks>>;
 
@@ -98,7 +102,7 @@ fn respond(req: &http::Request<hyper::body::Incoming>) -> http::Response<Body> {
         "/big" => full(200, "x".repeat(BIG)),
         "/endless" => stream(16 * 1024, 0, None),
         "/slowloris" => stream(1, 200, None),
-        "/blockpage" => full(200, BLOCK_PAGE.to_owned()),
+        "/blockpage" => full(200, (*BLOCK_PAGE).to_owned()),
         "/challenge" => full(
             503,
             "<html><head><title>Just a moment</title></head></html>".into(),

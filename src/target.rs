@@ -403,7 +403,11 @@ fn looks_like_csv_header(line: &str) -> bool {
         && line.contains(',')
 }
 
-fn read_list(origin: &str, mut r: impl BufRead, emit: &mut impl FnMut(Item) -> bool) -> bool {
+pub(crate) fn read_list(
+    origin: &str,
+    mut r: impl BufRead,
+    emit: &mut impl FnMut(Item) -> bool,
+) -> bool {
     let mut line_no = 0u64;
     let mut line = String::new();
     // Only the first line with content may be a CSV header; later commas are just bad targets.

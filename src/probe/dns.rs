@@ -489,7 +489,7 @@ fn build_queries(name: &str) -> Result<[(u16, Vec<u8>); 2], Failure> {
 }
 
 /// Decodes a response if it answers query `id` of type `qtype`; anything else is ignored.
-fn parse_response(
+pub(crate) fn parse_response(
     wire: &[u8],
     id: u16,
     qtype: RecordType,

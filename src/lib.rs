@@ -5,6 +5,8 @@ pub mod blockpage;
 pub mod classify;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mocknet;
 pub mod net;
 pub mod outfile;

@@ -138,9 +138,10 @@ impl FromStr for ResolverSpec {
 }
 
 fn fmt_addr(addr: &SocketAddr, default_port: u16) -> String {
-    match (addr.ip(), addr.port() == default_port) {
-        (IpAddr::V4(ip), true) => ip.to_string(),
-        (IpAddr::V6(ip), true) => format!("[{ip}]"),
+    match (addr, addr.port() == default_port) {
+        (SocketAddr::V4(a), true) => a.ip().to_string(),
+        // A scope (`[fe80::1%2]:53`) is only written with the port, where it parses back.
+        (SocketAddr::V6(a), true) if a.scope_id() == 0 => format!("[{}]", a.ip()),
         _ => addr.to_string(),
     }
 }
@@ -217,6 +218,25 @@ mod tests {
             let spec: ResolverSpec = input.parse().unwrap();
             assert_eq!(spec.to_string(), printed, "{input}");
             assert_eq!(printed.parse::<ResolverSpec>().unwrap(), spec, "{input}");
+        }
+    }
+
+    #[test]
+    fn issue_11_scoped_ipv6_spec_round_trips() {
+        // Found writing the resolver_spec fuzz target's round-trip check: the scope was dropped
+        // when the port was the default, so the printed spec named another resolver.
+        for input in [
+            "udp://[fe80::1%2]:53",
+            "tcp://[fe80::1%2]:53",
+            "tls://[fe80::1%3]:853#dns.example",
+        ] {
+            let spec: ResolverSpec = input.parse().unwrap();
+            let printed = spec.to_string();
+            assert_eq!(
+                printed.parse::<ResolverSpec>().unwrap(),
+                spec,
+                "{input} -> {printed}"
+            );
         }
     }
 

@@ -489,7 +489,11 @@ fn read_capped(r: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<Lin
     }))
 }
 
-fn read_list(origin: &str, mut r: impl BufRead, emit: &mut impl FnMut(Item) -> bool) -> bool {
+pub(crate) fn read_list(
+    origin: &str,
+    mut r: impl BufRead,
+    emit: &mut impl FnMut(Item) -> bool,
+) -> bool {
     let mut line_no = 0u64;
     let mut buf = Vec::new();
     // Only the first line with content may be a CSV header; later commas are just bad targets.

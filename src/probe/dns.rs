@@ -549,6 +549,24 @@ impl WireQuery {
     }
 }
 
+/// The decoder as the fuzz targets drive it (`crate::fuzzing`): the response to query `id` of
+/// `qtype` for `name`.
+pub(crate) fn parse_response(
+    wire: &[u8],
+    id: u16,
+    name: &str,
+    qtype: RecordType,
+) -> Option<DnsResponse> {
+    let name = Name::from_ascii(format!("{name}.")).ok()?;
+    WireQuery {
+        id,
+        name,
+        qtype,
+        wire: Vec::new(),
+    }
+    .parse(wire, Duration::ZERO)
+}
+
 /// Encodes the A and AAAA queries for `name` with random ids.
 fn build_queries(name: &str) -> Result<[WireQuery; 2], Failure> {
     let fqdn = Name::from_ascii(format!("{name}."))

@@ -2,9 +2,9 @@
 //! (socks5h semantics): the control path asks the proxy, outside the censored network, to
 //! resolve and connect, so neither the local resolver nor the local path is involved.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 #[derive(Debug, thiserror::Error)]
@@ -59,8 +59,8 @@ pub async fn udp_associate(proxy: SocketAddr) -> Result<(TcpStream, SocketAddr),
     Ok((s, relay))
 }
 
-const CMD_CONNECT: u8 = 1;
-const CMD_UDP_ASSOCIATE: u8 = 3;
+pub(crate) const CMD_CONNECT: u8 = 1;
+pub(crate) const CMD_UDP_ASSOCIATE: u8 = 3;
 
 /// ATYP, address and port of `host:port`: an IP as itself, a name for the proxy to resolve.
 fn encode_addr(host: &str, port: u16, out: &mut Vec<u8>) -> Result<(), SocksError> {
@@ -133,6 +133,19 @@ async fn request(
 ) -> Result<(TcpStream, SocketAddr), SocksError> {
     let mut s = TcpStream::connect(proxy).await?;
     s.set_nodelay(true)?;
+    let bound = negotiate(&mut s, proxy.ip(), cmd, host, port).await?;
+    Ok((s, bound))
+}
+
+/// The SOCKS5 exchange on an open connection to the proxy at `proxy_ip`: greeting, request,
+/// reply. Returns the bound address the reply names.
+pub(crate) async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    proxy_ip: IpAddr,
+    cmd: u8,
+    host: &str,
+    port: u16,
+) -> Result<SocketAddr, SocksError> {
     s.write_all(&[5, 1, 0]).await?;
     let mut choice = [0u8; 2];
     s.read_exact(&mut choice).await?;
@@ -170,11 +183,11 @@ async fn request(
             let len = usize::from(s.read_u8().await?);
             let mut rest = vec![0u8; len + 2];
             s.read_exact(&mut rest).await?;
-            SocketAddr::new(proxy.ip(), u16::from_be_bytes([rest[len], rest[len + 1]]))
+            SocketAddr::new(proxy_ip, u16::from_be_bytes([rest[len], rest[len + 1]]))
         }
         _ => return Err(SocksError::Protocol),
     };
-    Ok((s, bound))
+    Ok(bound)
 }
 
 /// Parses `socks5://HOST:PORT` (or `socks5h://`); HOST must be an IP address or `localhost`.

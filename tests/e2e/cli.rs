@@ -72,11 +72,13 @@ async fn controls_are_asked_once_per_name_whatever_the_number_of_vantages() {
     assert!(out.status.success(), "{}", stderr(&out));
     let recs = jsonl(&out.stdout);
     assert_eq!(recs.len(), 9, "3 targets × 3 vantages");
-    // A + AAAA once per name, shared by three vantages and two targets naming ok.test.
-    assert_eq!(net.control.hits_for("ok.test"), 2);
-    assert_eq!(net.control.hits_for("nx.test"), 2);
+    // A + AAAA once per name, shared by three vantages and two targets naming ok.test (a UDP
+    // retransmission on a loaded machine may add datagrams, never lookups: at most 3 sends
+    // per query, against 12 datagrams if each of the 6 jobs asked the control itself).
+    assert!((2..=2 * 3).contains(&net.control.hits_for("ok.test")));
+    assert!((2..=2 * 3).contains(&net.control.hits_for("nx.test")));
     // Each vantage asked each target itself.
-    assert_eq!(net.vantage.hits_for("ok.test"), 2 * 2 * 3);
+    assert!(net.vantage.hits_for("ok.test") >= 2 * 2 * 3);
     let dot_nx = recs
         .iter()
         .find(|r| r["target"] == "nx.test" && r["resolver"] == "dot")

@@ -40,7 +40,8 @@ fuzz_target!(|data: &[u8]| {
     ));
     serde_json::to_string(&obs).expect("an observation serialises");
     let fp = Fingerprints::builtin();
-    let _ = fp.matches(&obs, Some("10.10.34.35".parse().unwrap()));
+    let _ = fp.match_http(&obs);
+    let _ = fp.match_address("10.10.34.35".parse().unwrap());
 
     // The body extractors on the raw bytes too (most fuzz inputs are not valid responses).
     let body = String::from_utf8_lossy(response);
@@ -50,5 +51,10 @@ fuzz_target!(|data: &[u8]| {
     let mut page = obs;
     page.head = response.to_vec();
     page.title = extract_title(&body);
-    let _ = fp.matches(&page, None);
+    let _ = fp.match_http(&page);
+    // A raw response as `blockprobe blockpage FILE` reads it (status line, headers, body).
+    let _ = fp.match_http(&blockprobe::blockpage::observation_from_bytes(
+        response,
+        "http://example.com/",
+    ));
 });

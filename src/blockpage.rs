@@ -475,8 +475,6 @@ pub fn observation_from_bytes(bytes: &[u8], url: &str) -> HttpObservation {
             }
             body = &bytes[body_start..];
         }
-    } else {
-        obs.status = Some(200);
     }
     obs.head = body[..body.len().min(crate::probe::http::HEAD_KEEP)].to_vec();
     obs.transfer.bytes = body.len() as u64;

@@ -148,6 +148,7 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
         cfg.output.path.as_deref(),
         cfg.output.format != report::Format::Jsonl,
         cfg.output.append,
+        &interrupted,
     )?;
     let hooks = scan::Hooks {
         skip,
@@ -180,7 +181,12 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
             "complete"
         })?;
     }
-    file.commit()?;
+    // A run that measured nothing and failed (no targets, unreadable input) leaves an existing
+    // CSV/JSON report as it was; one that measured something keeps it, failure or not.
+    let failed = outcome.input_error.is_some() || (outcome.targets == 0 && !outcome.interrupted);
+    if !(failed && outcome.summary.total() == 0) {
+        file.commit()?;
+    }
     if !quiet {
         print_summary(&outcome, &run_id, store_url.as_deref());
     }
@@ -294,7 +300,7 @@ fn prune(args: cli::PruneArgs) -> anyhow::Result<ExitCode> {
 fn export(args: cli::ExportArgs) -> anyhow::Result<ExitCode> {
     let mut st = open_store(&args.store)?;
     // The same treatment as scan reports: atomic over a regular file, in place on a device.
-    let (file, mut out) = outfile::open(args.output.as_deref(), true, false)?;
+    let (file, mut out) = outfile::open(args.output.as_deref(), true, false, &|| false)?;
     store::query::export(
         &mut st,
         args.format,
@@ -403,13 +409,19 @@ fn check_blockpage(args: &cli::BlockpageArgs) -> anyhow::Result<ExitCode> {
         .file
         .as_deref()
         .expect("clap requires FILE without --list");
-    let bytes = if path.as_os_str() == "-" {
-        let mut b = Vec::new();
-        io::Read::read_to_end(&mut io::stdin().lock(), &mut b).context("cannot read stdin")?;
-        b
+    // The head and the first 64 KiB of a body are all a fingerprint sees; read a bounded
+    // prefix (`/dev/zero` or a 50 MB file must not be slurped).
+    const READ_CAP: u64 = 8 * 1024 * 1024;
+    let mut bytes = Vec::new();
+    let reader: Box<dyn io::Read> = if path.as_os_str() == "-" {
+        Box::new(io::stdin().lock())
     } else {
-        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
+        Box::new(
+            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?,
+        )
     };
+    io::Read::read_to_end(&mut io::Read::take(reader, READ_CAP), &mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let url = args.url.as_deref().unwrap_or("http://unknown.invalid/");
     let obs = blockpage::observation_from_bytes(&bytes, url);
     match fp.match_http(&obs) {
@@ -432,8 +444,11 @@ fn check_blockpage(args: &cli::BlockpageArgs) -> anyhow::Result<ExitCode> {
         None => {
             writeln!(
                 out,
-                "no fingerprint matches (status {}, title {:?}, {} body bytes; {} fingerprints tried)",
-                obs.status.map_or("-".to_owned(), |s| s.to_string()),
+                "no fingerprint matches ({}, title {:?}, {} body bytes; {} fingerprints tried)",
+                obs.status
+                    .map_or("no HTTP head: read as a page body".to_owned(), |s| {
+                        format!("status {s}")
+                    }),
                 obs.title.as_deref().unwrap_or(""),
                 obs.transfer.bytes,
                 fp.len()

@@ -75,6 +75,7 @@ pub fn open(
     path: Option<&Path>,
     atomic: bool,
     append: bool,
+    interrupted: &dyn Fn() -> bool,
 ) -> anyhow::Result<(OutFile, Box<dyn Write + Send>)> {
     let Some(p) = path else {
         return Ok((OutFile::Stdout, Box::new(BufWriter::new(io::stdout()))));
@@ -88,11 +89,22 @@ pub fn open(
         );
     }
     if is_stream(p) {
-        // Never created, truncated or renamed: write to whatever is there.
-        let f = OpenOptions::new()
-            .append(true)
-            .open(p)
-            .with_context(context)?;
+        // Never created, truncated or renamed: write to whatever is there. Opening a FIFO
+        // blocks until a reader comes; an interrupt meanwhile must still end the run.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let owned = p.to_path_buf();
+        std::thread::Builder::new()
+            .name("open-output".into())
+            .spawn(move || {
+                let _ = tx.send(OpenOptions::new().append(true).open(owned));
+            })?;
+        let f = loop {
+            match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(r) => break r.with_context(context)?,
+                Err(_) if interrupted() => return Err(crate::Interrupted.into()),
+                Err(_) => {}
+            }
+        };
         return Ok((OutFile::InPlace, Box::new(BufWriter::new(f))));
     }
     if !atomic {
@@ -160,8 +172,21 @@ impl OutFile {
     }
 }
 
-/// Whether two paths name the same existing file (same device and inode).
+/// Whether two paths name the same file: the same device and inode when both exist, else the
+/// same absolute path once symlinks are resolved (a store and a report that do not exist yet
+/// would still end up in one file).
 pub fn same_file(a: &Path, b: &Path) -> bool {
+    let absolute = |p: &Path| -> Option<PathBuf> {
+        let real = resolve(p).ok()?;
+        let dir = real
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Some(std::fs::canonicalize(dir).ok()?.join(real.file_name()?))
+    };
+    if !(a.exists() && b.exists()) {
+        return matches!((absolute(a), absolute(b)), (Some(x), Some(y)) if x == y);
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt as _;
@@ -185,7 +210,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
     fn write_report(path: &Path, atomic: bool, text: &str) {
-        let (file, mut w) = open(Some(path), atomic, false).unwrap();
+        let (file, mut w) = open(Some(path), atomic, false, &|| false).unwrap();
         w.write_all(text.as_bytes()).unwrap();
         w.flush().unwrap();
         drop(w);
@@ -254,7 +279,9 @@ mod tests {
     #[test]
     fn a_directory_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let e = open(Some(dir.path()), true, false).err().unwrap();
+        let e = open(Some(dir.path()), true, false, &|| false)
+            .err()
+            .unwrap();
         assert!(format!("{e:#}").contains("directory"), "{e:#}");
     }
 }

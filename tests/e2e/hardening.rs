@@ -481,3 +481,93 @@ async fn issue_11_a_second_sigterm_stops_hung_jobs() {
     assert_eq!(doc["end"]["interrupted"], true);
     hold.abort();
 }
+
+/// Found by a hostile-user pass: a FIFO nobody reads blocks the open; an interrupt still ends
+/// the run (exit 130).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn issue_11_an_interrupt_ends_a_wait_for_a_fifo_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("out.jsonl");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let child = tokio::process::Command::new(bin())
+        .args(["scan", "--canary", "", "--quiet", "x.example", "-o"])
+        .arg(&fifo)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Readiness: the thread that opens the FIFO exists (signals are handled before it starts).
+    let pid = child.id().unwrap();
+    let waiting = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .any(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| c.trim() == "open-output")
+            })
+    };
+    for _ in 0..2000 {
+        if waiting() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(waiting(), "never reached the open");
+    kill("-INT", &child);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("SIGINT did not end the wait")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+}
+
+/// Found by a hostile-user pass: `-o` naming the store (before either exists) is refused; a
+/// run that measured nothing and failed leaves an existing CSV alone; `blockpage /dev/zero`
+/// reads a bounded prefix.
+#[tokio::test]
+async fn issue_11_store_as_output_empty_runs_and_endless_pages() {
+    let net = Net::start().await;
+    let db = net.path("s.db");
+    let mut args = net.args();
+    args.extend(["ok.test", "--store"].map(String::from));
+    args.push(format!("sqlite:{}", db.display()));
+    args.extend([
+        "-o".into(),
+        db.display().to_string(),
+        "--format".into(),
+        "jsonl".into(),
+    ]);
+    let out = run(&args).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is the store"), "{}", stderr(&out));
+
+    let report = net.path("keep.csv");
+    write(&report, "precious\n");
+    let empty = net.path("empty.txt");
+    write(&empty, "# nothing\n");
+    let mut args = net.args();
+    args.extend(["-i".into(), empty.display().to_string()]);
+    args.extend(["-o".into(), report.display().to_string()]);
+    let out = run(&args).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no targets"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&report).unwrap(), "precious\n");
+
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        run(["blockpage", "/dev/zero"]),
+    )
+    .await
+    .expect("blockpage /dev/zero hung");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}

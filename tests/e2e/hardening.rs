@@ -18,6 +18,14 @@ fn kill(sig: &str, child: &tokio::process::Child) {
     assert!(ok.success());
 }
 
+fn mkfifo(path: &std::path::Path) {
+    let ok = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mkfifo {}", path.display());
+}
+
 fn status_of(url: &str, run_id: &str) -> Value {
     let mut st = Store::open(&url.parse().unwrap()).unwrap();
     let rows = st
@@ -41,13 +49,7 @@ async fn issue_11_output_to_dev_null_and_a_fifo_is_written_in_place() {
 
     // A FIFO gets the CSV through it and stays a FIFO.
     let fifo = net.path("report.pipe");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     let reader = {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
@@ -489,13 +491,7 @@ async fn issue_11_a_second_sigterm_stops_hung_jobs() {
 async fn issue_11_an_interrupt_ends_a_wait_for_a_fifo_reader() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("out.jsonl");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     let child = tokio::process::Command::new(bin())
         .args(["scan", "--canary", "", "--quiet", "x.example", "-o"])
         .arg(&fifo)

@@ -455,12 +455,7 @@ async fn a_closed_pipe_ends_the_scan_quietly() {
         "--concurrency".into(),
         "4".into(),
     ]);
-    let mut child = tokio::process::Command::new(crate::support::bin())
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = crate::support::spawn_piped(&args);
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).await.unwrap();

@@ -161,12 +161,7 @@ async fn issue_11_a_closed_pipe_leaves_a_resumable_run() {
     let mut args = net.args();
     args.extend(["-i".into(), list.display().to_string()]);
     args.extend(["--concurrency", "2", "--store", &url, "--run-id", "p1"].map(String::from));
-    let mut child = tokio::process::Command::new(bin())
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = crate::support::spawn_piped(&args);
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).await.unwrap();
@@ -233,13 +228,7 @@ async fn issue_11_an_interrupt_ends_a_lock_wait() {
     held.lock("the test", false, || false).unwrap();
     let mut args = net.args();
     args.extend(["ok.test", "--store", &url, "--lock-wait"].map(String::from));
-    let mut child = tokio::process::Command::new(bin())
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = crate::support::spawn_piped(&args);
     // Readiness: it says it is waiting.
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();

@@ -269,3 +269,14 @@ impl Resolvers {
         ]
     }
 }
+
+/// The real binary with piped stdout and stderr, killed if the test drops it.
+pub(crate) fn spawn_piped(args: &[String]) -> tokio::process::Child {
+    tokio::process::Command::new(bin())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}

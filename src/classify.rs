@@ -93,7 +93,60 @@ pub struct Evidence {
     /// With `--repeat N`: the outcome of each try (`verdict` or `verdict:reason`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tries: Vec<String>,
+    /// In-run references this vantage measured (`--reference` URLs, and the run's own best
+    /// transfers): the baseline for throttling and freezes when no control path works.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub baseline: Vec<Reference>,
 }
+
+/// One unthrottled transfer measured in this run, from this vantage.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Reference {
+    /// `reference:URL` (a `--reference`) or `run` (the run's best transfers so far).
+    pub source: String,
+    /// Its body rate (bits/s), when it carried enough to measure one.
+    pub bps: Option<f64>,
+    /// The most bytes (on the wire) it carried without stalling.
+    pub carried: u64,
+    /// Why it gives no baseline, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The baseline a verdict was judged against.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BaselineUsed {
+    /// `control_path`, `reference:URL` or `run`.
+    pub source: String,
+    pub bps: Option<f64>,
+}
+
+/// What would decide an `inconclusive` verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Needs {
+    /// A (working) control path outside the network: `--control-proxy`.
+    ControlPath,
+    /// An unthrottled reference transfer in the same run: `--reference URL`.
+    Reference,
+    /// A control resolver that answers.
+    ControlResolver,
+}
+
+impl Needs {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ControlPath => "control_path",
+            Self::Reference => "reference",
+            Self::ControlResolver => "control_resolver",
+        }
+    }
+}
+
+/// Wire bytes within which a stall is the TSPU-style freeze (about 16 KiB from the server,
+/// handshake included; observed between ~14 and ~34 KiB): without a control path, a stall
+/// here is `blocked / transfer.stall` when a reference in the same run carried past the end.
+pub const FREEZE_WINDOW: std::ops::RangeInclusive<u64> = 4 * 1024..=64 * 1024;
 
 /// Thresholds of the classifier (from the configuration).
 #[derive(Clone, Copy, Debug)]
@@ -121,7 +174,18 @@ pub struct Finding {
     pub detail: String,
     /// The block-page fingerprint a `*.blockpage` (or intercepted) verdict rests on.
     pub blockpage: Option<crate::blockpage::Match>,
+    /// The baseline a transfer was compared with (control path or in-run reference).
+    pub baseline: Option<BaselineUsed>,
+    /// For `inconclusive`: the evidence that would decide it.
+    pub needs: Option<Needs>,
     pub evidence: Evidence,
+}
+
+/// What a decision leaned on besides the direct path, collected while deciding.
+#[derive(Default)]
+struct Notes {
+    baseline: Option<BaselineUsed>,
+    needs: Option<Needs>,
 }
 
 /// Private, reserved, loopback and other addresses no public name should resolve to.
@@ -140,7 +204,11 @@ fn join(addrs: &BTreeSet<IpAddr>) -> String {
 /// Classifies one (target, vantage) job. `transfer_layer` is the layer the transfer runs on
 /// (`tls` for HTTPS, `http` for plain HTTP).
 pub fn classify(evidence: Evidence, rules: &Rules, transfer_layer: Layer) -> Finding {
-    let (verdict, reason, detail) = decide(&evidence, rules, transfer_layer);
+    let mut notes = Notes::default();
+    let (verdict, reason, detail) = decide(&evidence, rules, transfer_layer, &mut notes);
+    if verdict != Verdict::Inconclusive {
+        notes.needs = None;
+    }
     let blockpage = matches!(
         reason,
         Some(Reason::DnsBlockpage | Reason::HttpBlockpage | Reason::TlsCertInvalid)
@@ -153,18 +221,20 @@ pub fn classify(evidence: Evidence, rules: &Rules, transfer_layer: Layer) -> Fin
         reason,
         detail,
         blockpage,
+        baseline: notes.baseline,
+        needs: notes.needs,
         evidence,
     }
 }
 
 type Decision = (Verdict, Option<Reason>, String);
 
-fn decide(ev: &Evidence, rules: &Rules, transfer_layer: Layer) -> Decision {
+fn decide(ev: &Evidence, rules: &Rules, transfer_layer: Layer, notes: &mut Notes) -> Decision {
     use Verdict::*;
     let Some(dns) = &ev.dns else {
         return match &ev.direct {
-            Some(direct) => connection(direct, ev.control_path.as_ref(), rules, transfer_layer),
-            None if ev.stun.is_some() => udp(ev.stun.as_ref().expect("checked")),
+            Some(direct) => connection(ev, direct, rules, transfer_layer, notes),
+            None if ev.stun.is_some() => udp(ev.stun.as_ref().expect("checked"), notes),
             None => (
                 Inconclusive,
                 None,
@@ -239,6 +309,7 @@ fn decide(ev: &Evidence, rules: &Rules, transfer_layer: Layer) -> Decision {
     let vantage = dns.addresses();
     if !vantage.is_empty() {
         let ControlView::Exists(control_addrs) = &control else {
+            notes.needs = Some(Needs::ControlResolver);
             return (
                 Inconclusive,
                 None,
@@ -315,8 +386,8 @@ fn decide(ev: &Evidence, rules: &Rules, transfer_layer: Layer) -> Decision {
             }
         }
         return match &ev.direct {
-            Some(direct) => connection(direct, ev.control_path.as_ref(), rules, transfer_layer),
-            None if ev.stun.is_some() => udp(ev.stun.as_ref().expect("checked")),
+            Some(direct) => connection(ev, direct, rules, transfer_layer, notes),
+            None if ev.stun.is_some() => udp(ev.stun.as_ref().expect("checked"), notes),
             None => (
                 Reachable,
                 None,
@@ -377,11 +448,14 @@ fn decide(ev: &Evidence, rules: &Rules, transfer_layer: Layer) -> Decision {
             None,
             format!("vantage resolver gave {what}, which is not a known censorship signature"),
         ),
-        _ => (
-            Inconclusive,
-            None,
-            format!("vantage resolver gave {what}, and no control resolver answered"),
-        ),
+        _ => {
+            notes.needs = Some(Needs::ControlResolver);
+            (
+                Inconclusive,
+                None,
+                format!("vantage resolver gave {what}, and no control resolver answered"),
+            )
+        }
     }
 }
 
@@ -534,26 +608,56 @@ fn uses_plain_http(p: &PathObservation) -> bool {
 /// The control path's state, as the authority for `down` versus `blocked`.
 enum Control<'a> {
     Ok(Outcome<'a>),
+    /// The control path fails in a way that shows the site's own fault: the origin refuses,
+    /// the proxy reports the host unreachable, the origin's TLS is broken, redirects never end,
+    /// a redirect's name does not exist.
     Failed(String),
+    /// The control path failed in a way that says nothing about the site (our timeout waiting
+    /// on the proxy, a reset, a stall): it cannot decide, so the verdict stays open.
+    Unavailable(String),
     Absent,
+}
+
+/// A connect through the proxy the proxy itself answered with a failure (SOCKS5 reply
+/// "connection refused", "host unreachable", "TTL expired"): the outside view of the origin.
+fn proxy_reported(hop: &Hop) -> bool {
+    hop.tcp.iter().any(|t| {
+        t.failure
+            .as_ref()
+            .is_some_and(|f| f.message.starts_with("SOCKS5 proxy:"))
+    })
 }
 
 fn control_state(c: Option<&PathObservation>) -> Control<'_> {
     let Some(c) = c else { return Control::Absent };
+    let last = c.hops.last();
     match outcome(c) {
         o @ (Outcome::Response(_) | Outcome::Connected) => Control::Ok(o),
         Outcome::RedirectLoop => Control::Failed("keeps redirecting".into()),
-        Outcome::Tcp(k) => Control::Failed(format!("cannot connect ({})", k.as_str())),
-        Outcome::Tls { kind, .. } => Control::Failed(format!("TLS fails ({})", kind.as_str())),
-        Outcome::Http(k) => Control::Failed(format!("HTTP fails ({})", k.as_str())),
-        Outcome::Stall(at) => Control::Failed(format!("stalls at byte {at}")),
+        Outcome::Tcp(k @ (FailureKind::Refused | FailureKind::Unreachable)) => {
+            Control::Failed(format!("cannot connect ({})", k.as_str()))
+        }
+        Outcome::Tcp(k) if last.is_some_and(proxy_reported) => {
+            Control::Failed(format!("cannot connect (the proxy reports {})", k.as_str()))
+        }
+        Outcome::Tcp(k) => Control::Unavailable(format!("cannot connect ({})", k.as_str())),
+        Outcome::Tls {
+            kind: kind @ FailureKind::Tls,
+            ..
+        } => Control::Failed(format!("TLS fails ({})", kind.as_str())),
+        Outcome::Tls { kind, .. } => Control::Unavailable(format!("TLS fails ({})", kind.as_str())),
+        Outcome::Http(k @ (FailureKind::Http | FailureKind::Malformed)) => {
+            Control::Failed(format!("HTTP fails ({})", k.as_str()))
+        }
+        Outcome::Http(k) => Control::Unavailable(format!("HTTP fails ({})", k.as_str())),
+        Outcome::Stall(at) => Control::Unavailable(format!("stalls at byte {at}")),
         Outcome::NoAddress(_) => Control::Failed("a redirect's host does not resolve".into()),
     }
 }
 
-/// A failure on the direct path: blocked if the control path works, down if it fails the same,
-/// inconclusive without one.
-fn judge(reason: Option<Reason>, what: String, c: &Control<'_>) -> Decision {
+/// A failure on the direct path: blocked if the control path works, down if it fails in a way
+/// that is the site's own, inconclusive when there is no working control path.
+fn judge(reason: Option<Reason>, what: String, c: &Control<'_>, notes: &mut Notes) -> Decision {
     match (c, reason) {
         (Control::Ok(..), Some(r)) => (
             r.verdict(),
@@ -570,17 +674,32 @@ fn judge(reason: Option<Reason>, what: String, c: &Control<'_>) -> Decision {
             None,
             format!("{what}; the control path {why} too"),
         ),
-        (Control::Absent, _) => (
-            Verdict::Inconclusive,
-            None,
-            format!("{what}; no control path (--control-proxy) to tell censorship from an outage"),
-        ),
+        (Control::Unavailable(why), _) => {
+            notes.needs = Some(Needs::ControlPath);
+            (
+                Verdict::Inconclusive,
+                None,
+                format!(
+                    "{what}; the control path {why} as well, which says nothing about the site (a working control path would decide)"
+                ),
+            )
+        }
+        (Control::Absent, _) => {
+            notes.needs = Some(Needs::ControlPath);
+            (
+                Verdict::Inconclusive,
+                None,
+                format!(
+                    "{what}; no control path (--control-proxy) to tell censorship from an outage"
+                ),
+            )
+        }
     }
 }
 
 /// The UDP step of a STUN target: reachable when any address answers with a Binding
 /// Response; otherwise blocked only when the control path's relay gets one.
-fn udp(s: &StunObservation) -> Decision {
+fn udp(s: &StunObservation, notes: &mut Notes) -> Decision {
     if let Some(a) = s.direct.iter().find(|a| a.ok) {
         return (
             Verdict::Reachable,
@@ -597,10 +716,20 @@ fn udp(s: &StunObservation) -> Decision {
     }
     let c = match (&s.control, &s.reference) {
         (Some(c), _) if c.ok => Control::Ok(Outcome::Connected),
-        (Some(c), _) => Control::Failed(format!(
-            "gets no STUN response ({})",
-            c.failure.as_ref().map_or("no answer", |f| f.kind.as_str())
-        )),
+        // The server refusing from outside too (ICMP port unreachable) is its own fault; a
+        // relay that hears nothing within our timeout proves nothing about it.
+        (Some(c), _) => {
+            let kind = c.failure.as_ref().map(|f| f.kind);
+            let why = format!(
+                "gets no STUN response ({})",
+                kind.map_or("no answer", FailureKind::as_str)
+            );
+            if matches!(kind, Some(FailureKind::Refused | FailureKind::Malformed)) {
+                Control::Failed(why)
+            } else {
+                Control::Unavailable(why)
+            }
+        }
         // Another STUN server answers from here: UDP to STUN works, this one does not.
         (None, Some(r)) if r.ok => Control::Ok(Outcome::Connected),
         _ => Control::Absent,
@@ -620,6 +749,7 @@ fn udp(s: &StunObservation) -> Decision {
                 f.message
             ),
             &c,
+            notes,
         );
     }
     let kinds: BTreeSet<&str> = s
@@ -643,6 +773,16 @@ fn udp(s: &StunObservation) -> Decision {
         }))
     .then_some(Reason::UdpTimeout);
     let sent: u32 = s.direct.iter().map(|a| a.sent).sum();
+    // Port unreachable from here (the host says nothing listens) and silence from outside:
+    // the server is down, not blocked.
+    let refused_here = !s.direct.is_empty()
+        && s.direct
+            .iter()
+            .all(|a| kind(a) == Some(FailureKind::Refused));
+    let c = match c {
+        Control::Unavailable(why) if refused_here => Control::Failed(why),
+        c => c,
+    };
     judge(
         reason,
         format!(
@@ -650,6 +790,7 @@ fn udp(s: &StunObservation) -> Decision {
             kinds.into_iter().collect::<Vec<_>>().join(", ")
         ),
         &c,
+        notes,
     )
 }
 
@@ -735,15 +876,17 @@ fn offsite_redirect(
 }
 
 /// Bodies this small say nothing about throughput.
-const RATE_MIN_BYTES: u64 = 64 * 1024;
+pub const RATE_MIN_BYTES: u64 = 64 * 1024;
 
 fn connection(
+    ev: &Evidence,
     direct: &PathObservation,
-    control: Option<&PathObservation>,
     rules: &Rules,
     layer: Layer,
+    notes: &mut Notes,
 ) -> Decision {
     use Verdict::*;
+    let control = ev.control_path.as_ref();
     let c = control_state(control);
     // A block page anywhere on the path (a redirect to a stub host counts even when the stub
     // itself cannot be fetched), unless the control path gets the same page.
@@ -792,7 +935,8 @@ fn connection(
                     hop.url
                 ),
             ),
-            (Control::Ok(..), Some(_)) | (Control::Failed(_), Some(_)) => (
+            // The origin's own certificate, seen from outside too.
+            (_, Some(_)) => (
                 Down,
                 None,
                 format!(
@@ -800,14 +944,17 @@ fn connection(
                     hop.url
                 ),
             ),
-            _ => (
-                Inconclusive,
-                None,
-                format!(
-                    "{}: certificate does not verify ({err}); no working control path to compare",
-                    hop.url
-                ),
-            ),
+            _ => {
+                notes.needs = Some(Needs::ControlPath);
+                (
+                    Inconclusive,
+                    None,
+                    format!(
+                        "{}: certificate does not verify ({err}); no working control path to compare",
+                        hop.url
+                    ),
+                )
+            }
         };
     }
     let url = direct.hops.last().map_or("", |h| h.url.as_str());
@@ -829,12 +976,14 @@ fn connection(
                 reason,
                 format!("redirect to {url}: the vantage resolver gave {rcode}"),
                 &c,
+                notes,
             )
         }
         Outcome::Tcp(k) => judge(
             tcp_reason(k),
             format!("{url}: TCP fails on every vantage address ({})", k.as_str()),
             &c,
+            notes,
         ),
         Outcome::Tls { kind, decoy_ok } => {
             let what = format!(
@@ -856,7 +1005,7 @@ fn connection(
             } else {
                 what
             };
-            judge(tls_reason(kind), what, &c)
+            judge(tls_reason(kind), what, &c, notes)
         }
         Outcome::Http(k) => {
             let what = format!("{url}: the HTTP exchange fails ({})", k.as_str());
@@ -882,20 +1031,60 @@ fn connection(
                             "{what} before any byte, for the decoy Host too (an address-level reset)"
                         ),
                         &c,
+                        notes,
                     )
                 }
-                _ => judge(Some(Reason::HttpReset), what, &c),
+                _ => judge(Some(Reason::HttpReset), what, &c, notes),
             }
         }
         Outcome::Stall(at) => {
             let wire = direct.hops.last().map_or(0, |h| h.wire_bytes_in);
-            judge(
-                Some(Reason::TransferStall(layer)),
-                format!(
-                    "{url}: the transfer froze after {at} body bytes ({wire} bytes on the wire)"
-                ),
-                &c,
-            )
+            let what = format!(
+                "{url}: the transfer froze after {at} body bytes ({wire} bytes on the wire)"
+            );
+            if matches!(c, Control::Ok(..) | Control::Failed(_)) {
+                return judge(Some(Reason::TransferStall(layer)), what, &c, notes);
+            }
+            // No working control path: a freeze inside the TSPU window, while a reference in
+            // this run carried well past it from here, is the freeze.
+            let past = ev
+                .baseline
+                .iter()
+                .filter(|r| r.carried > *FREEZE_WINDOW.end())
+                .max_by_key(|r| r.carried);
+            match past {
+                Some(r) if FREEZE_WINDOW.contains(&wire) => {
+                    notes.baseline = Some(BaselineUsed {
+                        source: r.source.clone(),
+                        bps: r.bps,
+                    });
+                    (
+                        Blocked,
+                        Some(Reason::TransferStall(layer)),
+                        format!(
+                            "{what}, inside the freeze window ({}-{} KiB), while {} carried {} bytes from here in this run",
+                            FREEZE_WINDOW.start() / 1024,
+                            FREEZE_WINDOW.end() / 1024,
+                            r.source,
+                            r.carried
+                        ),
+                    )
+                }
+                _ if FREEZE_WINDOW.contains(&wire) => {
+                    let d = judge(Some(Reason::TransferStall(layer)), what, &c, notes);
+                    notes.needs = Some(Needs::Reference);
+                    (
+                        d.0,
+                        d.1,
+                        format!(
+                            "{}; no transfer in this run carried past {} KiB from here (--reference URL of a large domestic object would decide)",
+                            d.2,
+                            FREEZE_WINDOW.end() / 1024
+                        ),
+                    )
+                }
+                _ => judge(Some(Reason::TransferStall(layer)), what, &c, notes),
+            }
         }
         Outcome::RedirectLoop => match c {
             Control::Failed(_) => (
@@ -908,18 +1097,26 @@ fn connection(
                 Some(Reason::HttpDiff),
                 format!("{url}: redirects never end here, but do through the control path"),
             ),
-            Control::Absent => (
-                Inconclusive,
-                None,
-                format!("{url}: redirects never end; no control path to compare"),
-            ),
+            Control::Unavailable(_) | Control::Absent => {
+                notes.needs = Some(Needs::ControlPath);
+                (
+                    Inconclusive,
+                    None,
+                    format!("{url}: redirects never end; no working control path to compare"),
+                )
+            }
         },
         Outcome::Connected => (Reachable, None, format!("{url}: connected")),
         Outcome::Response(h) => {
             if let Some(d) = offsite_redirect(direct, control) {
+                if d.0 == Inconclusive {
+                    notes.needs = Some(Needs::ControlPath);
+                }
                 return d;
             }
             let status = h.status.unwrap_or(0);
+            // A rate says something only about a body big enough (or cut by the timeout).
+            let measurable = h.transfer.bytes >= RATE_MIN_BYTES || h.transfer.timed_out;
             match &c {
                 Control::Ok(Outcome::Response(ch)) => {
                     // Lengths compare only when both bodies ended the same way (both complete or
@@ -951,19 +1148,23 @@ fn connection(
                         );
                     }
                     if let (Some(v), Some(cr)) = (rate(h), rate(ch))
-                        && (h.transfer.bytes >= RATE_MIN_BYTES || h.transfer.timed_out)
-                        && v < rules.throttle_ratio * cr
-                        && v < rules.throttle_floor_bps
+                        && measurable
                     {
-                        return (
-                            Throttled,
-                            Some(Reason::TransferSlow(layer)),
-                            format!(
-                                "{url}: {:.0} kbit/s here against {:.0} kbit/s through the control path",
-                                v / 1000.0,
-                                cr / 1000.0
-                            ),
-                        );
+                        notes.baseline = Some(BaselineUsed {
+                            source: "control_path".into(),
+                            bps: Some(cr),
+                        });
+                        if v < rules.throttle_ratio * cr && v < rules.throttle_floor_bps {
+                            return (
+                                Throttled,
+                                Some(Reason::TransferSlow(layer)),
+                                format!(
+                                    "{url}: {:.0} kbit/s here against {:.0} kbit/s through the control path",
+                                    v / 1000.0,
+                                    cr / 1000.0
+                                ),
+                            );
+                        }
                     }
                     (
                         Reachable,
@@ -973,25 +1174,77 @@ fn connection(
                         ),
                     )
                 }
-                _ if !uses_plain_http(direct) => (
-                    Reachable,
-                    None,
-                    format!("{url}: status {status} over a verified TLS connection"),
-                ),
-                Control::Failed(why) => (
-                    Inconclusive,
-                    None,
-                    format!(
-                        "{url}: plain-HTTP status {status}, unauthenticated; the control path {why}"
-                    ),
-                ),
-                _ => (
-                    Inconclusive,
-                    None,
-                    format!(
-                        "{url}: plain-HTTP status {status}, unauthenticated, with no control path to compare"
-                    ),
-                ),
+                _ if !uses_plain_http(direct) => {
+                    let verified = format!("{url}: status {status} over a verified TLS connection");
+                    let Some(v) = rate(h).filter(|v| measurable && *v < rules.throttle_floor_bps)
+                    else {
+                        return (Reachable, None, verified);
+                    };
+                    // Slow, with no working control path: the run's own references decide.
+                    let best = ev
+                        .baseline
+                        .iter()
+                        .filter_map(|r| r.bps.map(|b| (r, b)))
+                        .max_by(|x, y| x.1.total_cmp(&y.1));
+                    let Some((r, b)) = best else {
+                        notes.needs = Some(Needs::Reference);
+                        return (
+                            Inconclusive,
+                            None,
+                            format!(
+                                "{verified}, but only {:.0} kbit/s, and neither a control path nor an in-run reference to compare (--reference URL of a large domestic object would decide)",
+                                v / 1000.0
+                            ),
+                        );
+                    };
+                    notes.baseline = Some(BaselineUsed {
+                        source: r.source.clone(),
+                        bps: Some(b),
+                    });
+                    if v < rules.throttle_ratio * b {
+                        (
+                            Throttled,
+                            Some(Reason::TransferSlow(layer)),
+                            format!(
+                                "{url}: {:.0} kbit/s here against {:.0} kbit/s for {} from here in this run",
+                                v / 1000.0,
+                                b / 1000.0,
+                                r.source
+                            ),
+                        )
+                    } else {
+                        (
+                            Reachable,
+                            None,
+                            format!(
+                                "{verified}; {:.0} kbit/s, comparable to {:.0} kbit/s for {} from here",
+                                v / 1000.0,
+                                b / 1000.0,
+                                r.source
+                            ),
+                        )
+                    }
+                }
+                Control::Failed(why) | Control::Unavailable(why) => {
+                    notes.needs = Some(Needs::ControlPath);
+                    (
+                        Inconclusive,
+                        None,
+                        format!(
+                            "{url}: plain-HTTP status {status}, unauthenticated; the control path {why}"
+                        ),
+                    )
+                }
+                _ => {
+                    notes.needs = Some(Needs::ControlPath);
+                    (
+                        Inconclusive,
+                        None,
+                        format!(
+                            "{url}: plain-HTTP status {status}, unauthenticated, with no control path to compare"
+                        ),
+                    )
+                }
             }
         }
     }

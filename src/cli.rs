@@ -270,6 +270,13 @@ pub struct ScanArgs {
     #[arg(long, value_name = "HOST:PORT")]
     pub stun_reference: Option<String>,
 
+    /// Without a working control path: an http(s) URL fetched once per run and resolver as
+    /// the baseline for throttling and freezes — best a large object (>= 64 KiB, well past the
+    /// ~16 KiB freeze) on a domestic server the censor leaves alone. Repeatable; suites may
+    /// name their own. Without one, the run's own best transfers are the baseline.
+    #[arg(long = "reference", value_name = "URL")]
+    pub references: Vec<String>,
+
     /// Connect to TO whenever a probe would connect to FROM (IP:PORT=IP:PORT, repeatable; TCP
     /// and UDP); reports keep showing FROM. A testing aid: `blockprobe mocknet --suite` maps a
     /// suite's real addresses and ports to loopback with it.

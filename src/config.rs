@@ -90,6 +90,20 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("invalid size `{s}` (use bytes, e.g. 1MiB or 64k)"))
 }
 
+/// A `--reference`: an http(s) URL, best a large object (>= 64 KiB) on a domestic server.
+pub fn check_reference(url: &str) -> Result<(), String> {
+    let t = crate::target::Target::parse(url)?;
+    if !matches!(
+        t.scheme,
+        crate::target::Scheme::Http | crate::target::Scheme::Https
+    ) {
+        return Err(
+            "expected an http:// or https:// URL (a large object on a domestic server)".into(),
+        );
+    }
+    Ok(())
+}
+
 /// The TOML file: the same settings as the flags.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -120,6 +134,7 @@ pub struct FileConfig {
     pub repeat: Option<u32>,
     pub throttle_floor: Option<String>,
     pub throttle_ratio: Option<f64>,
+    pub references: Option<Vec<String>>,
 }
 
 impl FileConfig {
@@ -276,6 +291,9 @@ pub struct ConnSettings {
     pub connect_to: Vec<(std::net::SocketAddr, std::net::SocketAddr)>,
     /// `--stun-reference HOST:PORT`.
     pub stun_reference: Option<(String, u16)>,
+    /// `--reference URL` (and the suites' `references`): in-run baselines for throttling and
+    /// freezes when there is no working control path.
+    pub references: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -417,6 +435,22 @@ impl ScanConfig {
                 sources.push(Source::Suite(Box::new(crate::suite::Suite::load(&spec)?)));
             }
         }
+        // In-run references: the flags (else the file's), then those the suites name.
+        let mut references: Vec<String> = if args.references.is_empty() {
+            file.references.clone().unwrap_or_default()
+        } else {
+            args.references.clone()
+        };
+        for s in &sources {
+            if let Source::Suite(suite) = s {
+                references.extend(suite.references.iter().cloned());
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        references.retain(|r| seen.insert(r.clone()));
+        for r in &references {
+            check_reference(r).map_err(|e| anyhow::anyhow!("--reference `{r}`: {e}"))?;
+        }
         if sources.is_empty() {
             bail!(
                 "no targets: give TARGET arguments, --input FILE or --suite NAME (see `blockprobe scan --help`)"
@@ -534,6 +568,7 @@ impl ScanConfig {
                 .map(parse_host_port)
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--stun-reference: {e}"))?,
+            references,
         };
 
         let ca_file = args.ca_file.or_else(|| {

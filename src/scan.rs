@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -17,7 +18,8 @@ use tokio::sync::{OnceCell, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::classify::{
-    ControlDns, ControlObservation, Evidence, Finding, Rules, classify, is_bogon,
+    ControlDns, ControlObservation, Evidence, Finding, RATE_MIN_BYTES, Reference, Rules, classify,
+    is_bogon,
 };
 use crate::config::{Probe, ScanConfig};
 use crate::probe::dns::{DnsClient, DnsObservation};
@@ -64,6 +66,27 @@ struct VantageCtx {
     healthy: bool,
     /// `--stun-reference`, asked once per run through this vantage.
     stun_reference: OnceCell<Option<stun::StunAttempt>>,
+    /// `--reference` URLs, fetched once per run through this vantage (when a job first needs
+    /// a baseline).
+    references: OnceCell<Vec<Reference>>,
+    /// The run's own best transfer so far from this vantage: rate (bits/s) and wire bytes
+    /// carried without a stall.
+    run_bps: AtomicU64,
+    run_carried: AtomicU64,
+}
+
+impl VantageCtx {
+    fn new(vantage: Vantage, client: DnsClient) -> Self {
+        Self {
+            vantage,
+            client,
+            healthy: true,
+            stun_reference: OnceCell::new(),
+            references: OnceCell::new(),
+            run_bps: AtomicU64::new(0),
+            run_carried: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Computes a value once per key and shares it with every job that asks, in bounded memory:
@@ -127,6 +150,11 @@ struct Ctx {
     conn: ConnOptions,
     proxy: Option<SocketAddr>,
     stun_reference: Option<(String, u16)>,
+    /// `--reference` URLs (in-run baselines for throttling and freezes).
+    references: Vec<Target>,
+    /// The controls resolve canaries to loopback: a test network on this machine, where
+    /// loopback answers are ordinary addresses rather than bogons.
+    loopback_net: bool,
     repeat: u32,
     rules: Rules,
     tls: TlsClient,
@@ -147,6 +175,7 @@ pub fn run_meta(cfg: &ScanConfig, now: SystemTime) -> RunMeta {
         resolvers: cfg.vantages.iter().map(SpecEntry::from).collect(),
         control_resolvers: cfg.controls.iter().map(SpecEntry::from).collect(),
         probes: cfg.probes.iter().map(|p| p.as_str().to_owned()).collect(),
+        canaries: Vec::new(),
     }
 }
 
@@ -192,25 +221,89 @@ async fn wait_for(rx: &mut watch::Receiver<u32>, n: u32) {
     let _ = rx.wait_for(|v| *v >= n).await;
 }
 
-/// Whether the resolver answers at least one canary with an address.
-async fn healthy(client: &DnsClient, canaries: &[String]) -> bool {
-    if canaries.is_empty() {
-        return true;
+/// The canaries asked at every vantage and control resolver.
+struct CanaryResults {
+    /// Per vantage: whether it may be trusted to speak for names (see [`canaries`]).
+    healthy: Vec<bool>,
+    /// Whether the controls resolve at least one canary.
+    controls_answer: bool,
+    loopback_net: bool,
+    checks: Vec<crate::report::CanaryCheck>,
+}
+
+/// Asks every canary at every resolver. A vantage resolver is unhealthy only when it fails
+/// every canary that the control resolvers *do* resolve: when the controls cannot resolve the
+/// canaries either (a closed network, a lab, a whitelist regime), the canaries say nothing.
+async fn canaries(
+    vantages: &[VantageCtx],
+    controls: &[(String, DnsClient)],
+    names: &[String],
+) -> CanaryResults {
+    async fn ask(
+        role: &'static str,
+        resolver: &str,
+        client: &DnsClient,
+        names: &[String],
+    ) -> Vec<crate::report::CanaryCheck> {
+        let answers = futures::future::join_all(names.iter().map(|n| client.lookup(n))).await;
+        names
+            .iter()
+            .zip(answers)
+            .map(|(name, obs)| crate::report::CanaryCheck {
+                name: name.clone(),
+                resolver: resolver.to_owned(),
+                role,
+                answers: obs.addresses().into_iter().collect(),
+                rcode: obs.rcode().map(str::to_owned),
+                error: obs.failure().map(|f| f.kind.as_str()),
+            })
+            .collect()
     }
-    let checks = canaries.iter().map(|c| client.lookup(c));
-    futures::future::join_all(checks)
-        .await
+    let (v, c) = tokio::join!(
+        futures::future::join_all(vantages.iter().map(|v| ask(
+            "vantage",
+            &v.vantage.name,
+            &v.client,
+            names
+        ))),
+        futures::future::join_all(controls.iter().map(|(n, c)| ask("control", n, c, names)))
+    );
+    let resolved: std::collections::HashSet<&str> = c
         .iter()
-        .any(|obs| !obs.addresses().is_empty())
+        .flatten()
+        .filter(|k| !k.answers.is_empty())
+        .map(|k| k.name.as_str())
+        .collect();
+    let loopback_net = c
+        .iter()
+        .flatten()
+        .flat_map(|k| k.answers.iter())
+        .any(IpAddr::is_loopback);
+    let healthy = v
+        .iter()
+        .map(|checks| resolved.is_empty() || checks.iter().any(|k| !k.answers.is_empty()))
+        .collect();
+    let controls_answer = !resolved.is_empty();
+    let checks = v.into_iter().chain(c).flatten().collect();
+    CanaryResults {
+        healthy,
+        controls_answer,
+        loopback_net,
+        checks,
+    }
 }
 
 /// Addresses the direct path may connect to: the vantage answers (never a reserved address a
 /// resolver made up, unless the controls live there too, as on a loopback test network) and,
 /// when they differ from the controls', the control addresses as well: this separates "DNS
 /// lied" from "the IP is blocked".
-fn direct_addrs(dns: &DnsObservation, control: &ControlDns) -> Vec<(IpAddr, AddrSource)> {
+fn direct_addrs(
+    dns: &DnsObservation,
+    control: &ControlDns,
+    loopback_net: bool,
+) -> Vec<(IpAddr, AddrSource)> {
     let control_addrs = control.addresses();
-    let loopback_net = control_addrs.iter().any(IpAddr::is_loopback);
+    let loopback_net = loopback_net || control_addrs.iter().any(IpAddr::is_loopback);
     let vantage = dns.addresses();
     let mut out: Vec<(IpAddr, AddrSource)> = vantage
         .iter()
@@ -282,6 +375,93 @@ async fn stun_step(
     }
 }
 
+/// What one fetch says as a baseline: its rate (bits/s, when the body was big enough), the
+/// wire bytes it carried without stalling, or why it says nothing.
+fn transfer_stats(p: &PathObservation) -> (Option<f64>, u64, Option<String>) {
+    let Some(hop) = p.hops.last() else {
+        return (None, 0, Some("no connection".into()));
+    };
+    let Some(h) = hop.http.as_ref() else {
+        return (None, 0, Some("no HTTP response".into()));
+    };
+    if let Some(at) = h.transfer.stalled_at {
+        return (None, 0, Some(format!("stalled at byte {at}")));
+    }
+    if let Some(f) = &h.failure {
+        return (None, 0, Some(format!("failed ({})", f.kind.as_str())));
+    }
+    if !h.status.is_some_and(|s| (200..300).contains(&s)) {
+        return (None, 0, Some(format!("status {}", h.status.unwrap_or(0))));
+    }
+    let t = &h.transfer;
+    let bps = t
+        .throughput_bps
+        .filter(|_| t.bytes >= RATE_MIN_BYTES && (t.complete || t.capped || t.timed_out));
+    (bps, hop.wire_bytes_in, None)
+}
+
+/// The `--reference` URLs fetched once per run through this vantage, plus the run's best
+/// transfer so far (`run`).
+async fn in_run_baseline(ctx: &Ctx, v: &VantageCtx) -> Vec<Reference> {
+    let mut out = v
+        .references
+        .get_or_init(|| {
+            futures::future::join_all(ctx.references.iter().map(|t| measure_reference(ctx, v, t)))
+        })
+        .await
+        .clone();
+    let (bps, carried) = (
+        v.run_bps.load(Ordering::Relaxed),
+        v.run_carried.load(Ordering::Relaxed),
+    );
+    if bps > 0 || carried > 0 {
+        out.push(Reference {
+            source: "run".into(),
+            bps: (bps > 0).then_some(bps as f64),
+            carried,
+            error: None,
+        });
+    }
+    out
+}
+
+async fn measure_reference(ctx: &Ctx, v: &VantageCtx, t: &Target) -> Reference {
+    let source = format!("reference:{}", t.input);
+    let addrs: Vec<(IpAddr, AddrSource)> = match &t.host {
+        Host::Ip(ip) => vec![(*ip, AddrSource::Vantage)],
+        Host::Name(n) => v
+            .client
+            .lookup(n)
+            .await
+            .addresses()
+            .into_iter()
+            .filter(|ip| !is_bogon(*ip) || (ctx.loopback_net && ip.is_loopback()))
+            .take(crate::probe::tcp::MAX_ADDRS)
+            .map(|ip| (ip, AddrSource::Vantage))
+            .collect(),
+    };
+    if addrs.is_empty() {
+        return Reference {
+            source,
+            bps: None,
+            carried: 0,
+            error: Some("does not resolve through this resolver".into()),
+        };
+    }
+    let route = Route::Direct {
+        dns: &v.client,
+        addrs,
+    };
+    let p = path::fetch(t, route, &ctx.tls, &ctx.conn).await;
+    let (bps, carried, error) = transfer_stats(&p);
+    Reference {
+        source,
+        bps,
+        carried,
+        error,
+    }
+}
+
 async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
     let start = Instant::now();
     let v = &ctx.vantages[vi];
@@ -296,7 +476,9 @@ async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
     let addrs = match (&target.host, &dns, &control) {
         _ if !connect => Vec::new(),
         (Host::Ip(ip), _, _) => vec![(*ip, AddrSource::Vantage)],
-        (_, Some(d), Some(c)) if d.injected_addresses().is_none() => direct_addrs(d, c),
+        (_, Some(d), Some(c)) if d.injected_addresses().is_none() => {
+            direct_addrs(d, c, ctx.loopback_net)
+        }
         _ => Vec::new(),
     };
     let layer = if target.scheme == Scheme::Http {
@@ -313,6 +495,7 @@ async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
         consistency: None,
         stun: None,
         tries: Vec::new(),
+        baseline: Vec::new(),
     };
     if addrs.is_empty() {
         let finding = classify(base, &ctx.rules, layer);
@@ -395,6 +578,27 @@ async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
     let (tries, control_path, consistency) = tokio::join!(direct, control_path, consistency);
     let control_path = control_path.map(|p| (*p).clone());
 
+    // A transfer is judged against the control path, or, without a working one, against this
+    // run's references from the same vantage (taken before this job's own transfer counts).
+    let transferred = tries.iter().any(|p| {
+        p.hops
+            .last()
+            .and_then(|h| h.http.as_ref())
+            .is_some_and(|h| h.transfer.bytes > 0 || h.transfer.stalled_at.is_some())
+    });
+    let baseline = if transferred {
+        in_run_baseline(&ctx, v).await
+    } else {
+        Vec::new()
+    };
+    for p in &tries {
+        let (bps, carried, _) = transfer_stats(p);
+        if let Some(bps) = bps {
+            v.run_bps.fetch_max(bps as u64, Ordering::Relaxed);
+        }
+        v.run_carried.fetch_max(carried, Ordering::Relaxed);
+    }
+
     // Classify every try; the most frequent outcome wins (the first try breaks ties), and the
     // evidence keeps the first try that had it, plus the list of outcomes.
     let findings: Vec<Finding> = tries
@@ -404,6 +608,7 @@ async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
                 direct: Some(direct),
                 control_path: control_path.clone(),
                 consistency: consistency.clone(),
+                baseline: baseline.clone(),
                 ..base.clone()
             };
             classify(ev, &ctx.rules, layer)
@@ -443,7 +648,7 @@ pub struct Hooks<'a> {
 /// Runs a whole scan, writing records to `out` as they finish.
 pub async fn scan<W: Write>(
     cfg: ScanConfig,
-    meta: RunMeta,
+    mut meta: RunMeta,
     out: W,
     hooks: Hooks<'_>,
 ) -> anyhow::Result<Outcome> {
@@ -458,12 +663,7 @@ pub async fn scan<W: Write>(
             cfg.dns.injection_window,
         )?
         .with_rate(cfg.dns.rate);
-        vantages.push(VantageCtx {
-            vantage: v.clone(),
-            client,
-            healthy: true,
-            stun_reference: OnceCell::new(),
-        });
+        vantages.push(VantageCtx::new(v.clone(), client));
     }
     let mut control_clients = Vec::with_capacity(cfg.controls.len());
     for c in &cfg.controls {
@@ -479,25 +679,50 @@ pub async fn scan<W: Write>(
 
     // An interrupt during the health check ends the run before its first job (with a
     // complete, empty report and the store run closed as interrupted).
-    let health = futures::future::join_all(
-        vantages
-            .iter()
-            .map(|v| healthy(&v.client, &cfg.dns.canaries)),
-    );
+    let health = canaries(&vantages, &control_clients, &cfg.dns.canaries);
     let mut startup = signals.clone();
     let health = tokio::select! {
-        h = health => h,
-        () = wait_for(&mut startup, 1) => vec![true; vantages.len()],
+        h = health => Some(h),
+        () = wait_for(&mut startup, 1) => None,
     };
-    for (v, ok) in vantages.iter_mut().zip(health) {
-        v.healthy = ok;
-        if !ok && !cfg.output.quiet {
-            warn(format_args!(
-                "resolver `{}` answered none of the canary names; its failures will be inconclusive",
-                v.vantage.name
-            ));
+    let mut loopback_net = false;
+    if let Some(h) = health {
+        let quiet = cfg.output.quiet;
+        if !h.controls_answer && !cfg.dns.canaries.is_empty() && !quiet {
+            warn(
+                "the control resolvers resolve none of the canary names (a closed network, or a whitelist regime?): the canaries cannot judge the vantage resolvers",
+            );
         }
+        for (v, ok) in vantages.iter_mut().zip(h.healthy) {
+            v.healthy = ok;
+            if !ok && !quiet {
+                warn(format_args!(
+                    "resolver `{}` answered none of the canary names the controls resolve; its failures will be inconclusive",
+                    v.vantage.name
+                ));
+            }
+        }
+        loopback_net = h.loopback_net;
+        meta.canaries = h.checks;
     }
+    let connects = cfg.probes.contains(&Probe::Tcp);
+    if cfg.conn.control_proxy.is_none() && connects && !cfg.output.quiet {
+        let refs = if cfg.conn.references.is_empty() {
+            "the run's own best transfers (add --reference URL of a large domestic object)"
+                .to_owned()
+        } else {
+            format!("--reference {}", cfg.conn.references.join(", "))
+        };
+        warn(format_args!(
+            "no control path (--control-proxy): throttling and freezes are judged against {refs}; blackholes and dead sites stay inconclusive"
+        ));
+    }
+    let references = cfg
+        .conn
+        .references
+        .iter()
+        .map(|u| Target::parse(u).map_err(|e| anyhow::anyhow!("--reference {u}: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
 
     let mut sink = Sink::begin(cfg.output.format, out, &meta)?;
     let ctx = Arc::new(Ctx {
@@ -524,6 +749,8 @@ pub async fn scan<W: Write>(
         },
         proxy: cfg.conn.control_proxy,
         stun_reference: cfg.conn.stun_reference.clone(),
+        references,
+        loopback_net,
         repeat: cfg.conn.repeat,
         rules: cfg.conn.rules,
         tls: tls.probe.clone(),
@@ -609,6 +836,7 @@ pub async fn scan<W: Write>(
             Err(e) => anyhow::bail!("a probe task failed: {e}"),
         };
         summary.add(&record.resolver, record.verdict);
+        summary.note(&record);
         failed_on |= cfg.output.fail_on.contains(&record.verdict);
         if let Some(store) = hooks.store {
             // A database that stops answering mid-run (a statement that never returns) fills

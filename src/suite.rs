@@ -27,6 +27,10 @@ pub const BUNDLED: &[(&str, &str)] = &[
 struct SuiteFile {
     name: String,
     description: String,
+    /// In-run baselines for throttling and freezes (`--reference`): large objects on
+    /// domestic servers.
+    #[serde(default)]
+    references: Vec<toml::Spanned<String>>,
     #[serde(rename = "target", default)]
     targets: Vec<Entry>,
 }
@@ -49,6 +53,8 @@ pub struct Suite {
     /// Where it came from: `bundled` or the file's path.
     pub origin: String,
     pub targets: Vec<SuiteTarget>,
+    /// `--reference` URLs the suite brings.
+    pub references: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,11 +129,20 @@ impl Suite {
                 note: e.note,
             });
         }
+        let mut references = Vec::with_capacity(file.references.len());
+        for r in file.references {
+            let line = line_of(text, r.span().start);
+            let r = r.into_inner();
+            crate::config::check_reference(&r)
+                .map_err(|m| anyhow::anyhow!("{origin}:{line}: reference `{r}`: {m}"))?;
+            references.push(r);
+        }
         Ok(Self {
             name: file.name,
             description: file.description,
             origin: origin.to_owned(),
             targets,
+            references,
         })
     }
 }

@@ -25,7 +25,8 @@ use crate::mocknet::dns::MockDns;
 use crate::mocknet::origin::Origin;
 use crate::mocknet::pki::Pki;
 use crate::mocknet::scenario::{
-    CANARY, DnsMode, HttpMode, OriginMode, Plan, Scenario, SchemeMode, TcpMode, TlsMode, UdpMode,
+    CANARY, DnsMode, HttpMode, OriginMode, Plan, ProxyMode, Scenario, SchemeMode, TcpMode, TlsMode,
+    UdpMode,
 };
 use crate::mocknet::socks::{Outside, SocksProxy};
 use crate::mocknet::stun::{Mode as StunMode, StunServer};
@@ -69,6 +70,8 @@ pub struct MockNet {
     pub plan: Plan,
     /// The URL scanned for each scenario target, in order.
     pub urls: Vec<String>,
+    /// The scenario's reference (`--reference`), not a target of the scan.
+    pub reference_url: Option<String>,
     _censors: Vec<Censor>,
     _stun: Vec<StunServer>,
     _dir: tempfile::TempDir,
@@ -221,7 +224,14 @@ impl MockNet {
             } else {
                 outside.tcp.insert(host.clone(), outside_addr);
             }
-            if t.dns == DnsMode::Blockpage {
+            if t.proxy == Some(ProxyMode::Timeout) {
+                outside.silent.insert(if p.literal {
+                    socks::key(&host, target.port)
+                } else {
+                    host.clone()
+                });
+            }
+            if matches!(t.dns, DnsMode::Blockpage | DnsMode::Ghost) {
                 let bp_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 2, n));
                 let b = if https {
                     CensorBehaviour::Intercept(
@@ -249,6 +259,16 @@ impl MockNet {
                 format!("{scheme}://{host}:{port}{}", t.path)
             });
         }
+        // A STUN server that answers from inside (a domestic one): the scan's
+        // --stun-reference, the baseline for stun:// targets when it has no control path.
+        let stun_reference = if plan.placed.iter().any(|p| p.target.scheme == Scheme::Stun) {
+            let s = StunServer::start(lo, StunMode::Answer).await?;
+            let addr = s.addr;
+            stun_servers.push(s);
+            Some(addr)
+        } else {
+            None
+        };
         let proxy = SocksProxy::start(lo, outside)
             .await
             .context("cannot bind the SOCKS5 proxy")?;
@@ -259,10 +279,19 @@ impl MockNet {
         let ca_file = dir.path().join("ca.pem");
         std::fs::write(&ca_file, pki.ca_pem())?;
         let targets_file = dir.path().join("targets.txt");
-        // The targets the scan lists itself; suite targets come with `--suite`.
+        // The targets the scan lists itself; suite targets come with `--suite`; the reference
+        // is `--reference`.
+        let reference_url = plan.scenario.reference.as_ref().and_then(|r| {
+            plan.scenario
+                .targets
+                .iter()
+                .zip(&urls)
+                .find(|(t, _)| t.target == *r)
+                .map(|(_, u)| u.clone())
+        });
         let mut list = String::new();
         for (u, p) in urls.iter().zip(&plan.placed) {
-            if !p.from_suite {
+            if !p.from_suite && Some(u) != reference_url.as_ref() {
                 list.push_str(u);
                 list.push('\n');
             }
@@ -296,6 +325,12 @@ impl MockNet {
         }
         for (from, to) in &connect_to {
             scan_args.extend(["--connect-to".into(), format!("{from}={to}")]);
+        }
+        if let Some(r) = &reference_url {
+            scan_args.extend(["--reference".into(), r.clone()]);
+        }
+        if let Some(a) = stun_reference {
+            scan_args.extend(["--stun-reference".into(), a.to_string()]);
         }
         scan_args.extend([
             "--resolver".into(),
@@ -331,18 +366,54 @@ impl MockNet {
             ready,
             plan,
             urls,
+            reference_url,
             _censors: censors,
             _stun: stun_servers,
             _dir: dir,
         })
     }
 
-    /// Runs the scan in-process and compares every record with the scenario. Returns the
-    /// mismatches (empty when all is as expected).
-    pub async fn check(&self, out: &mut impl std::io::Write) -> anyhow::Result<Vec<String>> {
+    /// Runs the scan in-process twice — with the control proxy, then without it (as most
+    /// users scan) — and compares every record with the scenario's `expect` and
+    /// `expect_no_proxy`. Returns the mismatches of both passes (empty when all is as expected).
+    pub async fn check(&self, out: &mut impl std::io::Write) -> anyhow::Result<Checked> {
+        let with = self.check_pass(true, out).await?;
+        writeln!(out, "-- without a control path (no --control-proxy):")?;
+        let without = self.check_pass(false, out).await?;
+        Ok(Checked {
+            targets: self.checked_targets().count(),
+            with_proxy: with,
+            without_proxy: without,
+        })
+    }
+
+    /// The scenario targets a check compares (the reference is not one).
+    fn checked_targets(
+        &self,
+    ) -> impl Iterator<Item = (&crate::mocknet::scenario::ScenarioTarget, &String)> {
+        self.plan
+            .scenario
+            .targets
+            .iter()
+            .zip(&self.urls)
+            .filter(|(_, u)| Some(*u) != self.reference_url.as_ref())
+    }
+
+    async fn check_pass(
+        &self,
+        with_proxy: bool,
+        out: &mut impl std::io::Write,
+    ) -> anyhow::Result<Vec<String>> {
         use clap::Parser as _;
         let mut argv = vec!["blockprobe".to_owned()];
-        argv.extend(self.ready.scan_args.iter().cloned());
+        let mut args = self.ready.scan_args.iter();
+        while let Some(a) = args.next() {
+            if a == "--control-proxy" && !with_proxy {
+                args.next();
+                continue;
+            }
+            argv.push(a.clone());
+        }
         argv.extend(["--quiet".into(), "--format".into(), "jsonl".into()]);
         let cli = crate::cli::Cli::try_parse_from(argv)?;
         let crate::cli::Command::Scan(args) = cli.command else {
@@ -358,8 +429,12 @@ impl MockNet {
             .map(serde_json::from_slice)
             .collect::<Result<_, _>>()?;
         let mut mismatches = Vec::new();
-        for (t, url) in self.plan.scenario.targets.iter().zip(&self.urls) {
-            let want_reason = t.expect.reason.as_deref();
+        for (t, url) in self.checked_targets() {
+            let expect = match (&t.expect_no_proxy, with_proxy) {
+                (Some(e), false) => e,
+                _ => &t.expect,
+            };
+            let want_reason = expect.reason.as_deref();
             let Some(r) = records.iter().find(|r| r["target"] == url.as_str()) else {
                 mismatches.push(format!("{}: no record in the scan output", t.target));
                 continue;
@@ -374,14 +449,14 @@ impl MockNet {
                 None => "",
             });
             let got_layer = r["layer"].as_str();
-            let ok = got_verdict == t.expect.verdict
+            let ok = got_verdict == expect.verdict
                 && got_reason == want_reason
                 && got_layer == want_layer;
             let line = format!(
                 "{:<4} {:<28} expected {}{}, got {}{}{} ({})",
                 if ok { "ok" } else { "FAIL" },
                 t.target,
-                t.expect.verdict,
+                expect.verdict,
                 want_reason.map(|r| format!(" {r}")).unwrap_or_default(),
                 got_verdict,
                 got_reason.map(|r| format!(" {r}")).unwrap_or_default(),
@@ -396,5 +471,18 @@ impl MockNet {
             }
         }
         Ok(mismatches)
+    }
+}
+
+/// The result of `mocknet --check`: mismatches of each pass.
+pub struct Checked {
+    pub targets: usize,
+    pub with_proxy: Vec<String>,
+    pub without_proxy: Vec<String>,
+}
+
+impl Checked {
+    pub fn ok(&self) -> bool {
+        self.with_proxy.is_empty() && self.without_proxy.is_empty()
     }
 }

@@ -27,8 +27,33 @@ pub struct Scenario {
     /// `--connect-to` to reach them at their real names, addresses and ports.
     #[serde(default)]
     pub suites: Vec<String>,
+    /// A domestic name the network serves uncensored with a large object (`/big`), given to
+    /// the scan as `--reference`: the in-run baseline for throttling and freezes when the scan
+    /// has no control path.
+    #[serde(default)]
+    pub reference: Option<String>,
+    /// What the resolvers do with the canary name: `answer` (default, both resolve it),
+    /// `missing` (neither does: a closed network), `vantage-fails` (only the control does).
+    #[serde(default)]
+    pub canary: CanaryMode,
     #[serde(default, rename = "target")]
     pub targets: Vec<ScenarioTarget>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CanaryMode {
+    #[default]
+    Answer,
+    Missing,
+    VantageFails,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyMode {
+    /// The control proxy takes the CONNECT for this target and never answers.
+    Timeout,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,9 +95,15 @@ pub struct ScenarioTarget {
     /// STUN targets: what the censor does to the Binding Requests.
     #[serde(default)]
     pub udp: Option<UdpMode>,
+    /// What the control proxy does for this target (`timeout`: never answers).
+    #[serde(default)]
+    pub proxy: Option<ProxyMode>,
     #[serde(default)]
     pub note: String,
     pub expect: Expect,
+    /// The verdict a scan without a control path must reach (default: `expect`).
+    #[serde(default)]
+    pub expect_no_proxy: Option<Expect>,
 }
 
 fn root() -> String {
@@ -158,9 +189,12 @@ pub enum DnsMode {
     Missing,
     /// Answer the address of the ISP's block-page server.
     Blockpage,
+    /// Answer the block-page server's address for a name that exists nowhere (the controls
+    /// say NXDOMAIN): ghost censorship of a dead domain.
+    Ghost,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
     pub verdict: String,
@@ -204,11 +238,13 @@ impl ScenarioTarget {
             freeze_upload: None,
             origin: None,
             udp: None,
+            proxy: None,
             note: String::new(),
             expect: Expect {
                 verdict: "reachable".into(),
                 reason: None,
             },
+            expect_no_proxy: None,
         }
     }
 }
@@ -229,6 +265,8 @@ impl Scenario {
             description: "every target of the suites, uncensored".into(),
             wildcard: false,
             suites,
+            reference: None,
+            canary: CanaryMode::Answer,
             targets: Vec::new(),
         }
     }
@@ -242,8 +280,26 @@ impl Scenario {
             Behaviour::NxDomain
         };
         let canary = Behaviour::Answer(vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))]);
-        let mut vantage = Zone::new(default.clone()).with(CANARY, canary.clone());
-        let mut control = Zone::new(default).with(CANARY, canary);
+        let (at_vantage, at_control) = match self.canary {
+            CanaryMode::Answer => (canary.clone(), canary),
+            CanaryMode::Missing => (Behaviour::NxDomain, Behaviour::NxDomain),
+            CanaryMode::VantageFails => (Behaviour::ServFail, canary),
+        };
+        let mut vantage = Zone::new(default.clone()).with(CANARY, at_vantage);
+        let mut control = Zone::new(default).with(CANARY, at_control);
+        // The reference: a reachable host serving the large object.
+        if let Some(r) = &self.reference {
+            if self.targets.iter().any(|t| t.target == *r) {
+                bail!(
+                    "scenario {}: the reference `{r}` is also a target",
+                    self.name
+                );
+            }
+            let mut t = ScenarioTarget::reachable(r);
+            t.path = "/big".into();
+            t.note = "the scan's --reference".into();
+            self.targets.push(t);
+        }
 
         // Suite targets: parsed by the suite (method, category), reachable unless overridden.
         let mut from_suites: Vec<Target> = Vec::new();
@@ -256,7 +312,16 @@ impl Scenario {
         }
         for t in &from_suites {
             if !self.targets.iter().any(|s| s.target == t.input) {
-                self.targets.push(ScenarioTarget::reachable(&t.input));
+                let mut s = ScenarioTarget::reachable(&t.input);
+                // Plain HTTP is unauthenticated: without a control path to compare, a page
+                // that is no known block page proves nothing.
+                if t.scheme == Scheme::Http {
+                    s.expect_no_proxy = Some(Expect {
+                        verdict: "inconclusive".into(),
+                        reason: None,
+                    });
+                }
+                self.targets.push(s);
             }
         }
 
@@ -270,17 +335,22 @@ impl Scenario {
                 None => Target::parse(&t.target).map_err(err)?,
             };
             let literal = suite_target.is_some() || target.kind != TargetKind::Domain;
-            t.expect
-                .verdict
-                .parse::<Verdict>()
-                .map_err(|e| err(format!("expect.verdict: {e}")))?;
-            if let Some(r) = &t.expect.reason
-                && !known_reason(r)
-            {
-                bail!(
-                    "scenario target `{}`: unknown expect.reason `{r}`",
-                    t.target
-                );
+            for (what, e) in [
+                ("expect", Some(&t.expect)),
+                ("expect_no_proxy", t.expect_no_proxy.as_ref()),
+            ] {
+                let Some(e) = e else { continue };
+                e.verdict
+                    .parse::<Verdict>()
+                    .map_err(|m| err(format!("{what}.verdict: {m}")))?;
+                if let Some(r) = &e.reason
+                    && !known_reason(r)
+                {
+                    bail!(
+                        "scenario target `{}`: unknown {what}.reason `{r}`",
+                        t.target
+                    );
+                }
             }
             check_behaviours(t, &target, literal).map_err(err)?;
             let host = target.host.to_string();
@@ -346,9 +416,11 @@ fn zone_entries(dns: DnsMode, n: u8) -> (Behaviour, Behaviour) {
         // Another loopback address: on a loopback network that is ordinary address space
         // (not a bogon), and a connection probe never leaves the machine.
         DnsMode::Lie => Behaviour::Answer(vec![IpAddr::V4(Ipv4Addr::new(127, 0, 3, n))]),
-        DnsMode::Blockpage => Behaviour::Answer(vec![IpAddr::V4(Ipv4Addr::new(127, 0, 2, n))]),
+        DnsMode::Blockpage | DnsMode::Ghost => {
+            Behaviour::Answer(vec![IpAddr::V4(Ipv4Addr::new(127, 0, 2, n))])
+        }
     };
-    let control = if dns == DnsMode::Missing {
+    let control = if matches!(dns, DnsMode::Missing | DnsMode::Ghost) {
         Behaviour::NxDomain
     } else {
         truth
@@ -399,8 +471,11 @@ fn check_behaviours(t: &ScenarioTarget, target: &Target, literal: bool) -> Resul
     if stun && tcp_censor {
         return Err("a stun:// target takes `udp = ...`, not a TCP behaviour".into());
     }
-    if stun && t.dns == DnsMode::Blockpage {
-        return Err("`dns = \"blockpage\"` needs a TCP target".into());
+    if stun && matches!(t.dns, DnsMode::Blockpage | DnsMode::Ghost) {
+        return Err("`dns = \"blockpage\"` and `\"ghost\"` need a TCP target".into());
+    }
+    if stun && t.proxy.is_some() {
+        return Err("`proxy = ...` applies to TCP targets".into());
     }
     Ok(())
 }

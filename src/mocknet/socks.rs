@@ -34,6 +34,9 @@ impl Drop for SocksProxy {
 pub struct Outside {
     pub tcp: HashMap<String, SocketAddr>,
     pub udp: HashMap<String, SocketAddr>,
+    /// Destinations (same keys) whose CONNECT the proxy takes and never answers: a control
+    /// path that times out (an overloaded proxy), whatever the site does.
+    pub silent: std::collections::HashSet<String>,
 }
 
 /// The exact table key of `host:port` (IPv6 in brackets).
@@ -126,6 +129,12 @@ async fn serve(
             c.write_all(&[5, 7, 0, 1, 0, 0, 0, 0, 0, 0]).await?; // command not supported
             return Ok(());
         }
+    }
+    if outside.silent.contains(&key(&host, port)) || outside.silent.contains(&host) {
+        // Hold the request until the client gives up.
+        let mut sink = [0u8; 64];
+        while matches!(c.read(&mut sink).await, Ok(n) if n > 0) {}
+        return Ok(());
     }
     let Some(target) = lookup(&outside.tcp, &host, port) else {
         c.write_all(&[5, 4, 0, 1, 0, 0, 0, 0, 0, 0]).await?; // host unreachable

@@ -17,6 +17,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use crate::probe::dns::ser_ms;
+
+fn ser_opt_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_ms(d, s),
+        None => s.serialize_none(),
+    }
+}
 use crate::probe::failure::{Failure, FailureKind};
 
 /// Bytes of the body kept for titles and block-page fingerprints (the rest is only counted
@@ -71,16 +78,17 @@ pub struct HttpOptions {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Transfer {
-    /// Time from sending the request to the response head.
-    #[serde(rename = "ttfb_ms", serialize_with = "ser_ms")]
-    pub ttfb: Duration,
+    /// Time from sending the request to the response head (`null`: no head arrived).
+    #[serde(rename = "ttfb_ms", serialize_with = "ser_opt_ms")]
+    pub ttfb: Option<Duration>,
     pub bytes: u64,
     /// Time spent reading the body.
     #[serde(rename = "duration_ms", serialize_with = "ser_ms")]
     pub duration: Duration,
     /// Body bits per second over the body's duration (None for an empty body).
     pub throughput_bps: Option<f64>,
-    /// Byte offset where the flow froze (no progress for the stall timeout), if it did.
+    /// Body bytes received before the flow froze (no progress for the stall timeout, or no
+    /// response at all within the timeout on an open connection: 0), if it did.
     pub stalled_at: Option<u64>,
     /// The body ended normally.
     pub complete: bool,
@@ -249,7 +257,7 @@ where
         .max_buf_size(256 * 1024)
         .handshake::<_, Empty<Bytes>>(hyper_util::rt::TokioIo::new(stream));
     let (mut sender, conn) = match tokio::time::timeout_at(head_deadline, handshake).await {
-        Err(_) => return failed(obs, Failure::timeout(), start),
+        Err(_) => return silent(obs, start),
         Ok(Err(e)) => return failed(obs, Failure::from_error(&e), start),
         Ok(Ok(pair)) => pair,
     };
@@ -280,7 +288,7 @@ where
     let resp = match tokio::time::timeout_at(head_deadline, sender.send_request(req)).await {
         Err(_) => {
             driver.abort();
-            return failed(obs, Failure::timeout(), start);
+            return silent(obs, start);
         }
         Ok(Err(e)) => {
             driver.abort();
@@ -288,7 +296,7 @@ where
         }
         Ok(Ok(r)) => r,
     };
-    obs.transfer.ttfb = start.elapsed();
+    obs.transfer.ttfb = Some(start.elapsed());
     obs.status = Some(resp.status().as_u16());
     for name in KEPT_HEADERS {
         if let Some(v) = resp.headers().get(*name).and_then(|v| v.to_str().ok()) {
@@ -331,6 +339,7 @@ where
                         FailureKind::Timeout,
                         "no body byte before the timeout",
                     ));
+                    obs.transfer.stalled_at = Some(0);
                 }
                 break;
             }
@@ -389,6 +398,13 @@ where
     obs.title = extract_title(&obs.body_text());
     obs.elapsed = start.elapsed();
     obs
+}
+
+/// The connection stayed open and nothing came back within the timeout: a flow that froze
+/// before the response head (also inside the first TLS record, which hides every byte).
+fn silent(mut obs: HttpObservation, start: Instant) -> HttpObservation {
+    obs.transfer.stalled_at = Some(0);
+    failed(obs, Failure::timeout(), start)
 }
 
 fn failed(mut obs: HttpObservation, f: Failure, start: Instant) -> HttpObservation {

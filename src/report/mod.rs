@@ -17,7 +17,7 @@ use crate::verdict::{Layer, Reason, Verdict};
 pub mod summary;
 
 /// Version of the report schema documented in `docs/report-schema.md`.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// The flat columns, in order (CSV header; JSON key order before `evidence`).
 pub const COLUMNS: &[&str] = &[
@@ -35,6 +35,8 @@ pub const COLUMNS: &[&str] = &[
     "layer",
     "reason",
     "detail",
+    "needs",
+    "probes",
     "dns_transport",
     "dns_rcode",
     "dns_error",
@@ -58,8 +60,11 @@ pub const COLUMNS: &[&str] = &[
     "bytes",
     "throughput_bps",
     "stalled_at",
+    "stalled_at_wire",
     "control_path_status",
     "control_throughput_bps",
+    "baseline",
+    "baseline_bps",
     "tries",
     "elapsed_ms",
 ];
@@ -73,6 +78,21 @@ pub struct RunMeta {
     pub resolvers: Vec<SpecEntry>,
     pub control_resolvers: Vec<SpecEntry>,
     pub probes: Vec<String>,
+    /// Each canary name's outcome at every vantage and control resolver (the health check).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub canaries: Vec<CanaryCheck>,
+}
+
+/// One canary lookup of the start-of-run health check.
+#[derive(Clone, Debug, Serialize)]
+pub struct CanaryCheck {
+    pub name: String,
+    pub resolver: String,
+    /// `vantage` or `control`.
+    pub role: &'static str,
+    pub answers: Vec<IpAddr>,
+    pub rcode: Option<String>,
+    pub error: Option<&'static str>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -111,6 +131,12 @@ pub struct Record {
     pub layer: Option<Layer>,
     pub reason: Option<Reason>,
     pub detail: String,
+    /// For `inconclusive`: the evidence that would decide it (`control_path`, `reference`,
+    /// `control_resolver`).
+    pub needs: Option<crate::classify::Needs>,
+    /// The probe steps that ran for this record (`dns`, `tcp`, `tls`, `http`, `udp`): a
+    /// `reachable` from `--probes dns` means "no DNS interference", not "the site works".
+    pub probes: Vec<&'static str>,
     pub dns_transport: Option<&'static str>,
     pub dns_rcode: Option<String>,
     pub dns_error: Option<&'static str>,
@@ -135,11 +161,38 @@ pub struct Record {
     pub bytes: Option<u64>,
     pub throughput_bps: Option<f64>,
     pub stalled_at: Option<u64>,
+    /// Bytes received on the wire (handshake included) before the stall.
+    pub stalled_at_wire: Option<u64>,
     pub control_path_status: Option<String>,
     pub control_throughput_bps: Option<f64>,
+    /// What a transfer's rate was compared with: `control_path`, `reference:URL` or `run`.
+    pub baseline: Option<String>,
+    pub baseline_bps: Option<f64>,
     pub tries: Vec<String>,
     pub elapsed_ms: f64,
     pub evidence: Evidence,
+}
+
+/// The probe steps that ran, read from the evidence (what was done, not what was asked).
+fn steps(ev: &Evidence) -> Vec<&'static str> {
+    let hops = ev.direct.iter().flat_map(|p| p.hops.iter());
+    let mut out = Vec::with_capacity(4);
+    if ev.dns.is_some() {
+        out.push("dns");
+    }
+    if hops.clone().any(|h| !h.tcp.is_empty()) {
+        out.push("tcp");
+    }
+    if hops.clone().any(|h| h.tls.is_some()) || ev.consistency.is_some() {
+        out.push("tls");
+    }
+    if hops.clone().any(|h| h.http.is_some()) {
+        out.push("http");
+    }
+    if ev.stun.is_some() {
+        out.push("udp");
+    }
+    out
 }
 
 /// The flat view of one path: the first hop's connection, the last hop's response.
@@ -157,6 +210,7 @@ struct PathColumns {
     bytes: Option<u64>,
     throughput_bps: Option<f64>,
     stalled_at: Option<u64>,
+    stalled_at_wire: Option<u64>,
     /// The final status, or the failure kind of the step that failed.
     outcome: Option<String>,
 }
@@ -191,6 +245,7 @@ impl PathColumns {
             c.bytes = Some(h.transfer.bytes);
             c.throughput_bps = h.transfer.throughput_bps;
             c.stalled_at = h.transfer.stalled_at;
+            c.stalled_at_wire = h.transfer.stalled_at.map(|_| last.wire_bytes_in);
             c.outcome = match (h.status, &h.failure, h.transfer.stalled_at) {
                 (_, _, Some(at)) => Some(format!("stall:{at}")),
                 (None, Some(f), _) => Some(format!("http:{}", f.kind.as_str())),
@@ -217,8 +272,11 @@ impl Record {
             reason,
             detail,
             blockpage,
+            baseline,
+            needs,
             evidence,
         } = finding;
+        let probes = steps(&evidence);
         let dns = evidence.dns.as_ref();
         let control = evidence.control.as_ref();
         let direct = evidence
@@ -242,6 +300,8 @@ impl Record {
             layer: reason.map(Reason::layer),
             reason,
             detail,
+            needs,
+            probes,
             dns_transport: dns.map(|d| d.transport),
             dns_rcode: dns.and_then(|d| d.rcode().map(str::to_owned)),
             dns_error: dns.and_then(|d| d.failure().map(|f| f.kind.as_str())),
@@ -275,8 +335,11 @@ impl Record {
             bytes: direct.bytes,
             throughput_bps: direct.throughput_bps,
             stalled_at: direct.stalled_at,
+            stalled_at_wire: direct.stalled_at_wire,
             control_path_status: ctl_path.as_ref().and_then(|c| c.outcome.clone()),
             control_throughput_bps: ctl_path.and_then(|c| c.throughput_bps),
+            baseline: baseline.as_ref().map(|b| b.source.clone()),
+            baseline_bps: baseline.and_then(|b| b.bps),
             tries: evidence.tries.clone(),
             elapsed_ms: ms(elapsed),
             evidence,
@@ -309,6 +372,8 @@ impl Record {
             opt(self.layer.map(Layer::as_str)),
             opt(self.reason.map(Reason::as_str)),
             self.detail.clone(),
+            opt(self.needs.map(crate::classify::Needs::as_str)),
+            list(&self.probes),
             opt(self.dns_transport),
             opt(self.dns_rcode.as_ref()),
             opt(self.dns_error),
@@ -332,8 +397,11 @@ impl Record {
             opt(self.bytes),
             opt(self.throughput_bps),
             opt(self.stalled_at),
+            opt(self.stalled_at_wire),
             opt(self.control_path_status.as_ref()),
             opt(self.control_throughput_bps),
+            opt(self.baseline.as_ref()),
+            opt(self.baseline_bps),
             list(&self.tries),
             self.elapsed_ms.to_string(),
         ]

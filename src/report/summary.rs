@@ -9,9 +9,25 @@ use crate::verdict::Verdict;
 #[derive(Default, Debug)]
 pub struct Summary {
     counts: BTreeMap<String, [u64; 5]>,
+    /// Verdicts on a transfer decided against an in-run reference (no working control path).
+    pub by_reference: u64,
+    /// `inconclusive` verdicts that a (working) control path would have decided.
+    pub want_control_path: u64,
 }
 
 impl Summary {
+    /// Counts what decided a record (in-run references, a missing control path).
+    pub fn note(&mut self, r: &crate::report::Record) {
+        if r.baseline.as_deref().is_some_and(|b| b != "control_path")
+            && r.verdict != Verdict::Inconclusive
+        {
+            self.by_reference += 1;
+        }
+        if r.needs == Some(crate::classify::Needs::ControlPath) {
+            self.want_control_path += 1;
+        }
+    }
+
     pub fn add(&mut self, resolver: &str, verdict: Verdict) {
         let idx = Verdict::ALL
             .iter()

@@ -127,6 +127,13 @@ fn migrations(d: Dialect) -> Vec<String> {
         MIGRATION_1.replace("{pk}", pk),
         // Issue 10: the matched block-page fingerprint.
         "ALTER TABLE records ADD COLUMN blockpage_fingerprint TEXT".to_owned(),
+        // Issue 12: what decided a verdict without a control path, and what ran.
+        "ALTER TABLE records ADD COLUMN needs TEXT;
+         ALTER TABLE records ADD COLUMN probes TEXT;
+         ALTER TABLE records ADD COLUMN stalled_at_wire TEXT;
+         ALTER TABLE records ADD COLUMN baseline TEXT;
+         ALTER TABLE records ADD COLUMN baseline_bps TEXT"
+            .to_owned(),
     ]
 }
 

@@ -217,6 +217,7 @@ fn evidence(
         consistency: None,
         stun: None,
         tries: vec![],
+        baseline: vec![],
     }
 }
 
@@ -322,11 +323,27 @@ fn connection_table() {
             Some("tls.eof"),
         ),
         (
-            "tls fails everywhere",
+            "tls reset on both paths: a reset control path proves nothing about the site",
             P::Tls(K::Reset, Some(false)),
             Some(P::Tls(K::Reset, None)),
             Layer::Tls,
+            Inconclusive,
+            None,
+        ),
+        (
+            "the origin's own broken TLS (an alert) on both paths",
+            P::Tls(K::Tls, Some(false)),
+            Some(P::Tls(K::Tls, None)),
+            Layer::Tls,
             Down,
+            None,
+        ),
+        (
+            "tcp timeout here, the control path times out too: not evidence of down",
+            P::Tcp(K::Timeout),
+            Some(P::Tcp(K::Timeout)),
+            Layer::Tls,
+            Inconclusive,
             None,
         ),
         (
@@ -404,11 +421,11 @@ fn connection_table() {
             Some("transfer.stall"),
         ),
         (
-            "stall on both",
+            "stall on both: a stalling control path proves nothing",
             P::Stall(16_384),
             Some(P::Stall(20_000)),
             Layer::Tls,
-            Down,
+            Inconclusive,
             None,
         ),
         (
@@ -746,8 +763,17 @@ fn stun_table() {
             Verdict::Inconclusive,
             None,
         ),
+        // Silence here and through the relay: the relay proves nothing about the server.
         (
             Some(K::Timeout),
+            Some(Some(K::Timeout)),
+            "93.184.216.34",
+            Verdict::Inconclusive,
+            None,
+        ),
+        // Port unreachable here, silence from outside: the server is down.
+        (
+            Some(K::Refused),
             Some(Some(K::Timeout)),
             "93.184.216.34",
             Verdict::Down,
@@ -918,4 +944,78 @@ fn offsite_plain_http_redirects_need_a_baseline() {
     );
     assert_ne!(f.verdict, Verdict::Blocked, "{}", f.detail);
     assert!(!f.detail.contains("off-site"), "{}", f.detail);
+}
+
+/// Issue 12: without a working control path, throttling and freezes are judged against the
+/// run's own references; each rule at its boundaries, with the baseline and `needs` recorded.
+#[test]
+fn issue_12_in_run_baseline_table() {
+    use blockprobe::classify::{FREEZE_WINDOW, Needs, Reference};
+    use Verdict::*;
+    let reference = |bps: Option<f64>, carried: u64| Reference {
+        source: "reference:https://cdn.example/big".into(),
+        bps,
+        carried,
+        error: None,
+    };
+    let slow = |rate: f64| P::Body {
+        status: 200,
+        title: "Home",
+        bytes: 300_000,
+        rate,
+        timed_out: false,
+    };
+    let (lo, hi) = (*FREEZE_WINDOW.start(), *FREEZE_WINDOW.end());
+    // (name, direct, wire bytes in, control path, baseline, verdict, reason, needs, baseline source)
+    type Row = (
+        &'static str,
+        P,
+        u64,
+        Option<P>,
+        Vec<Reference>,
+        Verdict,
+        Option<&'static str>,
+        Option<Needs>,
+        Option<&'static str>,
+    );
+    let big = || vec![reference(Some(5e7), 300_000)];
+    let rows: Vec<Row> = vec![
+        ("slow, reference fast", slow(392e3), 0, None, big(), Throttled, Some("transfer.slow"), None, Some("reference:https://cdn.example/big")),
+        ("slow at exactly ratio x reference", slow(0.25 * 1.6e6), 0, None, vec![reference(Some(1.6e6), 300_000)], Reachable, None, None, Some("reference:https://cdn.example/big")),
+        ("just under ratio x reference", slow(0.25 * 1.6e6 - 1.0), 0, None, vec![reference(Some(1.6e6), 300_000)], Throttled, Some("transfer.slow"), None, Some("reference:https://cdn.example/big")),
+        ("slow, no baseline at all", slow(392e3), 0, None, vec![], Inconclusive, None, Some(Needs::Reference), None),
+        ("slow, the reference failed", slow(392e3), 0, None, vec![reference(None, 0)], Inconclusive, None, Some(Needs::Reference), None),
+        ("above the floor needs no baseline", slow(3e6), 0, None, vec![], Reachable, None, None, None),
+        ("the control path outranks a reference", slow(392e3), 0, Some(slow(400e3)), big(), Reachable, None, None, Some("control_path")),
+        ("slow; the control path times out: the reference decides", slow(392e3), 0, Some(P::Tcp(K::Timeout)), big(), Throttled, Some("transfer.slow"), None, Some("reference:https://cdn.example/big")),
+        ("freeze at the window's start", P::Stall(0), lo, None, big(), Blocked, Some("transfer.stall"), None, Some("reference:https://cdn.example/big")),
+        ("freeze just before the window", P::Stall(0), lo - 1, None, big(), Inconclusive, None, Some(Needs::ControlPath), None),
+        ("freeze at the window's end", P::Stall(12_000), hi, None, big(), Blocked, Some("transfer.stall"), None, Some("reference:https://cdn.example/big")),
+        ("stall past the window", P::Stall(70_000), hi + 1, None, big(), Inconclusive, None, Some(Needs::ControlPath), None),
+        ("freeze, reference carried only to the window's end", P::Stall(12_000), 16_384, None, vec![reference(Some(5e7), hi)], Inconclusive, None, Some(Needs::Reference), None),
+        ("freeze, reference carried just past the window", P::Stall(12_000), 16_384, None, vec![reference(None, hi + 1)], Blocked, Some("transfer.stall"), None, Some("reference:https://cdn.example/big")),
+        ("freeze, no reference", P::Stall(12_000), 16_384, None, vec![], Inconclusive, None, Some(Needs::Reference), None),
+        ("freeze; the control path stalls too: the reference decides", P::Stall(12_000), 16_384, Some(P::Stall(20_000)), big(), Blocked, Some("transfer.stall"), None, Some("reference:https://cdn.example/big")),
+        ("blackhole, no control path", P::Tcp(K::Timeout), 0, None, big(), Inconclusive, None, Some(Needs::ControlPath), None),
+        ("blackhole, the control path times out", P::Tcp(K::Timeout), 0, Some(P::Tcp(K::Timeout)), big(), Inconclusive, None, Some(Needs::ControlPath), None),
+    ];
+    for (name, d, wire, c, baseline, verdict, reason, needs, source) in rows {
+        let mut direct = path(&d, true);
+        direct.hops[0].wire_bytes_in = wire;
+        let mut ev = evidence("93.184.216.34", direct, c.map(|c| path(&c, true)));
+        ev.baseline = baseline;
+        let f = classify(ev, &Rules::default(), Layer::Tls);
+        assert_eq!(
+            (f.verdict, f.reason.map(|r| r.as_str()), f.needs),
+            (verdict, reason, needs),
+            "row `{name}`: {}",
+            f.detail
+        );
+        assert_eq!(
+            f.baseline.as_ref().map(|b| b.source.as_str()),
+            source,
+            "row `{name}`: {}",
+            f.detail
+        );
+    }
 }

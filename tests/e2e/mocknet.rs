@@ -32,10 +32,12 @@ async fn every_shipped_scenario_passes_check() {
             .split(|c: char| !c.is_ascii_digit())
             .filter_map(|w| w.parse().ok())
             .collect();
-        // "N of M targets ... (traffic: Q DNS queries ..., C at the control, O origin
-        // connections, P proxy connects)"
-        assert_eq!(numbers.len(), 6, "{summary}");
-        assert!(numbers[2..].iter().all(|n| *n > 0), "{summary}");
+        // "N of M targets ... with the control path, N2 of M without (traffic: Q DNS queries
+        // ..., C at the control, O origin connections, P proxy connects)"
+        assert_eq!(numbers.len(), 8, "{summary}");
+        assert_eq!(numbers[0], numbers[1], "{summary}");
+        assert_eq!(numbers[2], numbers[3], "{summary}");
+        assert!(numbers[4..].iter().all(|n| *n > 0), "{summary}");
         n += 1;
     }
     assert!(n >= 2, "scenarios found: {n}");
@@ -110,7 +112,7 @@ async fn ready_line_drives_a_scan_and_sigterm_stops_the_network() {
     let out = run(&args).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let recs = jsonl(&out.stdout);
-    assert_eq!(recs.len(), 32 * 4);
+    assert_eq!(recs.len(), 34 * 4);
     let nx_doh = recs
         .iter()
         .find(|r| r["host"] == "nxdomain.example" && r["resolver"] == "doh")

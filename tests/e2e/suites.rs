@@ -183,7 +183,10 @@ async fn without_a_proxy_a_stun_reference_tells_blocked_from_inconclusive() {
     let (child, ready) =
         spawn_mocknet("probes/scenarios/all.toml", &dir.path().join("ready.json")).await;
     // The mock's scan arguments without the control proxy, and only the STUN targets.
-    let mut args = args_without(&ready.scan_args, &["--control-proxy", "-i"]);
+    let mut args = args_without(
+        &ready.scan_args,
+        &["--control-proxy", "-i", "--stun-reference", "--reference"],
+    );
     args.extend(
         [
             "stun://stun.drop.example:3478",

@@ -209,12 +209,25 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
 
 fn print_summary(outcome: &scan::Outcome, run_id: &str, store_url: Option<&str>) {
     let mut err = io::stderr().lock();
+    let s = &outcome.summary;
+    // What the verdicts rest on when there was no working control path.
+    let controls = (s.by_reference > 0 || s.want_control_path > 0).then(|| {
+        format!(
+            "blockprobe: without a working control path: {} verdict(s) decided by in-run references, {} inconclusive for want of one (--control-proxy)",
+            s.by_reference, s.want_control_path
+        )
+    });
     if io::IsTerminal::is_terminal(&err) {
         let _ = write!(err, "{}", outcome.summary.render());
+        if let Some(c) = controls {
+            let _ = writeln!(err, "{c}");
+        }
         return;
     }
-    // Cron mails stderr: one line.
-    let s = &outcome.summary;
+    if let Some(c) = controls {
+        let _ = writeln!(err, "{c}");
+    }
+    // Cron mails stderr: one line (two without a working control path).
     let _ = writeln!(
         err,
         "blockprobe: run {run_id}{}: {} results, {} blocked, {} throttled, {} down, {} inconclusive{}",

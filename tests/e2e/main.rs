@@ -5,6 +5,7 @@ mod classify;
 mod classify_conn;
 mod cli;
 mod conn;
+mod controls;
 mod dns;
 mod dns_hostile;
 mod docs;

@@ -47,6 +47,7 @@ fn bench(url: &StoreUrl, n: usize) -> anyhow::Result<(f64, usize)> {
         resolvers: vec![],
         control_resolvers: vec![],
         probes: vec!["dns".into()],
+        canaries: vec![],
     };
     let vantage: Vantage = "isp=udp://192.0.2.53".parse().unwrap();
     let finding = Finding {
@@ -54,6 +55,8 @@ fn bench(url: &StoreUrl, n: usize) -> anyhow::Result<(f64, usize)> {
         reason: Some(Reason::DnsNxdomain),
         detail: "vantage resolver gave NXDOMAIN; the controls resolve the name".into(),
         blockpage: None,
+        baseline: None,
+        needs: None,
         evidence: Evidence {
             dns: Some(dns("NXDOMAIN", &[])),
             control: Some(ControlDns {
@@ -73,6 +76,7 @@ fn bench(url: &StoreUrl, n: usize) -> anyhow::Result<(f64, usize)> {
             control_path: None,
             consistency: None,
             stun: None,
+            baseline: vec![],
             tries: vec![],
         },
     };

@@ -2,7 +2,7 @@
 //! binary against the bundled Russian scenario with the control proxy taken away, as most
 //! users scan.
 
-use crate::support::{args_without, find, jsonl, run, spawn_mocknet, stderr, write};
+use crate::support::{args_without, jsonl, run, spawn_mocknet, stderr, write};
 
 #[tokio::test]
 async fn issue_12_without_a_proxy_a_reference_decides_throttling_and_the_freeze() {

@@ -462,16 +462,49 @@ async fn measure_reference(ctx: &Ctx, v: &VantageCtx, t: &Target) -> Reference {
     }
 }
 
-async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
+/// A job whose steps are done, waiting only for the DNS answers still arriving within the
+/// injection window; `finish` classifies it once they are joined in. Jobs wait here after
+/// releasing their `--concurrency` slot.
+struct Pending {
+    dns: Option<DnsObservation>,
+    late: Option<crate::probe::dns::Late>,
+    finish: Box<dyn FnOnce(Option<DnsObservation>) -> Record + Send>,
+}
+
+impl Pending {
+    async fn complete(self) -> Record {
+        let mut dns = self.dns;
+        if let (Some(d), Some(late)) = (dns.as_mut(), self.late) {
+            d.absorb(late.collect().await);
+        }
+        (self.finish)(dns)
+    }
+}
+
+async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Pending {
     let start = Instant::now();
     let v = &ctx.vantages[vi];
     let connect = ctx.probes.contains(&Probe::Tcp);
-    let (dns, control) = match target.name() {
+    let (dns, control, late) = match target.name() {
         Some(name) => {
-            let (dns, control) = tokio::join!(v.client.lookup(name), ctx.controls.lookup(name));
-            (Some(dns), Some((*control).clone()))
+            let ((dns, late), control) =
+                tokio::join!(v.client.lookup_early(name), ctx.controls.lookup(name));
+            (Some(dns), Some((*control).clone()), late)
         }
-        None => (None, None),
+        None => (None, None, None),
+    };
+    let first_dns = dns.clone();
+    let record = {
+        let (ctx, target) = (ctx.clone(), target.clone());
+        move |finding: Finding| {
+            Record::new(
+                &ctx.meta,
+                &target,
+                &ctx.vantages[vi].vantage,
+                finding,
+                start.elapsed(),
+            )
+        }
     };
     let addrs = match (&target.host, &dns, &control) {
         _ if !connect => Vec::new(),
@@ -497,17 +530,26 @@ async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
         tries: Vec::new(),
         baseline: Vec::new(),
     };
+    let rules = ctx.rules;
     if addrs.is_empty() {
-        let finding = classify(base, &ctx.rules, layer);
-        return Record::new(&ctx.meta, &target, &v.vantage, finding, start.elapsed());
+        return Pending {
+            dns: first_dns,
+            late,
+            finish: Box::new(move |dns| record(classify(Evidence { dns, ..base }, &rules, layer))),
+        };
     }
     if target.scheme == Scheme::Stun {
         let ev = Evidence {
             stun: Some(stun_step(&ctx, v, &target, &addrs).await),
             ..base
         };
-        let finding = classify(ev, &ctx.rules, Layer::Udp);
-        return Record::new(&ctx.meta, &target, &v.vantage, finding, start.elapsed());
+        return Pending {
+            dns: first_dns,
+            late,
+            finish: Box::new(move |dns| {
+                record(classify(Evidence { dns, ..ev }, &rules, Layer::Udp))
+            }),
+        };
     }
 
     let control_path = async {
@@ -599,39 +641,48 @@ async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Record {
         v.run_carried.fetch_max(carried, Ordering::Relaxed);
     }
 
-    // Classify every try; the most frequent outcome wins (the first try breaks ties), and the
-    // evidence keeps the first try that had it, plus the list of outcomes.
-    let findings: Vec<Finding> = tries
-        .into_iter()
-        .map(|direct| {
-            let ev = Evidence {
-                direct: Some(direct),
-                control_path: control_path.clone(),
-                consistency: consistency.clone(),
-                baseline: baseline.clone(),
-                ..base.clone()
-            };
-            classify(ev, &ctx.rules, layer)
-        })
-        .collect();
-    let label = |f: &Finding| match f.reason {
-        Some(r) => format!("{}:{}", f.verdict.as_str(), r.as_str()),
-        None => f.verdict.as_str().to_owned(),
+    // Classify every try (once the late DNS evidence is in); the most frequent outcome wins
+    // (the first try breaks ties), and the evidence keeps the first try that had it, plus the
+    // list of outcomes.
+    let finish = move |dns: Option<DnsObservation>| {
+        let base = Evidence { dns, ..base };
+        let findings: Vec<Finding> = tries
+            .into_iter()
+            .map(|direct| {
+                let ev = Evidence {
+                    direct: Some(direct),
+                    control_path: control_path.clone(),
+                    consistency: consistency.clone(),
+                    baseline: baseline.clone(),
+                    ..base.clone()
+                };
+                classify(ev, &rules, layer)
+            })
+            .collect();
+        let label = |f: &Finding| match f.reason {
+            Some(r) => format!("{}:{}", f.verdict.as_str(), r.as_str()),
+            None => f.verdict.as_str().to_owned(),
+        };
+        let labels: Vec<String> = findings.iter().map(label).collect();
+        let best = (0..findings.len())
+            .max_by_key(|i| {
+                let n = labels.iter().filter(|l| **l == labels[*i]).count();
+                (n, std::cmp::Reverse(*i))
+            })
+            .unwrap_or(0);
+        let mut finding = findings.into_iter().nth(best).expect("repeat >= 1");
+        if labels.len() > 1 {
+            let n = labels.iter().filter(|l| **l == labels[best]).count();
+            finding.detail = format!("{} ({n} of {} tries)", finding.detail, labels.len());
+            finding.evidence.tries = labels;
+        }
+        record(finding)
     };
-    let labels: Vec<String> = findings.iter().map(label).collect();
-    let best = (0..findings.len())
-        .max_by_key(|i| {
-            let n = labels.iter().filter(|l| **l == labels[*i]).count();
-            (n, std::cmp::Reverse(*i))
-        })
-        .unwrap_or(0);
-    let mut finding = findings.into_iter().nth(best).expect("repeat >= 1");
-    if labels.len() > 1 {
-        let n = labels.iter().filter(|l| **l == labels[best]).count();
-        finding.detail = format!("{} ({n} of {} tries)", finding.detail, labels.len());
-        finding.evidence.tries = labels;
+    Pending {
+        dns: first_dns,
+        late,
+        finish: Box::new(finish),
     }
-    Record::new(&ctx.meta, &target, &v.vantage, finding, start.elapsed())
 }
 
 /// What a scan does besides its report: skip pairs already measured (`--resume`) and hand
@@ -809,7 +860,16 @@ pub async fn scan<W: Write>(
             futures::stream::iter(todo.into_iter().map(move |vi| (t.clone(), vi)))
         })
         .map(move |(t, vi)| tokio::spawn(run_job(ctx_jobs.clone(), t, vi)))
-        .buffer_unordered(cfg.concurrency);
+        .buffer_unordered(cfg.concurrency)
+        // A job's concurrency slot is free once its steps are done; it waits for the rest of
+        // the injection window here, bounded by the lingering-socket budget.
+        .map(|joined| async move {
+            match joined {
+                Ok(p) => Ok(p.complete().await),
+                Err(e) => Err(e),
+            }
+        })
+        .buffer_unordered(cfg.concurrency + crate::probe::dns::linger_capacity());
     let mut records = std::pin::pin!(records);
 
     let progress = crate::progress::Progress::new(cfg.output.quiet);

@@ -122,6 +122,8 @@ struct Controls {
     dns: OnceLru<ControlDns>,
     /// The control path (through `--control-proxy`), fetched once per target.
     paths: OnceLru<PathObservation>,
+    /// `--control-concurrency`: fetches through the proxy in flight at once.
+    path_permits: tokio::sync::Semaphore,
 }
 
 impl Controls {
@@ -558,6 +560,8 @@ async fn run_job(ctx: Arc<Ctx>, target: Arc<Target>, vi: usize) -> Pending {
                 ctx.controls
                     .paths
                     .get(&target.input, || async {
+                        // The proxy's own limit: its timeouts would decide nothing.
+                        let _permit = ctx.controls.path_permits.acquire().await;
                         let mut p =
                             path::fetch(&target, Route::Proxy(proxy), &ctx.tls, &ctx.conn).await;
                         // The control path is compared by status, title, length and rate; its
@@ -783,6 +787,7 @@ pub async fn scan<W: Write>(
             clients: control_clients,
             dns: OnceLru::new(CONTROL_CACHE),
             paths: OnceLru::new(CONTROL_PATH_CACHE),
+            path_permits: tokio::sync::Semaphore::new(cfg.conn.control_concurrency),
         },
         probes: cfg.probes.clone(),
         conn: ConnOptions {

@@ -256,8 +256,9 @@ impl Bulk {
 pub struct Fingerprints {
     http: Vec<Fingerprint>,
     dns: Vec<Fingerprint>,
-    body: Bulk,
-    response: Bulk,
+    /// The bulk matchers (tens of MiB of automata), built on the first page matched: a
+    /// DNS-only scan needs only the address and CNAME fingerprints.
+    bulk: std::sync::OnceLock<(Bulk, Bulk)>,
 }
 
 /// The host of a `Location` value (absolute, scheme-relative or bare `host/path`).
@@ -351,10 +352,20 @@ impl Fingerprints {
             }
         }
         Ok(Self {
-            body: Bulk::build(&http, &Place::Body)?,
-            response: Bulk::build(&http, &Place::Response)?,
+            bulk: std::sync::OnceLock::new(),
             http,
             dns,
+        })
+    }
+
+    /// The body and response matchers (patterns were checked when the files loaded).
+    fn bulk(&self) -> &(Bulk, Bulk) {
+        self.bulk.get_or_init(|| {
+            (
+                Bulk::build(&self.http, &Place::Body).expect("body patterns checked at load"),
+                Bulk::build(&self.http, &Place::Response)
+                    .expect("response patterns checked at load"),
+            )
         })
     }
 
@@ -383,8 +394,9 @@ impl Fingerprints {
         let body = http.body_text();
         let location_host = http.location().and_then(location_host);
         let header_lines = http.header_lines();
-        let mut hits: Vec<usize> = self.body.matches(&body);
-        if !self.response.regex_fp.is_empty() || !self.response.literal_fp.is_empty() {
+        let (body_bulk, response_bulk) = self.bulk();
+        let mut hits: Vec<usize> = body_bulk.matches(&body);
+        if !response_bulk.regex_fp.is_empty() || !response_bulk.literal_fp.is_empty() {
             let response = format!(
                 "{}\r\n{}\r\n{}",
                 http.status_line(),
@@ -394,7 +406,7 @@ impl Fingerprints {
                     .collect::<String>(),
                 body
             );
-            hits.extend(self.response.matches(&response));
+            hits.extend(response_bulk.matches(&response));
         }
         let all_headers = header_lines.join("\r\n");
         let small = self.http.iter().enumerate().filter(|(_, f)| {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use tokio::sync::{OnceCell, mpsc, watch};
 use tokio::time::Instant;
 
@@ -40,6 +40,9 @@ use crate::verdict::{Layer, Verdict};
 const CONTROL_CACHE: usize = 4_096;
 /// Control-path fetches kept (bigger entries; needed only while a target's jobs run).
 const CONTROL_PATH_CACHE: usize = 1_024;
+
+/// Longest time a finished record waits in the report's buffer while records pour in.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 /// Longest wait for the store to take one record.
 const STORE_STALL: Duration = Duration::from_secs(120);
@@ -884,16 +887,41 @@ pub async fn scan<W: Write>(
     let mut broken_pipe = false;
     let mut announced = false;
     let mut second = signals.clone();
+    // Records are flushed when the loop is about to wait, and at least every FLUSH_EVERY while
+    // they pour in: one write(2) per record was a fifth of a fast scan's time.
+    let mut dirty = false;
+    let mut last_flush = std::time::Instant::now();
     loop {
-        let next = tokio::select! {
-            biased;
-            () = wait_for(&mut second, 2) => break,
-            () = wait_for(&mut signals, 1), if !announced => {
-                announced = true;
-                warn("interrupted: finishing the jobs in flight (interrupt again to stop now)");
-                continue;
+        let ready = if *second.borrow() >= 2 {
+            break;
+        } else if !announced && *signals.borrow() >= 1 {
+            None
+        } else {
+            records.next().now_or_never()
+        };
+        if dirty && (ready.is_none() || last_flush.elapsed() >= FLUSH_EVERY) {
+            if let Err(e) = sink.flush() {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    broken_pipe = true;
+                    break;
+                }
+                return Err(anyhow::Error::new(e).context("cannot write the report"));
             }
-            next = records.next() => next,
+            dirty = false;
+            last_flush = std::time::Instant::now();
+        }
+        let next = match ready {
+            Some(next) => next,
+            None => tokio::select! {
+                biased;
+                () = wait_for(&mut second, 2) => break,
+                () = wait_for(&mut signals, 1), if !announced => {
+                    announced = true;
+                    warn("interrupted: finishing the jobs in flight (interrupt again to stop now)");
+                    continue;
+                }
+                next = records.next() => next,
+            },
         };
         let Some(joined) = next else { break };
         let record = match joined {
@@ -923,6 +951,7 @@ pub async fn scan<W: Write>(
             return Err(anyhow::Error::new(e).context("cannot write the report"));
         }
         written += 1;
+        dirty = true;
         progress.record(summary.count(Verdict::Blocked));
     }
     progress.finish();

@@ -438,9 +438,6 @@ impl DnsClient {
         let retry_every = (self.timeout / u32::from(UDP_TRIES)).max(MIN_RETRY);
         let mut next_retry = start + retry_every;
         let mut window_end: Option<Instant> = None;
-        // Sized for any datagram: a resolver may ignore the advertised EDNS payload, and a
-        // response cut short by the buffer would not parse (an answer lost, then a timeout).
-        let mut buf = vec![0u8; MAX_UDP_RESPONSE];
         loop {
             let end = window_end.unwrap_or(deadline);
             // Checked on every turn, not only when the timer fires: a steady stream of
@@ -452,7 +449,20 @@ impl DnsClient {
                 && next_retry < deadline
                 && (0..2).any(|i| got[i].is_empty() && sent[i] < UDP_TRIES);
             let until = if retrying { next_retry } else { end };
-            let n = match tokio::time::timeout_at(until, sock.recv(&mut buf)).await {
+            // A datagram that answers neither query (wrong id, or a question that is not ours)
+            // is ignored: keep listening for the real answer.
+            let elapsed = || start.elapsed();
+            let got_mut = &mut got;
+            let received = recv_with(&sock, |d| {
+                for (i, q) in queries.iter().enumerate() {
+                    if got_mut[i].len() < MAX_RESPONSES
+                        && let Some(resp) = q.parse(d, elapsed())
+                    {
+                        got_mut[i].push(resp);
+                    }
+                }
+            });
+            match tokio::time::timeout_at(until, received).await {
                 Err(_) if retrying => {
                     for (i, q) in queries.iter().enumerate() {
                         if got[i].is_empty()
@@ -471,17 +481,7 @@ impl DnsClient {
                     failure = Some(Failure::from_error(&e));
                     break;
                 }
-                Ok(Ok(n)) => n,
-            };
-            // A datagram that answers neither query (wrong id, or a question that is not ours)
-            // is ignored: keep listening for the real answer.
-            for (i, q) in queries.iter().enumerate() {
-                if got[i].len() >= MAX_RESPONSES {
-                    continue;
-                }
-                if let Some(resp) = q.parse(&buf[..n], start.elapsed()) {
-                    got[i].push(resp);
-                }
+                Ok(Ok(())) => {}
             }
             if window_end.is_none() && got.iter().all(|g| !g.is_empty()) {
                 if self.window.is_zero() {
@@ -566,6 +566,29 @@ impl DnsClient {
     }
 }
 
+thread_local! {
+    /// One datagram-sized receive buffer per thread. Sized for any datagram: a resolver may
+    /// ignore the advertised EDNS payload, and a response cut short would not parse. A receive
+    /// never awaits while it holds the buffer, so the thousands of sockets of a fast scan share
+    /// a few buffers instead of holding (and zeroing) 64 KiB each.
+    static RECV_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; MAX_UDP_RESPONSE]);
+}
+
+/// Waits for one datagram on `sock` and hands it to `f` in place.
+async fn recv_with<R>(sock: &UdpSocket, mut f: impl FnMut(&[u8]) -> R) -> std::io::Result<R> {
+    loop {
+        sock.readable().await?;
+        let r = RECV_BUF.with_borrow_mut(|buf| match sock.try_recv(buf) {
+            Ok(n) => Ok(Some(f(&buf[..n]))),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        })?;
+        if let Some(r) = r {
+            return Ok(r);
+        }
+    }
+}
+
 /// UDP responses still arriving after the first answers, collected in the background until
 /// the injection window ends. The socket it holds counts against a budget of lingering sockets
 /// (a quarter of `ulimit -n`), not against `--concurrency`.
@@ -596,25 +619,18 @@ impl Late {
         let task = tokio::spawn(async move {
             let _permit = permit;
             let mut got: [Vec<DnsResponse>; 2] = [Vec::new(), Vec::new()];
-            // No buffer while idle: thousands of sockets linger at once in a fast scan, and a
-            // datagram-sized buffer each would be most of the scan's memory.
             while Instant::now() < end {
-                match tokio::time::timeout_at(end, sock.readable()).await {
-                    Ok(Ok(())) => {}
-                    _ => break,
-                }
-                let mut buf = vec![0u8; MAX_UDP_RESPONSE];
-                let n = match sock.try_recv(&mut buf) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                    Err(_) => break,
-                };
-                for (i, q) in queries.iter().enumerate() {
-                    if got[i].len() < room[i]
-                        && let Some(resp) = q.parse(&buf[..n], start.elapsed())
-                    {
-                        got[i].push(resp);
+                let received = recv_with(&sock, |d| {
+                    for (i, q) in queries.iter().enumerate() {
+                        if got[i].len() < room[i]
+                            && let Some(resp) = q.parse(d, start.elapsed())
+                        {
+                            got[i].push(resp);
+                        }
                     }
+                });
+                if !matches!(tokio::time::timeout_at(end, received).await, Ok(Ok(()))) {
+                    break;
                 }
             }
             got

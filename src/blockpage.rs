@@ -232,7 +232,11 @@ impl Bulk {
         }
         Ok(Self {
             literal_fp,
-            literals: aho_corasick::AhoCorasick::new(&literals)?,
+            // A contiguous NFA: a fraction of a DFA's memory for thousands of patterns, and
+            // fast enough for one pass over a 64 KiB page.
+            literals: aho_corasick::AhoCorasick::builder()
+                .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
+                .build(&literals)?,
             regex_fp,
             regexes: regex::RegexSetBuilder::new(&regexes)
                 .size_limit(256 << 20)
@@ -256,8 +260,13 @@ impl Bulk {
 pub struct Fingerprints {
     http: Vec<Fingerprint>,
     dns: Vec<Fingerprint>,
-    body: Bulk,
-    response: Bulk,
+    /// The bulk matchers (tens of MiB of automata), built on the first page matched: a
+    /// DNS-only scan needs only the address and CNAME fingerprints.
+    bulk: std::sync::OnceLock<(Bulk, Bulk, Vec<usize>)>,
+    /// Address fingerprints that name one address exactly (most of them), by address; the
+    /// index is the file order. Others (prefixes, regexes) are tried in order.
+    exact_addresses: std::collections::HashMap<IpAddr, usize>,
+    other_addresses: Vec<usize>,
 }
 
 /// The host of a `Location` value (absolute, scheme-relative or bare `host/path`).
@@ -350,11 +359,53 @@ impl Fingerprints {
                 }
             }
         }
+        let mut exact_addresses = std::collections::HashMap::new();
+        let mut other_addresses = Vec::new();
+        for (i, f) in dns
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.place == Place::Address)
+        {
+            match &f.matcher {
+                Matcher::Full(p) if p.parse::<IpAddr>().is_ok_and(|ip| ip.to_string() == *p) => {
+                    exact_addresses
+                        .entry(p.parse::<IpAddr>().expect("checked"))
+                        .or_insert(i);
+                }
+                _ => other_addresses.push(i),
+            }
+        }
         Ok(Self {
-            body: Bulk::build(&http, &Place::Body)?,
-            response: Bulk::build(&http, &Place::Response)?,
+            bulk: std::sync::OnceLock::new(),
             http,
             dns,
+            exact_addresses,
+            other_addresses,
+        })
+    }
+
+    /// The body and response matchers, and the fingerprints on short texts (titles,
+    /// headers, …) that each page is checked against one by one. Patterns were checked when
+    /// the files loaded.
+    fn bulk(&self) -> &(Bulk, Bulk, Vec<usize>) {
+        self.bulk.get_or_init(|| {
+            let small = self
+                .http
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| match f.place {
+                    Place::Body => matches!(f.matcher, Matcher::Full(_) | Matcher::Prefix(_)),
+                    Place::Response | Place::Address | Place::Cname => false,
+                    _ => true,
+                })
+                .map(|(i, _)| i)
+                .collect();
+            (
+                Bulk::build(&self.http, &Place::Body).expect("body patterns checked at load"),
+                Bulk::build(&self.http, &Place::Response)
+                    .expect("response patterns checked at load"),
+                small,
+            )
         })
     }
 
@@ -383,8 +434,9 @@ impl Fingerprints {
         let body = http.body_text();
         let location_host = http.location().and_then(location_host);
         let header_lines = http.header_lines();
-        let mut hits: Vec<usize> = self.body.matches(&body);
-        if !self.response.regex_fp.is_empty() || !self.response.literal_fp.is_empty() {
+        let (body_bulk, response_bulk, small) = self.bulk();
+        let mut hits: Vec<usize> = body_bulk.matches(&body);
+        if !response_bulk.regex_fp.is_empty() || !response_bulk.literal_fp.is_empty() {
             let response = format!(
                 "{}\r\n{}\r\n{}",
                 http.status_line(),
@@ -394,35 +446,44 @@ impl Fingerprints {
                     .collect::<String>(),
                 body
             );
-            hits.extend(self.response.matches(&response));
+            hits.extend(response_bulk.matches(&response));
         }
         let all_headers = header_lines.join("\r\n");
-        let small = self.http.iter().enumerate().filter(|(_, f)| {
+        let small = small.iter().copied().filter(|i| {
+            let f = &self.http[*i];
             let text_match = |t: &str| f.matcher.is_match(t);
             match &f.place {
                 // `contains`/`regex` on the long texts went through the bulk matchers.
-                Place::Body => {
-                    matches!(f.matcher, Matcher::Full(_) | Matcher::Prefix(_)) && text_match(&body)
-                }
-                Place::Response => false,
+                Place::Body => text_match(&body),
                 Place::Title => http.title.as_deref().is_some_and(text_match),
                 Place::Location => http.location().is_some_and(text_match),
                 Place::Header(h) => http.header_values(h).any(text_match),
                 Place::Headers => text_match(&all_headers),
                 Place::Host => location_host.as_deref().is_some_and(text_match),
-                Place::Address | Place::Cname => false,
+                Place::Response | Place::Address | Place::Cname => false,
             }
         });
-        hits.extend(small.map(|(i, _)| i));
+        hits.extend(small);
         hits.into_iter().min().map(|i| &self.http[i])
     }
 
     /// The first DNS fingerprint an answer matches (an address known to serve block pages).
     pub fn match_address(&self, ip: IpAddr) -> Option<&Fingerprint> {
-        let text = ip.to_string();
-        self.dns
-            .iter()
-            .find(|f| f.place == Place::Address && f.matcher.is_match(&text))
+        let exact = self.exact_addresses.get(&ip).copied();
+        let other = if self.other_addresses.is_empty() {
+            None
+        } else {
+            let text = ip.to_string();
+            self.other_addresses
+                .iter()
+                .copied()
+                .find(|i| self.dns[*i].matcher.is_match(&text))
+        };
+        [exact, other]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|i| &self.dns[i])
     }
 
     /// The first DNS fingerprint a CNAME target matches.

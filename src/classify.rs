@@ -645,6 +645,19 @@ fn control_state(c: Option<&PathObservation>) -> Control<'_> {
             kind: kind @ FailureKind::Tls,
             ..
         } => Control::Failed(format!("TLS fails ({})", kind.as_str())),
+        // A tunnel the proxy accepted and then closed before a single byte: how `ssh -D` (which
+        // answers the SOCKS request before it connects) reports an origin it cannot reach.
+        Outcome::Tls {
+            kind: FailureKind::Eof,
+            ..
+        }
+        | Outcome::Http(FailureKind::Eof)
+            if last.is_some_and(|h| h.wire_bytes_in == 0) =>
+        {
+            Control::Failed(
+                "is closed by the proxy before any byte (it cannot reach the origin)".into(),
+            )
+        }
         Outcome::Tls { kind, .. } => Control::Unavailable(format!("TLS fails ({})", kind.as_str())),
         Outcome::Http(k @ (FailureKind::Http | FailureKind::Malformed)) => {
             Control::Failed(format!("HTTP fails ({})", k.as_str()))

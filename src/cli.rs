@@ -190,6 +190,12 @@ pub struct ScanArgs {
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
 
+    /// Fetches through --control-proxy in flight at once, whatever --concurrency is: a proxy
+    /// pushed past its capacity times out, and a timing-out control path decides nothing
+    /// [default: 32].
+    #[arg(long, value_name = "N")]
+    pub control_concurrency: Option<usize>,
+
     /// Probe steps to run, comma-separated [default: dns,tcp,tls,http]. Later steps imply
     /// earlier ones (http runs over tcp, and tls for https); `--probes dns` is DNS only.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
@@ -221,7 +227,8 @@ pub struct ScanArgs {
     #[arg(long, value_name = "RATE", value_parser = crate::config::parse_rate)]
     pub throttle_floor: Option<f64>,
 
-    /// ...and below this fraction of the control path's rate [default: 0.25].
+    /// ...and below this fraction of the baseline's rate: the control path's, else the best
+    /// in-run reference's (--reference) [default: 0.25].
     #[arg(long, value_name = "RATIO")]
     pub throttle_ratio: Option<f64>,
 
@@ -249,8 +256,9 @@ pub struct ScanArgs {
     #[arg(long)]
     pub strict: bool,
 
-    /// Canary names every vantage resolver should resolve; a resolver that fails all of them
-    /// makes its failures inconclusive [default: example.com,iana.org,wikipedia.org].
+    /// Canary names every vantage resolver should resolve; a resolver that fails all those the
+    /// control resolvers resolve makes its failures inconclusive (canaries no control resolves
+    /// say nothing) [default: example.com,iana.org,wikipedia.org].
     #[arg(long = "canary", value_name = "NAME,...", value_delimiter = ',')]
     pub canaries: Option<Vec<String>>,
 

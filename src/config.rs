@@ -118,6 +118,7 @@ pub struct FileConfig {
     pub ca_file: Option<PathBuf>,
     pub timeout: Option<String>,
     pub concurrency: Option<usize>,
+    pub control_concurrency: Option<usize>,
     pub probes: Option<Vec<String>>,
     pub format: Option<Format>,
     pub output: Option<PathBuf>,
@@ -262,6 +263,7 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 pub const MAX_INJECTION_WINDOW: Duration = Duration::from_secs(60);
 pub const MAX_CONCURRENCY: usize = 100_000;
+pub const DEFAULT_CONTROL_CONCURRENCY: usize = 32;
 pub const MAX_REPEAT: u32 = 100;
 pub const MAX_REDIRECTS: u32 = 100;
 pub const MAX_BODY: u64 = 1 << 30;
@@ -291,6 +293,8 @@ pub struct ConnSettings {
     pub connect_to: Vec<(std::net::SocketAddr, std::net::SocketAddr)>,
     /// `--stun-reference HOST:PORT`.
     pub stun_reference: Option<(String, u16)>,
+    /// Control-path fetches in flight at once (`--control-concurrency`).
+    pub control_concurrency: usize,
     /// `--reference URL` (and the suites' `references`): in-run baselines for throttling and
     /// freezes when there is no working control path.
     pub references: Vec<String>,
@@ -568,6 +572,14 @@ impl ScanConfig {
                 .map(parse_host_port)
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--stun-reference: {e}"))?,
+            control_concurrency: layered.get(
+                "control-concurrency",
+                args.control_concurrency,
+                file.control_concurrency,
+                Ok,
+                DEFAULT_CONTROL_CONCURRENCY,
+                within(1, MAX_CONCURRENCY, |n| n.to_string()),
+            )?,
             references,
         };
 

@@ -142,6 +142,13 @@ impl DnsObservation {
             .collect()
     }
 
+    /// Adds the late responses of the injection window (from [`Late`]) to A and AAAA.
+    pub fn absorb(&mut self, late: [Vec<DnsResponse>; 2]) {
+        let [a, aaaa] = late;
+        self.a.responses.extend(a);
+        self.aaaa.responses.extend(aaaa);
+    }
+
     /// Addresses carried by responses that disagree with the first one.
     pub fn injected_addresses(&self) -> Option<BTreeSet<IpAddr>> {
         let mut any = false;
@@ -280,7 +287,22 @@ impl DnsClient {
     }
 
     /// Queries A and AAAA for `name` (ASCII, no trailing dot). Never fails: failures are data.
+    /// Over UDP the injection window is waited out before this returns.
     pub async fn lookup(&self, name: &str) -> DnsObservation {
+        let (mut obs, late) = self.lookup_early(name).await;
+        if let Some(late) = late {
+            obs.absorb(late.collect().await);
+        }
+        obs
+    }
+
+    /// Like [`lookup`](Self::lookup), but returns as soon as both queries are answered: over
+    /// UDP with an injection window, the socket keeps listening in the background and the
+    /// returned [`Late`] yields the responses that arrive within the window (a forged answer
+    /// racing the real one). Join them into the observation with
+    /// [`DnsObservation::absorb`] before classifying.
+    pub async fn lookup_early(&self, name: &str) -> (DnsObservation, Option<Late>) {
+        let mut late = None;
         if let Some(p) = &self.pacer {
             p.wait().await;
         }
@@ -296,7 +318,11 @@ impl DnsClient {
             }
             ResolverSpec::Udp(addr) => {
                 let obs = match build_queries(name) {
-                    Ok(q) => self.udp(*addr, q, start).await,
+                    Ok(q) => {
+                        let (obs, l) = self.udp(*addr, q, start).await;
+                        late = l;
+                        obs
+                    }
                     Err(f) => both_failed(f),
                 };
                 ("udp", addr.to_string(), obs)
@@ -330,13 +356,16 @@ impl DnsClient {
                 ("doh", self.spec.to_string(), obs)
             }
         };
-        DnsObservation {
-            transport,
-            server,
-            a,
-            aaaa,
-            elapsed: start.elapsed(),
-        }
+        (
+            DnsObservation {
+                transport,
+                server,
+                a,
+                aaaa,
+                elapsed: start.elapsed(),
+            },
+            late,
+        )
     }
 
     /// Runs a connection-oriented exchange under the step timeout; a connect or handshake error
@@ -367,6 +396,18 @@ impl DnsClient {
         server: SocketAddr,
         queries: [WireQuery; 2],
         start: Instant,
+    ) -> ([QueryObservation; 2], Option<Late>) {
+        let mut late = None;
+        let out = self.udp_inner(server, queries, start, &mut late).await;
+        (out, late)
+    }
+
+    async fn udp_inner(
+        &self,
+        server: SocketAddr,
+        queries: [WireQuery; 2],
+        start: Instant,
+        late: &mut Option<Late>,
     ) -> [QueryObservation; 2] {
         let bind: SocketAddr = if server.is_ipv4() {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
@@ -397,9 +438,6 @@ impl DnsClient {
         let retry_every = (self.timeout / u32::from(UDP_TRIES)).max(MIN_RETRY);
         let mut next_retry = start + retry_every;
         let mut window_end: Option<Instant> = None;
-        // Sized for any datagram: a resolver may ignore the advertised EDNS payload, and a
-        // response cut short by the buffer would not parse (an answer lost, then a timeout).
-        let mut buf = vec![0u8; MAX_UDP_RESPONSE];
         loop {
             let end = window_end.unwrap_or(deadline);
             // Checked on every turn, not only when the timer fires: a steady stream of
@@ -411,7 +449,20 @@ impl DnsClient {
                 && next_retry < deadline
                 && (0..2).any(|i| got[i].is_empty() && sent[i] < UDP_TRIES);
             let until = if retrying { next_retry } else { end };
-            let n = match tokio::time::timeout_at(until, sock.recv(&mut buf)).await {
+            // A datagram that answers neither query (wrong id, or a question that is not ours)
+            // is ignored: keep listening for the real answer.
+            let elapsed = || start.elapsed();
+            let got_mut = &mut got;
+            let received = recv_with(&sock, |d| {
+                for (i, q) in queries.iter().enumerate() {
+                    if got_mut[i].len() < MAX_RESPONSES
+                        && let Some(resp) = q.parse(d, elapsed())
+                    {
+                        got_mut[i].push(resp);
+                    }
+                }
+            });
+            match tokio::time::timeout_at(until, received).await {
                 Err(_) if retrying => {
                     for (i, q) in queries.iter().enumerate() {
                         if got[i].is_empty()
@@ -430,23 +481,32 @@ impl DnsClient {
                     failure = Some(Failure::from_error(&e));
                     break;
                 }
-                Ok(Ok(n)) => n,
-            };
-            // A datagram that answers neither query (wrong id, or a question that is not ours)
-            // is ignored: keep listening for the real answer.
-            for (i, q) in queries.iter().enumerate() {
-                if got[i].len() >= MAX_RESPONSES {
-                    continue;
-                }
-                if let Some(resp) = q.parse(&buf[..n], start.elapsed()) {
-                    got[i].push(resp);
-                }
+                Ok(Ok(())) => {}
             }
             if window_end.is_none() && got.iter().all(|g| !g.is_empty()) {
                 if self.window.is_zero() {
                     break;
                 }
-                window_end = Some(Instant::now() + self.window);
+                // Both answered: the job goes on at once, and the socket listens for the rest
+                // of the window in the background (issue 14: a forged second answer must not
+                // cost a concurrency slot or delay the connection steps).
+                // Past the budget of lingering sockets, wait the window out here instead.
+                let end = Instant::now() + self.window;
+                match linger_budget().clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let room = [0, 1].map(|i| MAX_RESPONSES.saturating_sub(got[i].len()));
+                        *late = Some(Late::listen(
+                            sock,
+                            queries.clone(),
+                            start,
+                            end,
+                            room,
+                            permit,
+                        ));
+                        break;
+                    }
+                    Err(_) => window_end = Some(end),
+                }
             }
         }
         let mut out = [0, 1].map(|i| QueryObservation {
@@ -506,6 +566,84 @@ impl DnsClient {
     }
 }
 
+thread_local! {
+    /// One datagram-sized receive buffer per thread. Sized for any datagram: a resolver may
+    /// ignore the advertised EDNS payload, and a response cut short would not parse. A receive
+    /// never awaits while it holds the buffer, so the thousands of sockets of a fast scan share
+    /// a few buffers instead of holding (and zeroing) 64 KiB each.
+    static RECV_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; MAX_UDP_RESPONSE]);
+}
+
+/// Waits for one datagram on `sock` and hands it to `f` in place.
+async fn recv_with<R>(sock: &UdpSocket, mut f: impl FnMut(&[u8]) -> R) -> std::io::Result<R> {
+    loop {
+        sock.readable().await?;
+        let r = RECV_BUF.with_borrow_mut(|buf| match sock.try_recv(buf) {
+            Ok(n) => Ok(Some(f(&buf[..n]))),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        })?;
+        if let Some(r) = r {
+            return Ok(r);
+        }
+    }
+}
+
+/// UDP responses still arriving after the first answers, collected in the background until
+/// the injection window ends. The socket it holds counts against a budget of lingering sockets
+/// (a quarter of `ulimit -n`), not against `--concurrency`.
+pub struct Late {
+    task: tokio::task::JoinHandle<[Vec<DnsResponse>; 2]>,
+}
+
+/// Lingering UDP sockets at most (each holds a file descriptor for the rest of the injection
+/// window): a quarter of `ulimit -n`, between 64 and 65,536.
+pub fn linger_capacity() -> usize {
+    (crate::probe::tcp::open_files_limit() / 4).clamp(64, 1 << 16)
+}
+
+fn linger_budget() -> &'static Arc<tokio::sync::Semaphore> {
+    static BUDGET: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    BUDGET.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(linger_capacity())))
+}
+
+impl Late {
+    fn listen(
+        sock: UdpSocket,
+        queries: [WireQuery; 2],
+        start: Instant,
+        end: Instant,
+        room: [usize; 2],
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Self {
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            let mut got: [Vec<DnsResponse>; 2] = [Vec::new(), Vec::new()];
+            while Instant::now() < end {
+                let received = recv_with(&sock, |d| {
+                    for (i, q) in queries.iter().enumerate() {
+                        if got[i].len() < room[i]
+                            && let Some(resp) = q.parse(d, start.elapsed())
+                        {
+                            got[i].push(resp);
+                        }
+                    }
+                });
+                if !matches!(tokio::time::timeout_at(end, received).await, Ok(Ok(()))) {
+                    break;
+                }
+            }
+            got
+        });
+        Self { task }
+    }
+
+    /// The responses that arrived within the window (none if the listener failed).
+    pub async fn collect(self) -> [Vec<DnsResponse>; 2] {
+        self.task.await.unwrap_or_default()
+    }
+}
+
 fn both_failed(f: Failure) -> [QueryObservation; 2] {
     [
         QueryObservation::failed(RecordType::A, f.clone()),
@@ -514,6 +652,7 @@ fn both_failed(f: Failure) -> [QueryObservation; 2] {
 }
 
 /// One query as sent, and what a response must echo to be taken as its answer.
+#[derive(Clone)]
 struct WireQuery {
     id: u16,
     name: Name,

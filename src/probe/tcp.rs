@@ -71,7 +71,7 @@ fn budget() -> &'static tokio::sync::Semaphore {
 
 /// The soft limit on open files (`ulimit -n`), read once from `/proc/self/limits` on Linux
 /// (once: when it matters, there is no descriptor left to read it with).
-fn open_files_limit() -> usize {
+pub(crate) fn open_files_limit() -> usize {
     static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *LIMIT.get_or_init(|| {
         std::fs::read_to_string("/proc/self/limits")

@@ -436,8 +436,9 @@ pub struct RunEnd {
     pub records: u64,
 }
 
-/// A streaming writer: every record is written and flushed as it arrives, so a killed run
-/// keeps every finished record and memory does not grow with the run.
+/// A streaming writer: records are written as they arrive and flushed whenever the scan waits
+/// for the next one (and at least every 100 ms while they pour in), so a killed run keeps every
+/// record finished more than 100 ms earlier, and memory does not grow with the run.
 pub enum Sink<W: Write> {
     Csv(Box<csv::Writer<W>>),
     Json { out: W, first: bool },
@@ -464,11 +465,13 @@ impl<W: Write> Sink<W> {
         })
     }
 
+    /// Writes one record; it reaches the file at the next [`flush`](Self::flush) (the scan
+    /// flushes whenever it waits for a job, and at least every 100 ms).
     pub fn write(&mut self, rec: &Record) -> io::Result<()> {
         match self {
             Self::Csv(w) => {
                 w.write_record(rec.csv_row().iter().map(|c| csv_safe(c).into_owned()))?;
-                w.flush()
+                Ok(())
             }
             Self::Json { out, first } => {
                 // One record per line, comma first, so every flushed line is complete.
@@ -476,14 +479,19 @@ impl<W: Write> Sink<W> {
                     out.write_all(b",")?;
                 }
                 serde_json::to_writer(&mut *out, rec)?;
-                out.write_all(b"\n")?;
-                out.flush()
+                out.write_all(b"\n")
             }
             Self::Jsonl(out) => {
                 serde_json::to_writer(&mut *out, rec)?;
-                out.write_all(b"\n")?;
-                out.flush()
+                out.write_all(b"\n")
             }
+        }
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Csv(w) => w.flush(),
+            Self::Json { out, .. } | Self::Jsonl(out) => out.flush(),
         }
     }
 

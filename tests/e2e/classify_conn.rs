@@ -339,6 +339,14 @@ fn connection_table() {
             None,
         ),
         (
+            "refused here; the proxy closes the tunnel before any byte (ssh -D): down",
+            P::Tcp(K::Refused),
+            Some(P::Tls(K::Eof, None)),
+            Layer::Tls,
+            Down,
+            None,
+        ),
+        (
             "tcp timeout here, the control path times out too: not evidence of down",
             P::Tcp(K::Timeout),
             Some(P::Tcp(K::Timeout)),

@@ -169,3 +169,52 @@ async fn issue_12_references_are_checked_with_file_and_line() {
         stderr(&out)
     );
 }
+
+/// The Russian scenario through the ISP resolver over TCP (the `--check` passes use UDP): every
+/// target as the scenario expects, with the control proxy and without it.
+#[tokio::test]
+async fn issue_12_russia_over_a_tcp_vantage_with_and_without_a_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_child, ready) = spawn_mocknet(
+        "probes/scenarios/russia.toml",
+        &dir.path().join("ready.json"),
+    )
+    .await;
+    let scenario = blockprobe::mocknet::scenario::Scenario::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("probes/scenarios/russia.toml"),
+    )
+    .unwrap();
+    for with_proxy in [true, false] {
+        let mut drop = vec!["--resolver"];
+        if !with_proxy {
+            drop.push("--control-proxy");
+        }
+        let mut args = args_without(&ready.scan_args, &drop);
+        args.extend([
+            "--resolver".into(),
+            format!("isp={}", ready.isp.tcp),
+            "--quiet".into(),
+        ]);
+        let out = run(&args).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        let recs = jsonl(&out.stdout);
+        for t in &scenario.targets {
+            let want = match (&t.expect_no_proxy, with_proxy) {
+                (Some(e), false) => e,
+                _ => &t.expect,
+            };
+            let r = recs
+                .iter()
+                .find(|r| r["host"] == t.target.as_str())
+                .unwrap_or_else(|| panic!("no record for {}", t.target));
+            assert_eq!(r["dns_transport"], "tcp");
+            assert_eq!(
+                (r["verdict"].as_str(), r["reason"].as_str()),
+                (Some(want.verdict.as_str()), want.reason.as_deref()),
+                "{} (proxy: {with_proxy}): {}",
+                t.target,
+                r["detail"]
+            );
+        }
+    }
+}

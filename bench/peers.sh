@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# blockprobe side by side with the standard load tools, on real third-party servers, in the same
+# run (issue 14). Default settings except --concurrency; figures go to docs/performance.md.
+#
+#  1. DNS-only: NAMES names through Knot (authoritative, loopback) as vantage AND control
+#     resolver (4 queries per name: vantage A+AAAA, control A+AAAA), with the default
+#     injection window and with it off; then dnsperf's queries/s on the same Knot.
+#  2. Full HTTPS (DNS + TCP + TLS + GET): URLS URLs on nginx (throw-away CA, names from Knot),
+#     no control proxy; then wrk with a new connection per request (Connection: close) on the
+#     same nginx.
+#
+#   bench/peers.sh [NAMES] [URLS]      defaults: 50000 6000
+#
+# Needs knot, dnsperf, wrk, nginx-light, openssl and time (Debian: apt-get install knot dnsperf
+# wrk nginx-light openssl time). Runs as any user; ports 5300 and 8443 on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NAMES=${1:-50000}
+URLS=${2:-6000}
+DNS_PORT=${DNS_PORT:-5300}
+WEB_PORT=${WEB_PORT:-8443}
+OUT=bench/out/peers
+rm -rf "$OUT"; mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+cargo build --release --locked >/dev/null 2>&1
+BIN=$PWD/target/release/blockprobe
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+
+# --- Knot: bench.test, every name has an A record (127.0.0.1) and no AAAA (NODATA).
+cat > "$OUT/bench.test.zone" <<EOF
+\$ORIGIN bench.test.
+\$TTL 3600
+@   SOA ns.bench.test. hostmaster.bench.test. 1 3600 900 604800 60
+@   NS  ns.bench.test.
+ns  A   127.0.0.1
+*   A   127.0.0.1
+EOF
+cat > "$OUT/knot.conf" <<EOF
+server:
+    rundir: "$OUT"
+    listen: 127.0.0.1@$DNS_PORT
+database:
+    storage: "$OUT"
+log:
+  - target: stderr
+    any: error
+zone:
+  - domain: bench.test
+    file: "$OUT/bench.test.zone"
+EOF
+knotd -c "$OUT/knot.conf" 2>"$OUT/knot.log" &
+pids+=($!)
+
+# --- nginx with a throw-away CA.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj "/CN=bench CA" -keyout "$OUT/ca.key" -out "$OUT/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=bench.test" \
+  -keyout "$OUT/leaf.key" -out "$OUT/leaf.csr" 2>/dev/null
+printf 'subjectAltName=DNS:*.bench.test,DNS:bench.test\nbasicConstraints=CA:FALSE\n' > "$OUT/ext"
+openssl x509 -req -in "$OUT/leaf.csr" -CA "$OUT/ca.pem" -CAkey "$OUT/ca.key" -CAcreateserial \
+  -days 2 -extfile "$OUT/ext" -out "$OUT/leaf.pem" 2>/dev/null
+cat > "$OUT/nginx.conf" <<EOF
+worker_processes 1;
+pid $OUT/nginx.pid;
+error_log $OUT/nginx.err warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $OUT/tmp; proxy_temp_path $OUT/tmp; fastcgi_temp_path $OUT/tmp;
+  uwsgi_temp_path $OUT/tmp; scgi_temp_path $OUT/tmp;
+  server {
+    listen 127.0.0.1:$WEB_PORT ssl;
+    ssl_certificate $OUT/leaf.pem;
+    ssl_certificate_key $OUT/leaf.key;
+    location / { default_type text/html; return 200 "<html><head><title>bench</title></head><body>ok</body></html>\n"; }
+  }
+}
+EOF
+mkdir -p "$OUT/tmp"
+nginx -c "$OUT/nginx.conf" -p "$OUT" -g 'daemon off;' 2>>"$OUT/nginx.err" &
+pids+=($!)
+
+# Readiness: Knot answers, nginx accepts (bounded polls, not fixed sleeps).
+for _ in $(seq 100); do
+  dnsperf -s 127.0.0.1 -p "$DNS_PORT" -d <(echo "ns.bench.test A") -l 1 -c 1 -q 1 2>/dev/null \
+    | grep -q 'Queries completed: *[1-9]' && break
+  sleep 0.1
+done
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$WEB_PORT) 2>/dev/null && break; sleep 0.1; done
+
+RES=(--resolver "isp=udp://127.0.0.1:$DNS_PORT" --control-resolver "control=udp://127.0.0.1:$DNS_PORT"
+     --canary ns.bench.test --quiet)
+
+run() { # label, file, extra args... -> prints rate and peak RSS, sets RATE
+  local label=$1 file=$2; shift 2
+  /usr/bin/time -f '%e %M' -o "$OUT/time.txt" "$BIN" scan -i "$file" "${RES[@]}" "$@" -o "$OUT/out.jsonl"
+  read -r secs kib < "$OUT/time.txt"
+  local n; n=$(wc -l < "$OUT/out.jsonl")
+  local ok; ok=$(grep -c '"verdict":"reachable"' "$OUT/out.jsonl" || true)
+  RATE=$(python3 -c "print($n/$secs)")
+  printf '%-58s %6d in %6.2f s  %8.0f/s  peak RSS %5.1f MiB  reachable %d/%d\n' \
+    "$label" "$n" "$secs" "$RATE" "$(python3 -c "print($kib/1024)")" "$ok" "$n"
+}
+
+echo "== DNS-only, $NAMES names, Knot on loopback, concurrency 256"
+seq 1 "$NAMES" | sed 's/^/n/; s/$/.bench.test/' > "$OUT/names.txt"
+run "blockprobe --probes dns (defaults)" "$OUT/names.txt" --probes dns --concurrency 256
+BP_DEFAULT=$(python3 -c "print(4*$RATE)")
+run "blockprobe --probes dns --injection-window 0" "$OUT/names.txt" --probes dns --concurrency 256 --injection-window 0
+BP_NOWIN=$(python3 -c "print(4*$RATE)")
+sed 's/$/ A/' "$OUT/names.txt" > "$OUT/dnsperf.txt"
+DNSPERF=$(dnsperf -s 127.0.0.1 -p "$DNS_PORT" -d "$OUT/dnsperf.txt" -l 10 -c 4 -T 2 -q 500 2>&1 \
+  | awk '/Queries per second/ {print $4}')
+python3 - "$BP_DEFAULT" "$BP_NOWIN" "$DNSPERF" <<'PY'
+import sys
+d, n, p = map(float, sys.argv[1:])
+print(f"queries/s: blockprobe defaults {d:,.0f} ({d/p:.0%} of dnsperf), window off {n:,.0f} ({n/p:.0%}), dnsperf {p:,.0f}")
+PY
+
+echo "== full HTTPS (DNS + TCP + TLS + GET), $URLS URLs, nginx, concurrency 64"
+seq 1 "$URLS" | sed "s|^|https://u|; s|\$|.bench.test:$WEB_PORT/|" > "$OUT/urls.txt"
+run "blockprobe (defaults, no control proxy)" "$OUT/urls.txt" --concurrency 64 --ca-file "$OUT/ca.pem"
+BP_HTTPS=$RATE
+run "blockprobe --injection-window 0" "$OUT/urls.txt" --concurrency 64 --ca-file "$OUT/ca.pem" --injection-window 0
+WRK=$(wrk -t2 -c64 -d10s -H 'Connection: close' "https://127.0.0.1:$WEB_PORT/" 2>&1 \
+  | awk '/Requests\/sec/ {print $2}')
+python3 - "$BP_HTTPS" "$WRK" <<'PY'
+import sys
+b, w = map(float, sys.argv[1:])
+print(f"HTTPS measurements/s: blockprobe defaults {b:,.0f} = {b/w:.2f}x wrk (new connection per GET: {w:,.0f}/s)")
+PY

@@ -75,6 +75,48 @@ impl TlsObservation {
 pub struct TlsClient {
     webpki: Arc<WebPkiServerVerifier>,
     provider: Arc<rustls::crypto::CryptoProvider>,
+    verified: Arc<VerifiedChains>,
+}
+
+/// Chains already verified in this run: (chain, name, 10-minute time bucket) → what webpki
+/// said and the chain as recorded. A CDN or a hosting provider serves one chain to thousands of
+/// targets; path building and the chain's signature checks (two P-256 or RSA verifications)
+/// then run once, not per handshake. The handshake's own signature (CertificateVerify) is
+/// always checked.
+pub struct VerifiedChains {
+    cache: Mutex<lru::LruCache<[u8; 32], Arc<Seen>>>,
+}
+
+/// Entries kept: chains, not targets (a few KiB each).
+const VERIFIED_CHAINS: usize = 4_096;
+/// A verdict is reused at most this long (the chain's validity is judged against the time).
+const VERIFIED_FOR_SECS: u64 = 600;
+
+impl VerifiedChains {
+    fn new() -> Self {
+        Self {
+            cache: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(VERIFIED_CHAINS).expect("nonzero"),
+            )),
+        }
+    }
+
+    fn key(
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> [u8; 32] {
+        let mut h = sha2::Sha256::new();
+        h.update(server_name.to_str().as_bytes());
+        h.update([0]);
+        h.update((now.as_secs() / VERIFIED_FOR_SECS).to_be_bytes());
+        for c in std::iter::once(end_entity).chain(intermediates) {
+            h.update((c.len() as u64).to_be_bytes());
+            h.update(c.as_ref());
+        }
+        h.finalize().into()
+    }
 }
 
 impl TlsClient {
@@ -82,7 +124,11 @@ impl TlsClient {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let webpki =
             WebPkiServerVerifier::builder_with_provider(roots, provider.clone()).build()?;
-        Ok(Self { webpki, provider })
+        Ok(Self {
+            webpki,
+            provider,
+            verified: Arc::new(VerifiedChains::new()),
+        })
     }
 
     /// Handshakes over `stream` with `sni`. Returns the observation and, on success, the stream.
@@ -99,6 +145,7 @@ impl TlsClient {
         let start = Instant::now();
         let recorder = Arc::new(Recorder {
             inner: self.webpki.clone(),
+            verified: self.verified.clone(),
             seen: Mutex::default(),
         });
         let mut obs = TlsObservation::new(sni);
@@ -130,9 +177,9 @@ impl TlsClient {
         };
         obs.elapsed = start.elapsed();
         if let Some(seen) = recorder.seen.lock().expect("recorder lock").take() {
-            obs.certs = seen.chain;
+            obs.certs = seen.chain.clone();
             obs.verified = Some(seen.error.is_none());
-            obs.cert_error = seen.error;
+            obs.cert_error = seen.error.clone();
         }
         match result {
             Ok(s) => {
@@ -164,10 +211,16 @@ struct Seen {
 }
 
 /// Verifies like webpki, records the outcome and the chain, and lets the handshake continue.
-#[derive(Debug)]
 struct Recorder {
     inner: Arc<WebPkiServerVerifier>,
-    seen: Mutex<Option<Seen>>,
+    verified: Arc<VerifiedChains>,
+    seen: Mutex<Option<Arc<Seen>>>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder").finish_non_exhaustive()
+    }
 }
 
 fn cert_info(der: &CertificateDer<'_>) -> CertInfo {
@@ -198,21 +251,41 @@ impl ServerCertVerifier for Recorder {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let verdict = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        );
-        let chain = std::iter::once(end_entity)
-            .chain(intermediates)
-            .map(cert_info)
-            .collect();
-        *self.seen.lock().expect("recorder lock") = Some(Seen {
-            chain,
-            error: verdict.err().map(|e| e.to_string()),
-        });
+        // OCSP staples change the verdict only in theory (webpki ignores them); keyed without.
+        let key = VerifiedChains::key(end_entity, intermediates, server_name, now);
+        let cached = self
+            .verified
+            .cache
+            .lock()
+            .expect("verified chains lock")
+            .get(&key)
+            .cloned();
+        let seen = match cached {
+            Some(seen) => seen,
+            None => {
+                let verdict = self.inner.verify_server_cert(
+                    end_entity,
+                    intermediates,
+                    server_name,
+                    ocsp_response,
+                    now,
+                );
+                let seen = Arc::new(Seen {
+                    chain: std::iter::once(end_entity)
+                        .chain(intermediates)
+                        .map(cert_info)
+                        .collect(),
+                    error: verdict.err().map(|e| e.to_string()),
+                });
+                self.verified
+                    .cache
+                    .lock()
+                    .expect("verified chains lock")
+                    .put(key, seen.clone());
+                seen
+            }
+        };
+        *self.seen.lock().expect("recorder lock") = Some(seen);
         Ok(ServerCertVerified::assertion())
     }
 
@@ -236,5 +309,59 @@ impl ServerCertVerifier for Recorder {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 14: a verified chain is reused for the same name only — the same chain presented
+    /// for another name (or later, in another time bucket) is verified again.
+    #[tokio::test]
+    async fn issue_14_verified_chains_are_reused_per_name_only() {
+        let pki = crate::mocknet::pki::Pki::generate("cache test CA").unwrap();
+        let server = pki.server_config(&["a.example"], &[b"http/1.1"]).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        use rustls_pki_types::pem::PemObject as _;
+        for c in CertificateDer::pem_slice_iter(pki.ca_pem().as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let client = TlsClient::new(Arc::new(roots)).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(server);
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let _ = acceptor.accept(s).await;
+                });
+            }
+        });
+        let mut verdicts = Vec::new();
+        for sni in ["a.example", "b.example", "a.example", "b.example"] {
+            let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (obs, _) = client
+                .handshake(s, sni, &[b"http/1.1"], Duration::from_secs(5))
+                .await;
+            assert_eq!(obs.certs.len(), 2, "{obs:?}");
+            verdicts.push(obs.verified);
+        }
+        assert_eq!(verdicts, [Some(true), Some(false), Some(true), Some(false)]);
+        assert_eq!(client.verified.cache.lock().unwrap().len(), 2);
+
+        let c = CertificateDer::from(vec![1u8, 2, 3]);
+        let name = ServerName::try_from("a.example").unwrap();
+        let t = |s| UnixTime::since_unix_epoch(Duration::from_secs(s));
+        assert_eq!(
+            VerifiedChains::key(&c, &[], &name, t(1_200)),
+            VerifiedChains::key(&c, &[], &name, t(1_799))
+        );
+        assert_ne!(
+            VerifiedChains::key(&c, &[], &name, t(1_799)),
+            VerifiedChains::key(&c, &[], &name, t(1_800))
+        );
     }
 }

@@ -78,13 +78,22 @@ pub struct TlsClient {
     verified: Arc<VerifiedChains>,
 }
 
-/// Chains already verified in this run: (chain, name, 10-minute time bucket) → what webpki
-/// said and the chain as recorded. A CDN or a hosting provider serves one chain to thousands of
-/// targets; path building and the chain's signature checks (two P-256 or RSA verifications)
-/// then run once, not per handshake. The handshake's own signature (CertificateVerify) is
-/// always checked.
+/// Chains already verified in this run: (chain, 10-minute time bucket) → what webpki said of
+/// the chain (path to a root, signatures, validity, usage) and the chain as recorded. A CDN or a
+/// hosting provider serves one chain (often a wildcard) to thousands of targets; path building
+/// and the chain's signature checks then run once, not per handshake. The name is checked on
+/// every handshake, and so is the handshake's own signature (CertificateVerify). The same
+/// checks as rustls's `WebPkiServerVerifier` (no CRLs are configured).
 pub struct VerifiedChains {
-    cache: Mutex<lru::LruCache<[u8; 32], Arc<Seen>>>,
+    roots: Arc<rustls::RootCertStore>,
+    algs: &'static [&'static dyn rustls::pki_types::SignatureVerificationAlgorithm],
+    cache: Mutex<lru::LruCache<[u8; 32], Arc<ChainVerdict>>>,
+}
+
+/// What is known of a chain whatever the name: its recorded form and webpki's verdict.
+struct ChainVerdict {
+    chain: Vec<CertInfo>,
+    error: Option<String>,
 }
 
 /// Entries kept: chains, not targets (a few KiB each).
@@ -93,8 +102,10 @@ const VERIFIED_CHAINS: usize = 4_096;
 const VERIFIED_FOR_SECS: u64 = 600;
 
 impl VerifiedChains {
-    fn new() -> Self {
+    fn new(roots: Arc<rustls::RootCertStore>, provider: &rustls::crypto::CryptoProvider) -> Self {
         Self {
+            roots,
+            algs: provider.signature_verification_algorithms.all,
             cache: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(VERIFIED_CHAINS).expect("nonzero"),
             )),
@@ -104,12 +115,9 @@ impl VerifiedChains {
     fn key(
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
         now: UnixTime,
     ) -> [u8; 32] {
         let mut h = sha2::Sha256::new();
-        h.update(server_name.to_str().as_bytes());
-        h.update([0]);
         h.update((now.as_secs() / VERIFIED_FOR_SECS).to_be_bytes());
         for c in std::iter::once(end_entity).chain(intermediates) {
             h.update((c.len() as u64).to_be_bytes());
@@ -117,17 +125,55 @@ impl VerifiedChains {
         }
         h.finalize().into()
     }
+
+    /// The chain's verdict, from the cache or verified now.
+    fn chain(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Arc<ChainVerdict> {
+        let key = Self::key(end_entity, intermediates, now);
+        if let Some(v) = self.cache.lock().expect("verified chains lock").get(&key) {
+            return v.clone();
+        }
+        let error = rustls::server::ParsedCertificate::try_from(end_entity)
+            .and_then(|cert| {
+                rustls::client::verify_server_cert_signed_by_trust_anchor(
+                    &cert,
+                    &self.roots,
+                    intermediates,
+                    now,
+                    self.algs,
+                )
+            })
+            .err()
+            .map(|e| e.to_string());
+        let v = Arc::new(ChainVerdict {
+            chain: std::iter::once(end_entity)
+                .chain(intermediates)
+                .map(cert_info)
+                .collect(),
+            error,
+        });
+        self.cache
+            .lock()
+            .expect("verified chains lock")
+            .put(key, v.clone());
+        v
+    }
 }
 
 impl TlsClient {
     pub fn new(roots: Arc<rustls::RootCertStore>) -> anyhow::Result<Self> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let webpki =
-            WebPkiServerVerifier::builder_with_provider(roots, provider.clone()).build()?;
+            WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone()).build()?;
+        let verified = Arc::new(VerifiedChains::new(roots, &provider));
         Ok(Self {
             webpki,
             provider,
-            verified: Arc::new(VerifiedChains::new()),
+            verified,
         })
     }
 
@@ -177,9 +223,9 @@ impl TlsClient {
         };
         obs.elapsed = start.elapsed();
         if let Some(seen) = recorder.seen.lock().expect("recorder lock").take() {
-            obs.certs = seen.chain.clone();
+            obs.certs = seen.chain;
             obs.verified = Some(seen.error.is_none());
-            obs.cert_error = seen.error.clone();
+            obs.cert_error = seen.error;
         }
         match result {
             Ok(s) => {
@@ -214,7 +260,7 @@ struct Seen {
 struct Recorder {
     inner: Arc<WebPkiServerVerifier>,
     verified: Arc<VerifiedChains>,
-    seen: Mutex<Option<Arc<Seen>>>,
+    seen: Mutex<Option<Seen>>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -251,39 +297,18 @@ impl ServerCertVerifier for Recorder {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        // OCSP staples change the verdict only in theory (webpki ignores them); keyed without.
-        let key = VerifiedChains::key(end_entity, intermediates, server_name, now);
-        let cached = self
-            .verified
-            .cache
-            .lock()
-            .expect("verified chains lock")
-            .get(&key)
-            .cloned();
-        let seen = match cached {
-            Some(seen) => seen,
-            None => {
-                let verdict = self.inner.verify_server_cert(
-                    end_entity,
-                    intermediates,
-                    server_name,
-                    ocsp_response,
-                    now,
-                );
-                let seen = Arc::new(Seen {
-                    chain: std::iter::once(end_entity)
-                        .chain(intermediates)
-                        .map(cert_info)
-                        .collect(),
-                    error: verdict.err().map(|e| e.to_string()),
-                });
-                self.verified
-                    .cache
-                    .lock()
-                    .expect("verified chains lock")
-                    .put(key, seen.clone());
-                seen
-            }
+        // The chain once per run (cached); the name on every handshake.
+        let _ = ocsp_response; // not checked without revocation configured, as in rustls
+        let chain = self.verified.chain(end_entity, intermediates, now);
+        let error = chain.error.clone().or_else(|| {
+            rustls::server::ParsedCertificate::try_from(end_entity)
+                .and_then(|cert| rustls::client::verify_server_name(&cert, server_name))
+                .err()
+                .map(|e| e.to_string())
+        });
+        let seen = Seen {
+            chain: chain.chain.clone(),
+            error,
         };
         *self.seen.lock().expect("recorder lock") = Some(seen);
         Ok(ServerCertVerified::assertion())
@@ -316,8 +341,9 @@ impl ServerCertVerifier for Recorder {
 mod tests {
     use super::*;
 
-    /// Issue 14: a verified chain is reused for the same name only — the same chain presented
-    /// for another name (or later, in another time bucket) is verified again.
+    /// Issue 14: a verified chain is reused across handshakes, but the name is checked on each:
+    /// the same chain presented for another name does not verify (and a later time bucket
+    /// verifies the chain again).
     #[tokio::test]
     async fn issue_14_verified_chains_are_reused_per_name_only() {
         let pki = crate::mocknet::pki::Pki::generate("cache test CA").unwrap();
@@ -350,18 +376,18 @@ mod tests {
             verdicts.push(obs.verified);
         }
         assert_eq!(verdicts, [Some(true), Some(false), Some(true), Some(false)]);
-        assert_eq!(client.verified.cache.lock().unwrap().len(), 2);
+        // One chain, verified once; the name checked on each handshake.
+        assert_eq!(client.verified.cache.lock().unwrap().len(), 1);
 
         let c = CertificateDer::from(vec![1u8, 2, 3]);
-        let name = ServerName::try_from("a.example").unwrap();
         let t = |s| UnixTime::since_unix_epoch(Duration::from_secs(s));
         assert_eq!(
-            VerifiedChains::key(&c, &[], &name, t(1_200)),
-            VerifiedChains::key(&c, &[], &name, t(1_799))
+            VerifiedChains::key(&c, &[], t(1_200)),
+            VerifiedChains::key(&c, &[], t(1_799))
         );
         assert_ne!(
-            VerifiedChains::key(&c, &[], &name, t(1_799)),
-            VerifiedChains::key(&c, &[], &name, t(1_800))
+            VerifiedChains::key(&c, &[], t(1_799)),
+            VerifiedChains::key(&c, &[], t(1_800))
         );
     }
 }

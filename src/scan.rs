@@ -253,7 +253,14 @@ async fn canaries(
         client: &DnsClient,
         names: &[String],
     ) -> Vec<crate::report::CanaryCheck> {
-        let answers = futures::future::join_all(names.iter().map(|n| client.lookup(n))).await;
+        // The first answers are enough: a canary's injected answer would change nothing, and
+        // waiting out the injection window here would delay every run by it.
+        let answers = futures::future::join_all(
+            names
+                .iter()
+                .map(|n| async { client.lookup_early(n).await.0 }),
+        )
+        .await;
         names
             .iter()
             .zip(answers)
@@ -874,9 +881,10 @@ pub async fn scan<W: Write>(
         .buffer_unordered(cfg.concurrency)
         // A job's concurrency slot is free once its steps are done; it waits for the rest of
         // the injection window here, bounded by the lingering-socket budget.
+        // (classified on a worker thread, not on this one, which writes the report).
         .map(|joined| async move {
             match joined {
-                Ok(p) => Ok(p.complete().await),
+                Ok(p) => tokio::spawn(p.complete()).await,
                 Err(e) => Err(e),
             }
         })

@@ -84,13 +84,14 @@ pub enum Generate {
 
 const MOCKNET_EXAMPLES: &str = "\
 Examples:
-  # One-command smoke test: start the network, scan it, compare with the scenario's expectations
-  blockprobe mocknet --scenario probes/scenarios/russia.toml --check
+  # One-command smoke test: start the network, scan it (with and without the control proxy),
+  # compare with the scenario's expectations. Bundled scenarios: `blockprobe mocknet --list`
+  blockprobe mocknet --scenario russia --check
 
   # Every target of the WhatsApp suite, reachable, at its real names and ports
   blockprobe mocknet --suite whatsapp --check
 
-  # Keep it running and scan it yourself with the printed arguments
+  # Keep it running and scan it yourself with the printed arguments (a scenario file works too)
   blockprobe mocknet --scenario probes/scenarios/russia.toml --ready-file ready.json &
   blockprobe $(jq -r '.scan_args | join(\" \")' ready.json)
 
@@ -99,9 +100,18 @@ The ready line (stdout, and --ready-file) is JSON with every bound address and `
 #[derive(Debug, Args)]
 #[command(after_help = MOCKNET_EXAMPLES)]
 pub struct MocknetArgs {
-    /// Scenario file (TOML, see docs/mocknet.md).
-    #[arg(long, value_name = "FILE", required_unless_present = "suites")]
-    pub scenario: Option<PathBuf>,
+    /// A bundled scenario by name (russia, russia-apps, all, controls; see --list) or a
+    /// scenario file (PATH.toml, format in docs/mocknet.md).
+    #[arg(
+        long,
+        value_name = "NAME|FILE",
+        required_unless_present_any = ["suites", "list"]
+    )]
+    pub scenario: Option<String>,
+
+    /// List the bundled scenarios and exit.
+    #[arg(long, conflicts_with_all = ["scenario", "suites", "check", "ready_file"])]
+    pub list: bool,
 
     /// Serve every target of this suite (bundled name or PATH.toml) at its real name, address
     /// and port, uncensored; with --scenario, added to the scenario's. Repeatable.
@@ -140,7 +150,7 @@ Examples:
   blockprobe scan -i targets.txt --fail-on blocked,throttled --quiet
 
   # Try it offline against the bundled mock censored network
-  blockprobe mocknet --scenario probes/scenarios/russia.toml --check
+  blockprobe mocknet --scenario russia --check
 
 Resolver SPEC forms: system | udp://IP[:PORT] | tcp://IP[:PORT] | tls://IP[:PORT]#NAME | \
 https://HOST[:PORT]/PATH | IP[:PORT] (udp).
@@ -148,7 +158,7 @@ Exit status: 0 scan completed, 1 a --fail-on verdict was seen, 2 usage or input 
 75 the store is locked by another run, 130 interrupted.";
 
 #[derive(Debug, Args)]
-#[command(after_help = SCAN_EXAMPLES)]
+#[command(after_help = SCAN_EXAMPLES, args_override_self = true)]
 pub struct ScanArgs {
     /// Targets: a domain (whatsapp.com), a URL (https://youtube.com/x) or an endpoint (host:port).
     #[arg(value_name = "TARGET")]

@@ -190,6 +190,10 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     if !quiet {
         print_summary(&outcome, &run_id, store_url.as_deref());
     }
+    // Said even with --quiet: an interrupted run must say how to finish it.
+    if outcome.interrupted {
+        report::warn(resume_hint(&run_id, store_url.is_some()));
+    }
     if let Some(e) = outcome.input_error {
         anyhow::bail!("{e}");
     }
@@ -205,6 +209,46 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// What to do after an interrupt: the exact command that continues the run (with a store),
+/// or how to make the next run resumable.
+fn resume_hint(run_id: &str, stored: bool) -> String {
+    if !stored {
+        return format!(
+            "run {run_id} was interrupted; the report holds what was measured. Add --store \
+             sqlite:PATH to make runs resumable (docs/cron.md)"
+        );
+    }
+    // The same command line, without any --run-id/--resume/--append, plus --resume RUN_ID.
+    let mut args: Vec<String> = Vec::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        if a == "--run-id" || a == "--resume" {
+            it.next();
+            continue;
+        }
+        if a.starts_with("--run-id=") || a.starts_with("--resume=") || a == "--append" {
+            continue;
+        }
+        args.push(shell_quote(&a));
+    }
+    format!(
+        "run {run_id} was interrupted; continue it with:\n  blockprobe {} --resume {run_id}",
+        args.join(" ")
+    )
+}
+
+/// `s` as one shell word.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 fn print_summary(outcome: &scan::Outcome, run_id: &str, store_url: Option<&str>) {
@@ -230,7 +274,7 @@ fn print_summary(outcome: &scan::Outcome, run_id: &str, store_url: Option<&str>)
     // Cron mails stderr: one line (two without a working control path).
     let _ = writeln!(
         err,
-        "blockprobe: run {run_id}{}: {} results, {} blocked, {} throttled, {} down, {} inconclusive{}",
+        "blockprobe: run {run_id}{}: {} result{}, {} blocked, {} throttled, {} down, {} inconclusive{}",
         if outcome.interrupted {
             " (interrupted)"
         } else if outcome.output_closed {
@@ -239,6 +283,7 @@ fn print_summary(outcome: &scan::Outcome, run_id: &str, store_url: Option<&str>)
             ""
         },
         s.total(),
+        if s.total() == 1 { "" } else { "s" },
         s.count(verdict::Verdict::Blocked),
         s.count(verdict::Verdict::Throttled),
         s.count(verdict::Verdict::Down),
@@ -335,12 +380,20 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run_mocknet(args: cli::MocknetArgs) -> anyhow::Result<ExitCode> {
+    if args.list {
+        let mut out = io::stdout().lock();
+        for (name, _) in mocknet::scenario::BUNDLED {
+            let s = mocknet::scenario::Scenario::load_spec(name)?;
+            writeln!(out, "{name:<12} {}", s.description)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let timeout = humantime::format_duration(args.timeout)
         .to_string()
         .replace(' ', "");
     runtime()?.block_on(async move {
         let mut scenario = match &args.scenario {
-            Some(path) => mocknet::scenario::Scenario::load(path)?,
+            Some(spec) => mocknet::scenario::Scenario::load_spec(spec)?,
             None => mocknet::scenario::Scenario::of_suites(Vec::new()),
         };
         scenario.suites.extend(args.suites.iter().cloned());

@@ -41,6 +41,9 @@ const CONTROL_CACHE: usize = 4_096;
 /// Control-path fetches kept (bigger entries; needed only while a target's jobs run).
 const CONTROL_PATH_CACHE: usize = 1_024;
 
+/// `--fail-on` results named on stderr at most (the rest are counted).
+const FAILING_SHOWN: u64 = 20;
+
 /// Longest time a finished record waits in the report's buffer while records pour in.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
@@ -250,7 +253,14 @@ async fn canaries(
         client: &DnsClient,
         names: &[String],
     ) -> Vec<crate::report::CanaryCheck> {
-        let answers = futures::future::join_all(names.iter().map(|n| client.lookup(n))).await;
+        // The first answers are enough: a canary's injected answer would change nothing, and
+        // waiting out the injection window here would delay every run by it.
+        let answers = futures::future::join_all(
+            names
+                .iter()
+                .map(|n| async { client.lookup_early(n).await.0 }),
+        )
+        .await;
         names
             .iter()
             .zip(answers)
@@ -871,9 +881,10 @@ pub async fn scan<W: Write>(
         .buffer_unordered(cfg.concurrency)
         // A job's concurrency slot is free once its steps are done; it waits for the rest of
         // the injection window here, bounded by the lingering-socket budget.
+        // (classified on a worker thread, not on this one, which writes the report).
         .map(|joined| async move {
             match joined {
-                Ok(p) => Ok(p.complete().await),
+                Ok(p) => tokio::spawn(p.complete()).await,
                 Err(e) => Err(e),
             }
         })
@@ -883,6 +894,7 @@ pub async fn scan<W: Write>(
     let progress = crate::progress::Progress::new(cfg.output.quiet);
     let mut summary = Summary::default();
     let mut failed_on = false;
+    let mut failing = 0u64;
     let mut written = 0u64;
     let mut broken_pipe = false;
     let mut announced = false;
@@ -930,7 +942,24 @@ pub async fn scan<W: Write>(
         };
         summary.add(&record.resolver, record.verdict);
         summary.note(&record);
-        failed_on |= cfg.output.fail_on.contains(&record.verdict);
+        if cfg.output.fail_on.contains(&record.verdict) {
+            // Said even with --quiet: a CI log must show why the run fails.
+            failed_on = true;
+            failing += 1;
+            if failing <= FAILING_SHOWN {
+                warn(format_args!(
+                    "--fail-on: {} via {}: {}{} — {}",
+                    record.target,
+                    record.resolver,
+                    record.verdict.as_str(),
+                    record
+                        .reason
+                        .map(|r| format!(" {}", r.as_str()))
+                        .unwrap_or_default(),
+                    record.detail
+                ));
+            }
+        }
         if let Some(store) = hooks.store {
             // A database that stops answering mid-run (a statement that never returns) fills
             // the writer's bounded queue; give up rather than hang the scan forever.
@@ -955,6 +984,12 @@ pub async fn scan<W: Write>(
         progress.record(summary.count(Verdict::Blocked));
     }
     progress.finish();
+    if failing > FAILING_SHOWN {
+        warn(format_args!(
+            "--fail-on: {} more result(s) not shown (see the report)",
+            failing - FAILING_SHOWN
+        ));
+    }
     let interrupted = *signals.borrow() > 0;
     // A fatal input error is the run's outcome, not a reason to lose what was measured.
     let input_error = fatal.lock().expect("fatal lock").take();

@@ -251,11 +251,42 @@ impl ScenarioTarget {
 
 pub const CANARY: &str = "canary.mocknet.test";
 
+/// The scenarios shipped in the binary, so `mocknet --scenario russia` works from an installed
+/// binary anywhere (`mocknet --list`).
+pub const BUNDLED: &[(&str, &str)] = &[
+    ("russia", include_str!("../../probes/scenarios/russia.toml")),
+    (
+        "russia-apps",
+        include_str!("../../probes/scenarios/russia-apps.toml"),
+    ),
+    ("all", include_str!("../../probes/scenarios/all.toml")),
+    (
+        "controls",
+        include_str!("../../probes/scenarios/controls.toml"),
+    ),
+];
+
 impl Scenario {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read scenario {}", path.display()))?;
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// `--scenario SPEC`: a bundled scenario's name, or a path to a TOML file (anything with a
+    /// `/` or ending in `.toml`).
+    pub fn load_spec(spec: &str) -> anyhow::Result<Self> {
+        if spec.ends_with(".toml") || spec.contains('/') || spec.contains('\\') {
+            return Self::load(Path::new(spec));
+        }
+        let Some((_, text)) = BUNDLED.iter().find(|(n, _)| *n == spec) else {
+            let names: Vec<&str> = BUNDLED.iter().map(|(n, _)| *n).collect();
+            bail!(
+                "unknown scenario `{spec}` (bundled: {}; or give a path to a .toml file)",
+                names.join(", ")
+            );
+        };
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("bundled scenario {spec}: {e}"))
     }
 
     /// A scenario that is just suites, every target reachable (`mocknet --suite`).

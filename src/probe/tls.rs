@@ -75,14 +75,106 @@ impl TlsObservation {
 pub struct TlsClient {
     webpki: Arc<WebPkiServerVerifier>,
     provider: Arc<rustls::crypto::CryptoProvider>,
+    verified: Arc<VerifiedChains>,
+}
+
+/// Chains already verified in this run: (chain, 10-minute time bucket) → what webpki said of
+/// the chain (path to a root, signatures, validity, usage) and the chain as recorded. A CDN or a
+/// hosting provider serves one chain (often a wildcard) to thousands of targets; path building
+/// and the chain's signature checks then run once, not per handshake. The name is checked on
+/// every handshake, and so is the handshake's own signature (CertificateVerify). The same
+/// checks as rustls's `WebPkiServerVerifier` (no CRLs are configured).
+pub struct VerifiedChains {
+    roots: Arc<rustls::RootCertStore>,
+    algs: &'static [&'static dyn rustls::pki_types::SignatureVerificationAlgorithm],
+    cache: Mutex<lru::LruCache<[u8; 32], Arc<ChainVerdict>>>,
+}
+
+/// What is known of a chain whatever the name: its recorded form and webpki's verdict.
+struct ChainVerdict {
+    chain: Vec<CertInfo>,
+    error: Option<String>,
+}
+
+/// Entries kept: chains, not targets (a few KiB each).
+const VERIFIED_CHAINS: usize = 4_096;
+/// A verdict is reused at most this long (the chain's validity is judged against the time).
+const VERIFIED_FOR_SECS: u64 = 600;
+
+impl VerifiedChains {
+    fn new(roots: Arc<rustls::RootCertStore>, provider: &rustls::crypto::CryptoProvider) -> Self {
+        Self {
+            roots,
+            algs: provider.signature_verification_algorithms.all,
+            cache: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(VERIFIED_CHAINS).expect("nonzero"),
+            )),
+        }
+    }
+
+    fn key(
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> [u8; 32] {
+        let mut h = sha2::Sha256::new();
+        h.update((now.as_secs() / VERIFIED_FOR_SECS).to_be_bytes());
+        for c in std::iter::once(end_entity).chain(intermediates) {
+            h.update((c.len() as u64).to_be_bytes());
+            h.update(c.as_ref());
+        }
+        h.finalize().into()
+    }
+
+    /// The chain's verdict, from the cache or verified now.
+    fn chain(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Arc<ChainVerdict> {
+        let key = Self::key(end_entity, intermediates, now);
+        if let Some(v) = self.cache.lock().expect("verified chains lock").get(&key) {
+            return v.clone();
+        }
+        let error = rustls::server::ParsedCertificate::try_from(end_entity)
+            .and_then(|cert| {
+                rustls::client::verify_server_cert_signed_by_trust_anchor(
+                    &cert,
+                    &self.roots,
+                    intermediates,
+                    now,
+                    self.algs,
+                )
+            })
+            .err()
+            .map(|e| e.to_string());
+        let v = Arc::new(ChainVerdict {
+            chain: std::iter::once(end_entity)
+                .chain(intermediates)
+                .map(cert_info)
+                .collect(),
+            error,
+        });
+        self.cache
+            .lock()
+            .expect("verified chains lock")
+            .put(key, v.clone());
+        v
+    }
 }
 
 impl TlsClient {
     pub fn new(roots: Arc<rustls::RootCertStore>) -> anyhow::Result<Self> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let webpki =
-            WebPkiServerVerifier::builder_with_provider(roots, provider.clone()).build()?;
-        Ok(Self { webpki, provider })
+            WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone()).build()?;
+        let verified = Arc::new(VerifiedChains::new(roots, &provider));
+        Ok(Self {
+            webpki,
+            provider,
+            verified,
+        })
     }
 
     /// Handshakes over `stream` with `sni`. Returns the observation and, on success, the stream.
@@ -99,6 +191,7 @@ impl TlsClient {
         let start = Instant::now();
         let recorder = Arc::new(Recorder {
             inner: self.webpki.clone(),
+            verified: self.verified.clone(),
             seen: Mutex::default(),
         });
         let mut obs = TlsObservation::new(sni);
@@ -164,10 +257,16 @@ struct Seen {
 }
 
 /// Verifies like webpki, records the outcome and the chain, and lets the handshake continue.
-#[derive(Debug)]
 struct Recorder {
     inner: Arc<WebPkiServerVerifier>,
+    verified: Arc<VerifiedChains>,
     seen: Mutex<Option<Seen>>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder").finish_non_exhaustive()
+    }
 }
 
 fn cert_info(der: &CertificateDer<'_>) -> CertInfo {
@@ -198,21 +297,20 @@ impl ServerCertVerifier for Recorder {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let verdict = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        );
-        let chain = std::iter::once(end_entity)
-            .chain(intermediates)
-            .map(cert_info)
-            .collect();
-        *self.seen.lock().expect("recorder lock") = Some(Seen {
-            chain,
-            error: verdict.err().map(|e| e.to_string()),
+        // The chain once per run (cached); the name on every handshake.
+        let _ = ocsp_response; // not checked without revocation configured, as in rustls
+        let chain = self.verified.chain(end_entity, intermediates, now);
+        let error = chain.error.clone().or_else(|| {
+            rustls::server::ParsedCertificate::try_from(end_entity)
+                .and_then(|cert| rustls::client::verify_server_name(&cert, server_name))
+                .err()
+                .map(|e| e.to_string())
         });
+        let seen = Seen {
+            chain: chain.chain.clone(),
+            error,
+        };
+        *self.seen.lock().expect("recorder lock") = Some(seen);
         Ok(ServerCertVerified::assertion())
     }
 
@@ -236,5 +334,60 @@ impl ServerCertVerifier for Recorder {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 14: a verified chain is reused across handshakes, but the name is checked on each:
+    /// the same chain presented for another name does not verify (and a later time bucket
+    /// verifies the chain again).
+    #[tokio::test]
+    async fn issue_14_verified_chains_are_reused_per_name_only() {
+        let pki = crate::mocknet::pki::Pki::generate("cache test CA").unwrap();
+        let server = pki.server_config(&["a.example"], &[b"http/1.1"]).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        use rustls_pki_types::pem::PemObject as _;
+        for c in CertificateDer::pem_slice_iter(pki.ca_pem().as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let client = TlsClient::new(Arc::new(roots)).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(server);
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let _ = acceptor.accept(s).await;
+                });
+            }
+        });
+        let mut verdicts = Vec::new();
+        for sni in ["a.example", "b.example", "a.example", "b.example"] {
+            let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (obs, _) = client
+                .handshake(s, sni, &[b"http/1.1"], Duration::from_secs(5))
+                .await;
+            assert_eq!(obs.certs.len(), 2, "{obs:?}");
+            verdicts.push(obs.verified);
+        }
+        assert_eq!(verdicts, [Some(true), Some(false), Some(true), Some(false)]);
+        // One chain, verified once; the name checked on each handshake.
+        assert_eq!(client.verified.cache.lock().unwrap().len(), 1);
+
+        let c = CertificateDer::from(vec![1u8, 2, 3]);
+        let t = |s| UnixTime::since_unix_epoch(Duration::from_secs(s));
+        assert_eq!(
+            VerifiedChains::key(&c, &[], t(1_200)),
+            VerifiedChains::key(&c, &[], t(1_799))
+        );
+        assert_ne!(
+            VerifiedChains::key(&c, &[], t(1_799)),
+            VerifiedChains::key(&c, &[], t(1_800))
+        );
     }
 }

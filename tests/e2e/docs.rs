@@ -16,20 +16,22 @@ fn readme_commands_are_the_ones_ci_and_the_tests_use() {
         ci.lines().any(|l| l.trim() == test_cmd),
         ".ci/run must call the README's test command"
     );
-    // The "try it" command names a shipped scenario (every shipped scenario passes --check in
-    // mocknet::every_shipped_scenario_passes_check).
+    // The "try it" command names a bundled scenario (every bundled scenario passes --check in
+    // mocknet::every_shipped_scenario_passes_check), so it works from an installed binary.
     let try_it = readme
         .lines()
         .find(|l| l.contains("mocknet --scenario"))
         .expect("README shows the mocknet command");
-    let scenario = try_it
-        .split_whitespace()
-        .find(|w| w.ends_with(".toml"))
+    let mut words = try_it.split_whitespace();
+    let scenario = words
+        .by_ref()
+        .skip_while(|w| *w != "--scenario")
+        .nth(1)
         .unwrap();
     assert!(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(scenario)
-            .exists(),
+        blockprobe::mocknet::scenario::BUNDLED
+            .iter()
+            .any(|(n, _)| *n == scenario),
         "{scenario}"
     );
 }

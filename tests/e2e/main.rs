@@ -16,3 +16,4 @@ mod suites;
 mod support;
 mod targets;
 mod unbound;
+mod ux;

@@ -9,6 +9,14 @@ async fn every_shipped_scenario_passes_check() {
     let mut n = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
+        // Every shipped scenario is also in the binary (`mocknet --scenario NAME`).
+        let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        assert!(
+            blockprobe::mocknet::scenario::BUNDLED
+                .iter()
+                .any(|(n, _)| *n == stem),
+            "{stem} is not bundled"
+        );
         let out = run([
             "mocknet",
             "--scenario",

@@ -432,6 +432,16 @@ async fn interrupt_then_resume_measures_every_target_exactly_once() {
     let out = child.wait_with_output().await.unwrap();
     drop(stdin);
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    // Issue 13: even with --quiet, the exact command that continues the run.
+    let err = stderr(&out);
+    let hint = err
+        .lines()
+        .skip_while(|l| !l.contains("continue it with:"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no resume command in {err}"));
+    assert!(hint.trim_start().starts_with("blockprobe scan "), "{hint}");
+    assert!(hint.ends_with(" --resume r1"), "{hint}");
+    assert!(!hint.contains("--run-id"), "{hint}");
     let first = records_in(&url, "r1");
     assert!((5..=15).contains(&first), "{first}");
     // The interrupted run is closed as such, and its CSV is complete (atomic, closed).

@@ -1,0 +1,77 @@
+//! Issue 13 (researcher experience): bundled scenarios, last-wins flags, --fail-on reasons on
+//! stderr even when quiet.
+
+use crate::support::{Net, run, stderr};
+
+#[tokio::test]
+async fn issue_13_bundled_scenarios_run_from_anywhere() {
+    let out = run(["mocknet", "--list"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in ["russia", "russia-apps", "all", "controls"] {
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().next() == Some(name)),
+            "{name} missing from {text}"
+        );
+    }
+    // By name, from a directory without the checkout's files.
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(crate::support::bin())
+        .args([
+            "mocknet",
+            "--scenario",
+            "russia",
+            "--check",
+            "--timeout",
+            "3s",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains(
+            "russia: 13 of 13 targets as expected with the control path, 13 of 13 without"
+        ),
+        "{text}"
+    );
+
+    let out = run(["mocknet", "--scenario", "atlantis"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown scenario `atlantis`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("russia-apps"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn issue_13_a_repeated_flag_takes_the_last_value_and_fail_on_says_why() {
+    let net = Net::start().await;
+    let mut args = net.args();
+    // The mock's scan_args carry --timeout; a user appends another one: the last wins.
+    args.extend(
+        [
+            "nx.test",
+            "ok.test",
+            "--timeout",
+            "5s",
+            "--fail-on",
+            "blocked",
+        ]
+        .map(String::from),
+    );
+    let out = run(&args).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    // --quiet, yet the failing result is named, with its reason.
+    assert!(
+        err.contains("--fail-on: nx.test via isp: blocked dns.nxdomain"),
+        "{err}"
+    );
+    assert!(!err.contains("ok.test"), "{err}");
+}

@@ -392,7 +392,7 @@ fn decide(ev: &Evidence, rules: &Rules, transfer_layer: Layer, notes: &mut Notes
                 Reachable,
                 None,
                 format!(
-                    "vantage answers [{}] agree with the controls",
+                    "no DNS interference: vantage answers [{}] agree with the controls (no connection step ran; `probes` lists what did)",
                     join(&vantage)
                 ),
             ),
@@ -888,6 +888,66 @@ fn offsite_redirect(
     })
 }
 
+/// A verified (or plain-HTTP) response's rate, with no working control path, against the
+/// run's own references: `None` when the body is too small to say or the rate is above the
+/// floor (nothing to decide); otherwise throttled, comparable (reachable), or inconclusive for
+/// want of a reference.
+fn rate_vs_baseline(
+    ev: &Evidence,
+    h: &HttpObservation,
+    rules: &Rules,
+    layer: Layer,
+    what: &str,
+    notes: &mut Notes,
+) -> Option<Decision> {
+    let measurable = h.transfer.bytes >= RATE_MIN_BYTES || h.transfer.timed_out;
+    let v = rate(h).filter(|v| measurable && *v < rules.throttle_floor_bps)?;
+    let url = &h.url;
+    let best = ev
+        .baseline
+        .iter()
+        .filter_map(|r| r.bps.map(|b| (r, b)))
+        .max_by(|x, y| x.1.total_cmp(&y.1));
+    let Some((r, b)) = best else {
+        notes.needs = Some(Needs::Reference);
+        return Some((
+            Verdict::Inconclusive,
+            None,
+            format!(
+                "{what}, but only {:.0} kbit/s, and neither a control path nor an in-run reference to compare (--reference URL of a large domestic object would decide)",
+                v / 1000.0
+            ),
+        ));
+    };
+    notes.baseline = Some(BaselineUsed {
+        source: r.source.clone(),
+        bps: Some(b),
+    });
+    Some(if v < rules.throttle_ratio * b {
+        (
+            Verdict::Throttled,
+            Some(Reason::TransferSlow(layer)),
+            format!(
+                "{url}: {:.0} kbit/s here against {:.0} kbit/s for {} from here in this run",
+                v / 1000.0,
+                b / 1000.0,
+                r.source
+            ),
+        )
+    } else {
+        (
+            Verdict::Reachable,
+            None,
+            format!(
+                "{what}; {:.0} kbit/s, comparable to {:.0} kbit/s for {} from here",
+                v / 1000.0,
+                b / 1000.0,
+                r.source
+            ),
+        )
+    })
+}
+
 /// Bodies this small say nothing about throughput.
 pub const RATE_MIN_BYTES: u64 = 64 * 1024;
 
@@ -1189,54 +1249,17 @@ fn connection(
                 }
                 _ if !uses_plain_http(direct) => {
                     let verified = format!("{url}: status {status} over a verified TLS connection");
-                    let Some(v) = rate(h).filter(|v| measurable && *v < rules.throttle_floor_bps)
-                    else {
-                        return (Reachable, None, verified);
-                    };
-                    // Slow, with no working control path: the run's own references decide.
-                    let best = ev
-                        .baseline
-                        .iter()
-                        .filter_map(|r| r.bps.map(|b| (r, b)))
-                        .max_by(|x, y| x.1.total_cmp(&y.1));
-                    let Some((r, b)) = best else {
-                        notes.needs = Some(Needs::Reference);
-                        return (
-                            Inconclusive,
-                            None,
-                            format!(
-                                "{verified}, but only {:.0} kbit/s, and neither a control path nor an in-run reference to compare (--reference URL of a large domestic object would decide)",
-                                v / 1000.0
-                            ),
-                        );
-                    };
-                    notes.baseline = Some(BaselineUsed {
-                        source: r.source.clone(),
-                        bps: Some(b),
-                    });
-                    if v < rules.throttle_ratio * b {
-                        (
-                            Throttled,
-                            Some(Reason::TransferSlow(layer)),
-                            format!(
-                                "{url}: {:.0} kbit/s here against {:.0} kbit/s for {} from here in this run",
-                                v / 1000.0,
-                                b / 1000.0,
-                                r.source
-                            ),
-                        )
-                    } else {
-                        (
-                            Reachable,
-                            None,
-                            format!(
-                                "{verified}; {:.0} kbit/s, comparable to {:.0} kbit/s for {} from here",
-                                v / 1000.0,
-                                b / 1000.0,
-                                r.source
-                            ),
-                        )
-                    }
+                    rate_vs_baseline(ev, h, rules, layer, &verified, notes)
+                        .unwrap_or((Reachable, None, verified))
+                }
+                // Plain HTTP is unauthenticated, but a slow transfer is slow whatever it
+                // carries: the rate against an in-run reference still decides throttling.
+                _ if matches!(
+                    rate_vs_baseline(ev, h, rules, layer, url, &mut Notes::default()),
+                    Some((Throttled, ..))
+                ) =>
+                {
+                    rate_vs_baseline(ev, h, rules, layer, url, notes).expect("checked")
                 }
                 Control::Failed(why) | Control::Unavailable(why) => {
                     notes.needs = Some(Needs::ControlPath);

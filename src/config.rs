@@ -92,16 +92,13 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// A `--reference`: an http(s) URL, best a large object (>= 64 KiB) on a domestic server.
 pub fn check_reference(url: &str) -> Result<(), String> {
-    let t = crate::target::Target::parse(url)?;
-    if !matches!(
-        t.scheme,
-        crate::target::Scheme::Http | crate::target::Scheme::Https
-    ) {
+    let lower = url.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
         return Err(
-            "expected an http:// or https:// URL (a large object on a domestic server)".into(),
+            "expected an http:// or https:// URL of a large object on a domestic server".into(),
         );
     }
-    Ok(())
+    crate::target::Target::parse(url).map(|_| ())
 }
 
 /// The TOML file: the same settings as the flags.
@@ -440,11 +437,22 @@ impl ScanConfig {
             }
         }
         // In-run references: the flags (else the file's), then those the suites name.
+        let references_from_file = args.references.is_empty() && file.references.is_some();
         let mut references: Vec<String> = if args.references.is_empty() {
             file.references.clone().unwrap_or_default()
         } else {
             args.references.clone()
         };
+        if references_from_file {
+            for r in &references {
+                check_reference(r).map_err(|e| {
+                    let at = origin
+                        .as_ref()
+                        .map_or_else(|| "references".to_owned(), |o| o.at("references"));
+                    anyhow::anyhow!("{at}: `{r}`: {e}")
+                })?;
+            }
+        }
         for s in &sources {
             if let Source::Suite(suite) = s {
                 references.extend(suite.references.iter().cloned());

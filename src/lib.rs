@@ -143,6 +143,8 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     };
     let store_url = cfg.store.as_ref().map(ToString::to_string);
     let run_id = meta.run_id.clone();
+    let resumed = cfg.resume.clone();
+    let hint_output = (cfg.output.path.clone(), cfg.output.format);
 
     let (file, out) = outfile::open(
         cfg.output.path.as_deref(),
@@ -172,11 +174,16 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     // A run that stopped early (interrupt, closed output) is resumable; one whose input broke
     // is `failed` (also resumable), and its report keeps what was measured.
     let stopped_early = outcome.interrupted || outcome.output_closed;
+    let resuming = resumed.is_some();
     if let Some(w) = writer {
         w.finish(if stopped_early {
             "interrupted"
         } else if outcome.input_error.is_some() {
             "failed"
+        } else if outcome.targets == 0 {
+            // Nothing to measure (an empty stdin on resume): the run is not complete. A resumed
+            // run stays resumable as it was; a new one failed.
+            if resuming { "interrupted" } else { "failed" }
         } else {
             "complete"
         })?;
@@ -192,7 +199,12 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     }
     // Said even with --quiet: an interrupted run must say how to finish it.
     if outcome.interrupted {
-        report::warn(resume_hint(&run_id, store_url.is_some()));
+        report::warn(resume_hint(
+            &run_id,
+            store_url.is_some(),
+            hint_output.0.as_deref(),
+            hint_output.1,
+        ));
     }
     if let Some(e) = outcome.input_error {
         anyhow::bail!("{e}");
@@ -213,16 +225,23 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
 
 /// What to do after an interrupt: the exact command that continues the run (with a store),
 /// or how to make the next run resumable.
-fn resume_hint(run_id: &str, stored: bool) -> String {
+fn resume_hint(
+    run_id: &str,
+    stored: bool,
+    output: Option<&std::path::Path>,
+    format: report::Format,
+) -> String {
     if !stored {
         return format!(
             "run {run_id} was interrupted; the report holds what was measured. Add --store \
              sqlite:PATH to make runs resumable (docs/cron.md)"
         );
     }
-    // The same command line, without any --run-id/--resume/--append, plus --resume RUN_ID.
+    // The same command line, without any --run-id/--resume, plus --resume RUN_ID; a JSONL
+    // report is appended to rather than replaced.
     let mut args: Vec<String> = Vec::new();
-    let mut it = std::env::args().skip(1);
+    let mut stdin = false;
+    let mut it = std::env::args().skip(1).peekable();
     while let Some(a) = it.next() {
         if a == "--run-id" || a == "--resume" {
             it.next();
@@ -231,12 +250,27 @@ fn resume_hint(run_id: &str, stored: bool) -> String {
         if a.starts_with("--run-id=") || a.starts_with("--resume=") || a == "--append" {
             continue;
         }
+        stdin |= (a == "-i" || a == "--input") && it.peek().is_some_and(|n| n == "-");
         args.push(shell_quote(&a));
     }
-    format!(
+    let jsonl_file = output.is_some() && format == report::Format::Jsonl;
+    if jsonl_file {
+        args.push("--append".into());
+    }
+    let mut hint = format!(
         "run {run_id} was interrupted; continue it with:\n  blockprobe {} --resume {run_id}",
         args.join(" ")
-    )
+    );
+    if stdin {
+        hint.push_str("\n  (give it the same targets on standard input again)");
+    }
+    if let Some(p) = output.filter(|_| !jsonl_file) {
+        hint.push_str(&format!(
+            "\n  ({} will hold only what the resume measures; `blockprobe export --run {run_id}` writes the whole run from the store)",
+            p.display()
+        ));
+    }
+    hint
 }
 
 /// `s` as one shell word.
@@ -255,12 +289,13 @@ fn print_summary(outcome: &scan::Outcome, run_id: &str, store_url: Option<&str>)
     let mut err = io::stderr().lock();
     let s = &outcome.summary;
     // What the verdicts rest on when there was no working control path.
-    let controls = (s.by_reference > 0 || s.want_control_path > 0).then(|| {
-        format!(
-            "blockprobe: without a working control path: {} verdict(s) decided by in-run references, {} inconclusive for want of one (--control-proxy)",
-            s.by_reference, s.want_control_path
-        )
-    });
+    let controls = (s.by_reference > 0 || s.want_control_path > 0 || s.want_reference > 0)
+        .then(|| {
+            format!(
+                "blockprobe: without a working control path: {} verdict(s) decided by in-run references; inconclusive: {} for want of a control path (--control-proxy), {} for want of a reference transfer (--reference)",
+                s.by_reference, s.want_control_path, s.want_reference
+            )
+        });
     if io::IsTerminal::is_terminal(&err) {
         let _ = write!(err, "{}", outcome.summary.render());
         if let Some(c) = controls {

@@ -160,6 +160,7 @@ struct Ctx {
     stun_reference: Option<(String, u16)>,
     /// `--reference` URLs (in-run baselines for throttling and freezes).
     references: Vec<Target>,
+    quiet: bool,
     /// The controls resolve canaries to loopback: a test network on this machine, where
     /// loopback answers are ordinary addresses rather than bogons.
     loopback_net: bool,
@@ -412,7 +413,14 @@ fn transfer_stats(p: &PathObservation) -> (Option<f64>, u64, Option<String>) {
     let bps = t
         .throughput_bps
         .filter(|_| t.bytes >= RATE_MIN_BYTES && (t.complete || t.capped || t.timed_out));
-    (bps, hop.wire_bytes_in, None)
+    let error = bps.is_none().then(|| {
+        format!(
+            "only {} body bytes: too small to measure a rate ({} KiB needed)",
+            t.bytes,
+            RATE_MIN_BYTES / 1024
+        )
+    });
+    (bps, hop.wire_bytes_in, error)
 }
 
 /// The `--reference` URLs fetched once per run through this vantage, plus the run's best
@@ -420,8 +428,24 @@ fn transfer_stats(p: &PathObservation) -> (Option<f64>, u64, Option<String>) {
 async fn in_run_baseline(ctx: &Ctx, v: &VantageCtx) -> Vec<Reference> {
     let mut out = v
         .references
-        .get_or_init(|| {
-            futures::future::join_all(ctx.references.iter().map(|t| measure_reference(ctx, v, t)))
+        .get_or_init(|| async {
+            let refs = futures::future::join_all(
+                ctx.references.iter().map(|t| measure_reference(ctx, v, t)),
+            )
+            .await;
+            // Said once per reference and resolver: a reference that gives no baseline leaves
+            // throttling and freezes undecided.
+            for r in refs.iter().filter(|_| !ctx.quiet) {
+                if let Some(e) = &r.error
+                    && r.bps.is_none()
+                {
+                    warn(format_args!(
+                        "{} through resolver `{}` gives no rate baseline: {e}",
+                        r.source, v.vantage.name
+                    ));
+                }
+            }
+            refs
         })
         .await
         .clone();
@@ -819,6 +843,7 @@ pub async fn scan<W: Write>(
         proxy: cfg.conn.control_proxy,
         stun_reference: cfg.conn.stun_reference.clone(),
         references,
+        quiet: cfg.output.quiet,
         loopback_net,
         repeat: cfg.conn.repeat,
         rules: cfg.conn.rules,

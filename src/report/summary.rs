@@ -13,6 +13,8 @@ pub struct Summary {
     pub by_reference: u64,
     /// `inconclusive` verdicts that a (working) control path would have decided.
     pub want_control_path: u64,
+    /// `inconclusive` verdicts that an in-run reference (`--reference`) would have decided.
+    pub want_reference: u64,
 }
 
 impl Summary {
@@ -23,8 +25,10 @@ impl Summary {
         {
             self.by_reference += 1;
         }
-        if r.needs == Some(crate::classify::Needs::ControlPath) {
-            self.want_control_path += 1;
+        match r.needs {
+            Some(crate::classify::Needs::ControlPath) => self.want_control_path += 1,
+            Some(crate::classify::Needs::Reference) => self.want_reference += 1,
+            _ => {}
         }
     }
 

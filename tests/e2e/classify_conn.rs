@@ -1187,6 +1187,22 @@ fn issue_12_in_run_baseline_table() {
             None,
         ),
     ];
+    // Plain HTTP: unauthenticated, but a slow transfer against a fast reference is throttling.
+    {
+        let mut ev = evidence("93.184.216.34", path(&slow(392e3), false), None);
+        ev.baseline = big();
+        let f = classify(ev, &Rules::default(), Layer::Http);
+        assert_eq!(
+            (f.verdict, f.reason.map(|r| r.as_str())),
+            (Throttled, Some("transfer.slow")),
+            "{}",
+            f.detail
+        );
+        let mut ev = evidence("93.184.216.34", path(&slow(392e3), false), None);
+        ev.baseline = vec![];
+        let f = classify(ev, &Rules::default(), Layer::Http);
+        assert_eq!(f.verdict, Inconclusive, "{}", f.detail);
+    }
     for (name, d, wire, c, baseline, verdict, reason, needs, source) in rows {
         let mut direct = path(&d, true);
         direct.hops[0].wire_bytes_in = wire;

@@ -85,6 +85,37 @@ async fn issue_12_without_a_proxy_a_reference_decides_throttling_and_the_freeze(
         .find(|r| r["host"] == "www.digitalocean.com")
         .unwrap();
     assert_eq!(frozen["verdict"], "inconclusive", "{frozen:#}");
+
+    // A reference too small to measure a rate is said on stderr and in the evidence; the
+    // verdicts it cannot decide stay inconclusive.
+    let small = std::fs::read_to_string(&ready.targets_file)
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("vk.com"))
+        .unwrap()
+        .to_owned();
+    let mut args = args_without(&ready.scan_args, &["--control-proxy", "--reference"]);
+    args.extend(["--reference".into(), small.clone()]);
+    let out = run(&args).await;
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "reference:{small} through resolver `isp` gives no rate baseline: only"
+        )),
+        "{err}"
+    );
+    let recs = jsonl(&out.stdout);
+    let video = recs
+        .iter()
+        .find(|r| r["host"] == "rr1---sn-5goeen7k.googlevideo.com")
+        .unwrap();
+    assert_eq!(video["needs"], "reference", "{video:#}");
+    let refs = video["evidence"]["baseline"].as_array().unwrap();
+    assert!(
+        refs.iter()
+            .any(|r| r["error"].as_str().is_some_and(|e| e.contains("too small"))),
+        "{video:#}"
+    );
 }
 
 #[tokio::test]
@@ -129,6 +160,14 @@ async fn issue_12_canaries_and_probe_steps_are_recorded() {
     let rec = &doc["records"][0];
     assert_eq!(rec["probes"], serde_json::json!(["dns"]), "{rec:#}");
     assert_eq!(rec["verdict"], "reachable");
+    // A DNS-only "reachable" claims only what it saw.
+    assert!(
+        rec["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("no DNS interference"),
+        "{rec:#}"
+    );
 }
 
 #[tokio::test]
@@ -163,8 +202,9 @@ async fn issue_12_references_are_checked_with_file_and_line() {
     );
     let out = run(["scan", "--config", cfg.to_str().unwrap()]).await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // The file and the line, like every other config error.
     assert!(
-        stderr(&out).contains("--reference `ftp://x`"),
+        stderr(&out).contains("c.toml:2: references: `ftp://x`: expected an http"),
         "{}",
         stderr(&out)
     );

@@ -460,7 +460,19 @@ async fn issue_11_a_second_sigterm_stops_hung_jobs() {
         .unwrap();
     // Readiness: the job's TLS handshake is hanging on our silent server.
     accepted.recv().await.unwrap();
+    let mut child = child;
     kill("-TERM", &child);
+    // The second signal only once the first was seen (two back to back can be delivered as
+    // one): the scan says it is finishing the jobs in flight.
+    {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut lines = tokio::io::BufReader::new(child.stderr.as_mut().unwrap()).lines();
+        while let Some(l) = lines.next_line().await.unwrap() {
+            if l.contains("interrupted: finishing the jobs in flight") {
+                break;
+            }
+        }
+    }
     kill("-TERM", &child);
     let out = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
         .await

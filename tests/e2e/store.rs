@@ -442,7 +442,25 @@ async fn interrupt_then_resume_measures_every_target_exactly_once() {
     assert!(hint.trim_start().starts_with("blockprobe scan "), "{hint}");
     assert!(hint.ends_with(" --resume r1"), "{hint}");
     assert!(!hint.contains("--run-id"), "{hint}");
+    assert!(err.contains("same targets on standard input"), "{err}");
+    assert!(err.contains("export --run r1"), "{err}");
     let first = records_in(&url, "r1");
+    // A resume that is given no targets (stdin at EOF) measures nothing and leaves the run
+    // resumable, not `complete`.
+    let empty = dir.path().join("empty.txt");
+    crate::support::write(&empty, "");
+    let mut args = net.args();
+    args.extend(["--store", &url, "--resume", "r1", "-i"].map(String::from));
+    args.push(empty.display().to_string());
+    let out = run(&args).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        Store::open(&url.parse().unwrap())
+            .unwrap()
+            .query("SELECT status FROM runs WHERE run_id = 'r1'", &[])
+            .unwrap()[0][0],
+        Value::from("interrupted")
+    );
     assert!((5..=15).contains(&first), "{first}");
     // The interrupted run is closed as such, and its CSV is complete (atomic, closed).
     let mut st = Store::open(&url.parse().unwrap()).unwrap();

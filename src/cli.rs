@@ -73,8 +73,13 @@ pub struct BlockpageArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Generate {
-    /// The man page (roff) on standard output: `blockprobe generate man > blockprobe.1`.
-    Man,
+    /// Man pages (roff): the top page on standard output (`blockprobe generate man >
+    /// blockprobe.1`), or with --dir a page for every subcommand (blockprobe-scan.1, …).
+    Man {
+        /// Write blockprobe.1 and one blockprobe-SUBCOMMAND.1 per subcommand into DIR.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Completions for SHELL on standard output (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]

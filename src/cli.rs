@@ -97,8 +97,8 @@ Examples:
   blockprobe mocknet --suite whatsapp --check
 
   # Keep it running and scan it yourself with the printed arguments (a scenario file works too)
-  blockprobe mocknet --scenario probes/scenarios/russia.toml --ready-file ready.json &
-  blockprobe $(jq -r '.scan_args | join(\" \")' ready.json)
+  blockprobe mocknet --scenario probes/scenarios/russia.toml --ready-file /tmp/bp-ready.json &
+  blockprobe $(jq -r '.scan_args | join(\" \")' /tmp/bp-ready.json)
 
 The ready line (stdout, and --ready-file) is JSON with every bound address and `scan_args`.";
 
@@ -107,11 +107,7 @@ The ready line (stdout, and --ready-file) is JSON with every bound address and `
 pub struct MocknetArgs {
     /// A bundled scenario by name (russia, russia-apps, all, controls; see --list) or a
     /// scenario file (PATH.toml, format in docs/mocknet.md).
-    #[arg(
-        long,
-        value_name = "NAME|FILE",
-        required_unless_present_any = ["suites", "list"]
-    )]
+    #[arg(long, value_name = "NAME|FILE")]
     pub scenario: Option<String>,
 
     /// List the bundled scenarios and exit.

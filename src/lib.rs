@@ -423,6 +423,11 @@ fn run_mocknet(args: cli::MocknetArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if args.scenario.is_none() && args.suites.is_empty() {
+        anyhow::bail!(
+            "mocknet needs a network to emulate: --scenario NAME|FILE (bundled: `blockprobe mocknet --list`) or --suite NAME"
+        );
+    }
     let timeout = humantime::format_duration(args.timeout)
         .to_string()
         .replace(' ', "");

@@ -73,8 +73,13 @@ pub struct BlockpageArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Generate {
-    /// The man page (roff) on standard output: `blockprobe generate man > blockprobe.1`.
-    Man,
+    /// Man pages (roff): the top page on standard output (`blockprobe generate man >
+    /// blockprobe.1`), or with --dir a page for every subcommand (blockprobe-scan.1, …).
+    Man {
+        /// Write blockprobe.1 and one blockprobe-SUBCOMMAND.1 per subcommand into DIR.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Completions for SHELL on standard output (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -92,8 +97,8 @@ Examples:
   blockprobe mocknet --suite whatsapp --check
 
   # Keep it running and scan it yourself with the printed arguments (a scenario file works too)
-  blockprobe mocknet --scenario probes/scenarios/russia.toml --ready-file ready.json &
-  blockprobe $(jq -r '.scan_args | join(\" \")' ready.json)
+  blockprobe mocknet --scenario probes/scenarios/russia.toml --ready-file /tmp/bp-ready.json &
+  blockprobe $(jq -r '.scan_args | join(\" \")' /tmp/bp-ready.json)
 
 The ready line (stdout, and --ready-file) is JSON with every bound address and `scan_args`.";
 
@@ -102,11 +107,7 @@ The ready line (stdout, and --ready-file) is JSON with every bound address and `
 pub struct MocknetArgs {
     /// A bundled scenario by name (russia, russia-apps, all, controls; see --list) or a
     /// scenario file (PATH.toml, format in docs/mocknet.md).
-    #[arg(
-        long,
-        value_name = "NAME|FILE",
-        required_unless_present_any = ["suites", "list"]
-    )]
+    #[arg(long, value_name = "NAME|FILE")]
     pub scenario: Option<String>,
 
     /// List the bundled scenarios and exit.

@@ -117,6 +117,10 @@ pub struct FileConfig {
     pub concurrency: Option<usize>,
     pub control_concurrency: Option<usize>,
     pub probes: Option<Vec<String>>,
+    pub stun_reference: Option<String>,
+    pub connect_to: Option<Vec<String>>,
+    pub append: Option<bool>,
+    pub run_id: Option<String>,
     pub format: Option<Format>,
     pub output: Option<PathBuf>,
     pub fail_on: Option<Vec<String>>,
@@ -573,13 +577,38 @@ impl ScanConfig {
                 throttle_ratio,
                 throttle_floor_bps,
             },
-            connect_to: args.connect_to,
-            stun_reference: args
-                .stun_reference
-                .as_deref()
-                .map(parse_host_port)
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("--stun-reference: {e}"))?,
+            connect_to: if args.connect_to.is_empty() {
+                file.connect_to
+                    .clone()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| {
+                        crate::probe::tcp::parse_remap(p).map_err(|e| {
+                            let at = origin
+                                .as_ref()
+                                .map_or_else(|| "connect-to".to_owned(), |o| o.at("connect-to"));
+                            anyhow::anyhow!("{at}: `{p}`: {e}")
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?
+            } else {
+                args.connect_to
+            },
+            stun_reference: match (
+                args.stun_reference.as_deref(),
+                file.stun_reference.as_deref(),
+            ) {
+                (Some(flag), _) => Some(
+                    parse_host_port(flag).map_err(|e| anyhow::anyhow!("--stun-reference: {e}"))?,
+                ),
+                (None, Some(f)) => Some(parse_host_port(f).map_err(|e| {
+                    let at = origin
+                        .as_ref()
+                        .map_or_else(|| "stun-reference".to_owned(), |o| o.at("stun-reference"));
+                    anyhow::anyhow!("{at}: {e}")
+                })?),
+                (None, None) => None,
+            },
             control_concurrency: layered.get(
                 "control-concurrency",
                 args.control_concurrency,
@@ -711,7 +740,8 @@ impl ScanConfig {
             ),
             (None, None) => None,
         };
-        if args.append && format != Format::Jsonl {
+        let append = args.append || file.append.unwrap_or(false);
+        if append && format != Format::Jsonl {
             bail!("--append works with JSONL output only (CSV and JSON are replaced atomically)");
         }
         if args.resume.is_some() && store.is_none() {
@@ -745,13 +775,14 @@ impl ScanConfig {
                 path,
                 quiet: args.quiet || file.quiet.unwrap_or(false),
                 fail_on,
-                append: args.append,
+                append,
             },
             strict: args.strict || file.strict.unwrap_or(false),
             run_id: args
                 .resume
                 .clone()
                 .or(args.run_id)
+                .or(file.run_id)
                 .map(check_run_id)
                 .transpose()?,
             store,
@@ -964,5 +995,45 @@ mod tests {
             c.store,
             Some(crate::store::StoreUrl::Sqlite(dir.path().join("runs.db")))
         );
+    }
+
+    /// Issue 13: every scan setting that makes sense in a file is accepted there; flags win.
+    #[test]
+    fn issue_13_stun_reference_connect_to_append_and_run_id_in_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bp.toml");
+        let f = file.to_str().unwrap();
+        std::fs::write(
+            &file,
+            "stun-reference = \"stun.example:3478\"\nconnect-to = [\"192.0.2.1:443=127.0.0.1:8443\"]\n\
+             append = true\nformat = \"jsonl\"\nrun-id = \"weekly-1\"\n",
+        )
+        .unwrap();
+        let c = cfg(&["x.example", "--config", f]).unwrap();
+        assert_eq!(c.conn.stun_reference, Some(("stun.example".into(), 3478)));
+        assert_eq!(
+            c.conn.connect_to,
+            [(
+                "192.0.2.1:443".parse().unwrap(),
+                "127.0.0.1:8443".parse().unwrap()
+            )]
+        );
+        assert!(c.output.append);
+        assert_eq!(c.run_id.as_deref(), Some("weekly-1"));
+        // The flags win.
+        let c = cfg(&["x.example", "--config", f, "--run-id", "other"]).unwrap();
+        assert_eq!(c.run_id.as_deref(), Some("other"));
+        // Errors name the file and the line.
+        for (text, needle) in [
+            (
+                "\nconnect-to = [\"nonsense\"]\n",
+                "bp.toml:2: connect-to: `nonsense`",
+            ),
+            ("stun-reference = \"a:b:c\"\n", "bp.toml:1: stun-reference"),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let e = format!("{:#}", cfg(&["x.example", "--config", f]).expect_err(text));
+            assert!(e.contains(needle), "{text}: {e}");
+        }
     }
 }

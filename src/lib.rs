@@ -423,6 +423,11 @@ fn run_mocknet(args: cli::MocknetArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if args.scenario.is_none() && args.suites.is_empty() {
+        anyhow::bail!(
+            "mocknet needs a network to emulate: --scenario NAME|FILE (bundled: `blockprobe mocknet --list`) or --suite NAME"
+        );
+    }
     let timeout = humantime::format_duration(args.timeout)
         .to_string()
         .replace(' ', "");
@@ -608,7 +613,20 @@ fn generate(what: cli::Generate) -> anyhow::Result<ExitCode> {
     let mut cmd = Cli::command();
     let mut out = io::stdout().lock();
     match what {
-        cli::Generate::Man => clap_mangen::Man::new(cmd).render(&mut out)?,
+        cli::Generate::Man { dir: None } => clap_mangen::Man::new(cmd).render(&mut out)?,
+        cli::Generate::Man { dir: Some(dir) } => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(cmd, &dir)
+                .with_context(|| format!("cannot write man pages into {}", dir.display()))?;
+            let mut pages: Vec<_> = std::fs::read_dir(&dir)?
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("blockprobe") && n.ends_with(".1"))
+                .collect();
+            pages.sort();
+            writeln!(out, "{}", pages.join("\n"))?;
+        }
         cli::Generate::Completions { shell } => {
             clap_complete::generate(shell, &mut cmd, "blockprobe", &mut out);
         }

@@ -515,4 +515,30 @@ fn generate_man_and_completions() {
             "{args:?}"
         );
     }
+    // Issue 13: a page for every subcommand, as the top page refers to them.
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::support::bin())
+        .args(["generate", "man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for sub in [
+        "scan",
+        "mocknet",
+        "history",
+        "diff",
+        "export",
+        "suites",
+        "blockpage",
+    ] {
+        let page = dir.path().join(format!("blockprobe-{sub}.1"));
+        let text = std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{page:?}: {e}"));
+        assert!(text.contains(&format!(".TH blockprobe-{sub}")), "{sub}");
+    }
+    assert!(dir.path().join("blockprobe.1").exists());
 }

@@ -80,3 +80,19 @@ fn every_bundled_suite_is_documented_and_the_readme_shows_the_whatsapp_one_liner
     }
     assert!(read("README.md").contains("blockprobe scan --suite whatsapp\n"));
 }
+
+/// Issue 13: the docs refer only to files a user has.
+#[test]
+fn docs_refer_to_no_file_outside_the_project() {
+    for f in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs")).unwrap() {
+        let path = f.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for absent in ["DESIGN.md", "STYLE.md", "../shared"] {
+            assert!(
+                !text.contains(absent),
+                "{} mentions {absent}",
+                path.display()
+            );
+        }
+    }
+}

@@ -39,6 +39,15 @@ async fn issue_13_bundled_scenarios_run_from_anywhere() {
         "{text}"
     );
 
+    // No network named: say what is needed.
+    let out = run(["mocknet"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--scenario NAME|FILE") && stderr(&out).contains("--suite NAME"),
+        "{}",
+        stderr(&out)
+    );
+
     let out = run(["mocknet", "--scenario", "atlantis"]).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(

@@ -825,6 +825,11 @@ fn tls_reason(k: FailureKind) -> Option<Reason> {
     }
 }
 
+/// A rate says something only about a body big enough, or one cut by the timeout.
+fn measurable(h: &HttpObservation) -> bool {
+    h.transfer.bytes >= RATE_MIN_BYTES || h.transfer.timed_out
+}
+
 fn rate(h: &HttpObservation) -> Option<f64> {
     h.transfer.throughput_bps
 }
@@ -900,8 +905,7 @@ fn rate_vs_baseline(
     what: &str,
     notes: &mut Notes,
 ) -> Option<Decision> {
-    let measurable = h.transfer.bytes >= RATE_MIN_BYTES || h.transfer.timed_out;
-    let v = rate(h).filter(|v| measurable && *v < rules.throttle_floor_bps)?;
+    let v = rate(h).filter(|v| measurable(h) && *v < rules.throttle_floor_bps)?;
     let url = &h.url;
     let best = ev
         .baseline
@@ -1188,8 +1192,6 @@ fn connection(
                 return d;
             }
             let status = h.status.unwrap_or(0);
-            // A rate says something only about a body big enough (or cut by the timeout).
-            let measurable = h.transfer.bytes >= RATE_MIN_BYTES || h.transfer.timed_out;
             match &c {
                 Control::Ok(Outcome::Response(ch)) => {
                     // Lengths compare only when both bodies ended the same way (both complete or
@@ -1221,7 +1223,7 @@ fn connection(
                         );
                     }
                     if let (Some(v), Some(cr)) = (rate(h), rate(ch))
-                        && measurable
+                        && measurable(h)
                     {
                         notes.baseline = Some(BaselineUsed {
                             source: "control_path".into(),
@@ -1254,31 +1256,25 @@ fn connection(
                 }
                 // Plain HTTP is unauthenticated, but a slow transfer is slow whatever it
                 // carries: the rate against an in-run reference still decides throttling.
-                _ if matches!(
-                    rate_vs_baseline(ev, h, rules, layer, url, &mut Notes::default()),
-                    Some((Throttled, ..))
-                ) =>
-                {
-                    rate_vs_baseline(ev, h, rules, layer, url, notes).expect("checked")
-                }
-                Control::Failed(why) | Control::Unavailable(why) => {
-                    notes.needs = Some(Needs::ControlPath);
-                    (
-                        Inconclusive,
-                        None,
-                        format!(
-                            "{url}: plain-HTTP status {status}, unauthenticated; the control path {why}"
-                        ),
-                    )
-                }
                 _ => {
+                    let mut rated = Notes::default();
+                    if let Some(d @ (Throttled, ..)) =
+                        rate_vs_baseline(ev, h, rules, layer, url, &mut rated)
+                    {
+                        *notes = rated;
+                        return d;
+                    }
                     notes.needs = Some(Needs::ControlPath);
+                    let why = match &c {
+                        Control::Failed(w) | Control::Unavailable(w) => {
+                            format!("; the control path {w}")
+                        }
+                        _ => ", with no control path to compare".to_owned(),
+                    };
                     (
                         Inconclusive,
                         None,
-                        format!(
-                            "{url}: plain-HTTP status {status}, unauthenticated, with no control path to compare"
-                        ),
+                        format!("{url}: plain-HTTP status {status}, unauthenticated{why}"),
                     )
                 }
             }

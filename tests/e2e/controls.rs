@@ -4,6 +4,13 @@
 
 use crate::support::{args_without, jsonl, run, spawn_mocknet, stderr, write};
 
+/// The record of `host` in a scan's output.
+fn by_host<'a>(recs: &'a [serde_json::Value], host: &str) -> &'a serde_json::Value {
+    recs.iter()
+        .find(|r| r["host"] == host)
+        .unwrap_or_else(|| panic!("no record for {host}"))
+}
+
 #[tokio::test]
 async fn issue_12_without_a_proxy_a_reference_decides_throttling_and_the_freeze() {
     let dir = tempfile::tempdir().unwrap();
@@ -25,10 +32,7 @@ async fn issue_12_without_a_proxy_a_reference_decides_throttling_and_the_freeze(
     );
     assert!(err.contains("decided by in-run references"), "{err}");
 
-    let video = recs
-        .iter()
-        .find(|r| r["host"] == "rr1---sn-5goeen7k.googlevideo.com")
-        .unwrap();
+    let video = by_host(&recs, "rr1---sn-5goeen7k.googlevideo.com");
     assert_eq!(video["verdict"], "throttled", "{video:#}");
     assert_eq!(video["reason"], "transfer.slow");
     assert!(
@@ -40,10 +44,7 @@ async fn issue_12_without_a_proxy_a_reference_decides_throttling_and_the_freeze(
     );
     assert!(video["baseline_bps"].as_f64().unwrap() > 2e6, "{video:#}");
 
-    let frozen = recs
-        .iter()
-        .find(|r| r["host"] == "www.digitalocean.com")
-        .unwrap();
+    let frozen = by_host(&recs, "www.digitalocean.com");
     assert_eq!(frozen["verdict"], "blocked", "{frozen:#}");
     assert_eq!(frozen["reason"], "transfer.stall");
     // The evidence agrees with the reason: where it stalled, in the body and on the wire.
@@ -55,7 +56,7 @@ async fn issue_12_without_a_proxy_a_reference_decides_throttling_and_the_freeze(
     );
 
     // A blackhole needs an outside view: inconclusive, and the record says what would decide.
-    let vpn = recs.iter().find(|r| r["host"] == "protonvpn.com").unwrap();
+    let vpn = by_host(&recs, "protonvpn.com");
     assert_eq!(vpn["verdict"], "inconclusive", "{vpn:#}");
     assert_eq!(vpn["needs"], "control_path", "{vpn:#}");
     // Nothing censored is reported reachable.
@@ -74,16 +75,10 @@ async fn issue_12_without_a_proxy_a_reference_decides_throttling_and_the_freeze(
     let out = run(&args).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let recs = jsonl(&out.stdout);
-    let video = recs
-        .iter()
-        .find(|r| r["host"] == "rr1---sn-5goeen7k.googlevideo.com")
-        .unwrap();
+    let video = by_host(&recs, "rr1---sn-5goeen7k.googlevideo.com");
     assert_eq!(video["verdict"], "inconclusive", "{video:#}");
     assert_eq!(video["needs"], "reference", "{video:#}");
-    let frozen = recs
-        .iter()
-        .find(|r| r["host"] == "www.digitalocean.com")
-        .unwrap();
+    let frozen = by_host(&recs, "www.digitalocean.com");
     assert_eq!(frozen["verdict"], "inconclusive", "{frozen:#}");
 
     // A reference too small to measure a rate is said on stderr and in the evidence; the
@@ -105,10 +100,7 @@ async fn issue_12_without_a_proxy_a_reference_decides_throttling_and_the_freeze(
         "{err}"
     );
     let recs = jsonl(&out.stdout);
-    let video = recs
-        .iter()
-        .find(|r| r["host"] == "rr1---sn-5goeen7k.googlevideo.com")
-        .unwrap();
+    let video = by_host(&recs, "rr1---sn-5goeen7k.googlevideo.com");
     assert_eq!(video["needs"], "reference", "{video:#}");
     let refs = video["evidence"]["baseline"].as_array().unwrap();
     assert!(

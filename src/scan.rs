@@ -31,7 +31,7 @@ use crate::probe::tls::TlsClient;
 use crate::report::summary::Summary;
 use crate::report::{Record, RunEnd, RunMeta, Sink, SpecEntry, warn};
 use crate::resolver_spec::Vantage;
-use crate::target::{self, Host, Item, Scheme, Target};
+use crate::target::{Host, Scheme, Target};
 use crate::tls::TlsConfigs;
 use crate::verdict::{Layer, Verdict};
 
@@ -766,7 +766,7 @@ pub async fn scan<W: Write>(
         ));
     }
     // Open every input before measuring anything: an unreadable file is a usage error.
-    let sources = target::open(&cfg.sources)?;
+    let sources = crate::input::open(&cfg.sources)?;
     let mut signals = hooks.signals.unwrap_or_else(signals);
 
     // An interrupt during the health check ends the run before its first job (with a
@@ -851,10 +851,10 @@ pub async fn scan<W: Write>(
     });
 
     // Targets are read on their own thread (files and stdin block) into a small channel.
-    let (tx, rx) = mpsc::channel::<Item>(256);
+    let (tx, rx) = mpsc::channel::<crate::input::Item>(256);
     std::thread::Builder::new()
         .name("targets".into())
-        .spawn(move || target::stream(sources, |item| tx.blocking_send(item).is_ok()))?;
+        .spawn(move || crate::input::stream(sources, |item| tx.blocking_send(item).is_ok()))?;
 
     let strict = cfg.strict;
     let fatal: Arc<Mutex<Option<String>>> = Arc::default();
@@ -864,9 +864,9 @@ pub async fn scan<W: Write>(
         async move {
             loop {
                 match rx.recv().await? {
-                    Item::Target(t) => return Some((t, rx)),
-                    Item::Malformed(e) if !strict => warn(format_args!("{e} (skipped)")),
-                    Item::Malformed(e) | Item::Failed(e) => {
+                    crate::input::Item::Target(t) => return Some((t, rx)),
+                    crate::input::Item::Malformed(e) if !strict => warn(format_args!("{e} (skipped)")),
+                    crate::input::Item::Malformed(e) | crate::input::Item::Failed(e) => {
                         *fatal.lock().expect("fatal lock") = Some(e.to_string());
                         return None;
                     }

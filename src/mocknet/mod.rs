@@ -309,7 +309,7 @@ impl MockNet {
         };
         let control_spec = format!("udp://{}", control.udp);
         let proxy_url = format!("socks5://{}", proxy.addr);
-        let stall = crate::cli::parse_duration(timeout)
+        let stall = crate::parse::parse_duration(timeout)
             .map(|d| {
                 humantime::format_duration(d / 2)
                     .to_string()

@@ -22,6 +22,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
 use crate::probe::failure::{Failure, FailureKind};
+use crate::probe::ser_ms;
 use crate::resolver_spec::ResolverSpec;
 use crate::tls::TlsConfigs;
 
@@ -40,9 +41,6 @@ const MAX_UDP_RESPONSE: usize = 65_535;
 /// larger answers come back truncated and are asked again over TCP.
 const EDNS_PAYLOAD: u16 = 1232;
 
-pub(crate) fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64((d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0)
-}
 
 /// One response as received.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -688,7 +686,7 @@ impl WireQuery {
     }
 }
 
-/// The decoder as the fuzz targets drive it (`crate::fuzzing`): the response to query `id` of
+/// The decoder as the fuzz targets drive it (the `fuzzing` module): the response to query `id` of
 /// `qtype` for `name`.
 pub(crate) fn parse_response(
     wire: &[u8],

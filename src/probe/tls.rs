@@ -15,7 +15,7 @@ use sha2::Digest as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-use crate::probe::dns::ser_ms;
+use crate::probe::ser_ms;
 use crate::probe::failure::{Failure, FailureKind};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -526,10 +526,7 @@ pub fn csv_safe(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Diagnostics for the user (bad input lines, interrupts) go to stderr, never to the report.
-pub fn warn(msg: impl std::fmt::Display) {
-    let _ = writeln!(io::stderr().lock(), "blockprobe: {msg}");
-}
+pub use crate::diag::warn;
 
 #[cfg(test)]
 mod tests {

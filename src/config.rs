@@ -9,10 +9,10 @@ use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
 use crate::cli::ScanArgs;
+use crate::input::Source;
 use crate::parse::{check_reference, parse_duration, parse_rate, parse_size};
 use crate::report::Format;
 use crate::resolver_spec::{DEFAULT_CONTROLS, Vantage};
-use crate::input::Source;
 use crate::target::normalize_domain;
 use crate::verdict::Verdict;
 

@@ -5,9 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::input::InputError;
 use crate::probe::dns::DnsResponse;
 use crate::probe::socks::SocksError;
-use crate::input::InputError;
 use crate::target::Target;
 
 /// A target list (plain lines or Citizen Lab test-list CSV) as `-i FILE` reads it: every

@@ -6,6 +6,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod diag;
+pub mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod input;

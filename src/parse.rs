@@ -59,4 +59,3 @@ pub fn check_reference(url: &str) -> Result<(), String> {
     }
     crate::target::Target::parse(url).map(|_| ())
 }
-

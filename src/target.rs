@@ -57,6 +57,14 @@ pub enum Scheme {
     Tcp,
 }
 
+impl Scheme {
+    /// Whether a connection with this scheme to `port` speaks TLS: HTTPS, or a bare endpoint on
+    /// port 443.
+    pub fn tls_on(self, port: u16) -> bool {
+        self == Self::Https || (self == Self::None && port == 443)
+    }
+}
+
 /// The HTTP method of the fetch. `POST` (empty body) exists for services that only answer
 /// it, like Telegram's data centres; suites set it, target lists cannot.
 #[derive(
@@ -97,6 +105,21 @@ pub struct Target {
 }
 
 impl Target {
+    /// Whether the target is fetched over TLS: an HTTPS URL, or an endpoint on port 443. The
+    /// one answer for the probes, the classifier and the mock network.
+    pub fn is_tls(&self) -> bool {
+        self.scheme.tls_on(self.port)
+    }
+
+    /// The layer a transfer of this target runs on: `tls`, or `http` for plain HTTP.
+    pub fn transfer_layer(&self) -> crate::verdict::Layer {
+        if self.scheme == Scheme::Http {
+            crate::verdict::Layer::Http
+        } else {
+            crate::verdict::Layer::Tls
+        }
+    }
+
     /// Identity for de-duplication: what would be measured, not how it was spelled.
     pub(crate) fn identity(&self) -> (TargetKind, &Host, u16, Scheme, &str, Method) {
         (

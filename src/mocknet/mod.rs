@@ -164,8 +164,7 @@ impl MockNet {
                 continue;
             }
             let https = if p.literal {
-                target.scheme == Scheme::Https
-                    || (target.scheme == Scheme::None && target.port == 443)
+                target.is_tls()
             } else {
                 t.scheme == SchemeMode::Https
             };

@@ -481,10 +481,7 @@ fn check_behaviours(t: &ScenarioTarget, target: &Target, literal: bool) -> Resul
         return Err("`scheme` and `path` apply to bare domains; write a URL instead".into());
     }
     let (http, tls) = if literal {
-        (
-            target.scheme == Scheme::Http,
-            target.scheme == Scheme::Https || (target.scheme == Scheme::None && target.port == 443),
-        )
+        (target.scheme == Scheme::Http, target.is_tls())
     } else {
         (t.scheme == SchemeMode::Http, t.scheme == SchemeMode::Https)
     };

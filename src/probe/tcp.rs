@@ -7,8 +7,8 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::probe::ser_ms;
 use crate::probe::failure::Failure;
+use crate::probe::ser_ms;
 
 /// Which resolver's answer an address came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

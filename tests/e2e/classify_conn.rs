@@ -1227,3 +1227,62 @@ fn issue_12_in_run_baseline_table() {
         );
     }
 }
+
+/// Issue 15: one mapping of rcodes to reasons. A redirect whose host gets an rcode the
+/// classifier does not know (NOTIMP, RCODE23) is not `dns.timeout`; NXDOMAIN and SERVFAIL keep
+/// their reasons, and a lost answer stays a timeout.
+#[test]
+fn issue_15_a_redirects_rcode_maps_to_the_same_reasons_as_the_targets() {
+    let with_rcode = |rcode: &str| {
+        let mut d = dns(&[]);
+        d.a.responses[0].rcode = rcode.into();
+        d.aaaa.responses[0].rcode = rcode.into();
+        d
+    };
+    let mut lost = dns(&[]);
+    for q in [&mut lost.a, &mut lost.aaaa] {
+        q.responses.clear();
+        q.failure = Some(Failure::new(K::Timeout, "x"));
+    }
+    for (d, verdict, reason) in [
+        (
+            with_rcode("NXDOMAIN"),
+            Verdict::Blocked,
+            Some("dns.nxdomain"),
+        ),
+        (
+            with_rcode("SERVFAIL"),
+            Verdict::Blocked,
+            Some("dns.servfail"),
+        ),
+        (with_rcode("NOTIMP"), Verdict::Inconclusive, None),
+        (with_rcode("RCODE23"), Verdict::Inconclusive, None),
+        (lost, Verdict::Blocked, Some("dns.timeout")),
+    ] {
+        let mut direct = path(&PAGE, true);
+        direct.hops[0].http.as_mut().unwrap().status = Some(302);
+        direct.hops.push(Hop {
+            url: "https://elsewhere.example/".into(),
+            dns: Some(d),
+            tcp: vec![],
+            tls: None,
+            decoy_tls: None,
+            http: None,
+            decoy_http: None,
+            wire_bytes_in: 0,
+            downgrade: false,
+            refused_redirect: None,
+        });
+        let f = classify(
+            evidence("93.184.216.34", direct, Some(path(&PAGE, true))),
+            &Rules::default(),
+            Layer::Tls,
+        );
+        assert_eq!(
+            (f.verdict, f.reason.map(|r| r.as_str())),
+            (verdict, reason),
+            "{}",
+            f.detail
+        );
+    }
+}

@@ -129,7 +129,7 @@ pub struct MocknetArgs {
     pub check: bool,
 
     /// Step timeout put in the scan arguments (the mock's silent behaviours last this long).
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::parse::parse_duration)]
     pub timeout: Duration,
 }
 
@@ -194,7 +194,7 @@ pub struct ScanArgs {
     pub ca_file: Option<PathBuf>,
 
     /// Time limit for each step, e.g. 4s or 500ms [default: 4s].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::parse::parse_duration)]
     pub timeout: Option<Duration>,
 
     /// Jobs in flight at once [default: 100].
@@ -222,11 +222,11 @@ pub struct ScanArgs {
     pub max_redirects: Option<u32>,
 
     /// Body bytes read at most per response, e.g. 1MiB or 256k [default: 1MiB].
-    #[arg(long, value_name = "SIZE", value_parser = crate::config::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = crate::parse::parse_size)]
     pub max_body: Option<u64>,
 
     /// No progress for this long after some bytes arrived is a stall [default: 3s].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::parse::parse_duration)]
     pub stall_timeout: Option<Duration>,
 
     /// Run the connection steps N times on fresh connections; the majority outcome is
@@ -235,7 +235,7 @@ pub struct ScanArgs {
     pub repeat: Option<u32>,
 
     /// Throttled only below this rate, bits/s, e.g. 2M [default: 2M]...
-    #[arg(long, value_name = "RATE", value_parser = crate::config::parse_rate)]
+    #[arg(long, value_name = "RATE", value_parser = crate::parse::parse_rate)]
     pub throttle_floor: Option<f64>,
 
     /// ...and below this fraction of the baseline's rate: the control path's, else the best
@@ -275,7 +275,7 @@ pub struct ScanArgs {
 
     /// After the first UDP responses, keep listening this long for a second, different
     /// (injected) response; 0 disables [default: 250ms].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::parse::parse_duration)]
     pub injection_window: Option<Duration>,
 
     /// At most this many DNS queries per second to each resolver (vantage and control; a
@@ -330,12 +330,6 @@ pub struct ScanArgs {
     /// Identifier written in every record [default: generated from time and randomness].
     #[arg(long, value_name = "ID")]
     pub run_id: Option<String>,
-}
-
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("invalid duration `{s}` ({e}); use e.g. 4s or 500ms"))?;
-    Ok(d)
 }
 
 /// Where the store is, for the reading commands.

@@ -8,10 +8,12 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
-use crate::cli::{ScanArgs, parse_duration};
+use crate::cli::ScanArgs;
+use crate::input::Source;
+use crate::parse::{check_reference, parse_duration, parse_rate, parse_size};
 use crate::report::Format;
 use crate::resolver_spec::{DEFAULT_CONTROLS, Vantage};
-use crate::target::{Source, normalize_domain};
+use crate::target::normalize_domain;
 use crate::verdict::Verdict;
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(4);
@@ -49,56 +51,6 @@ impl Probe {
             Self::Http => "http",
         }
     }
-}
-
-/// Parses a rate like `2M`, `500k`, `2000000` (bits per second).
-pub fn parse_rate(s: &str) -> Result<f64, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t
-        .trim_end_matches("bit/s")
-        .trim_end_matches("bps")
-        .trim_end_matches("bit");
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1e3),
-        Some('m') => (&t[..t.len() - 1], 1e6),
-        Some('g') => (&t[..t.len() - 1], 1e9),
-        _ => (t, 1.0),
-    };
-    num.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|v| *v > 0.0 && v.is_finite())
-        .map(|v| v * mult)
-        .ok_or_else(|| format!("invalid rate `{s}` (use bits/s, e.g. 2M or 500k)"))
-}
-
-/// Parses a size like `1MiB`, `64k`, `1048576` (bytes).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.trim_end_matches("ib").trim_end_matches('b');
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1024),
-        Some('m') => (&t[..t.len() - 1], 1024 * 1024),
-        Some('g') => (&t[..t.len() - 1], 1024 * 1024 * 1024),
-        _ => (t, 1),
-    };
-    num.trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|v| *v > 0)
-        .and_then(|v| v.checked_mul(mult))
-        .ok_or_else(|| format!("invalid size `{s}` (use bytes, e.g. 1MiB or 64k)"))
-}
-
-/// A `--reference`: an http(s) URL, best a large object (>= 64 KiB) on a domestic server.
-pub fn check_reference(url: &str) -> Result<(), String> {
-    let lower = url.to_ascii_lowercase();
-    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-        return Err(
-            "expected an http:// or https:// URL of a large object on a domestic server".into(),
-        );
-    }
-    crate::target::Target::parse(url).map(|_| ())
 }
 
 /// The TOML file: the same settings as the flags.

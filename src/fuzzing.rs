@@ -5,18 +5,19 @@ use std::net::{IpAddr, SocketAddr};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::input::InputError;
 use crate::probe::dns::DnsResponse;
 use crate::probe::socks::SocksError;
-use crate::target::{InputError, Target};
+use crate::target::Target;
 
 /// A target list (plain lines or Citizen Lab test-list CSV) as `-i FILE` reads it: every
 /// target and every malformed line, in order.
 pub fn read_list(data: &[u8]) -> Vec<Result<Target, InputError>> {
     let mut out = Vec::new();
-    crate::target::read_list("fuzz", std::io::Cursor::new(data), &mut |item| {
+    crate::input::read_list("fuzz", std::io::Cursor::new(data), &mut |item| {
         match item {
-            crate::target::Item::Target(t) => out.push(Ok(t)),
-            crate::target::Item::Malformed(e) | crate::target::Item::Failed(e) => out.push(Err(e)),
+            crate::input::Item::Target(t) => out.push(Ok(t)),
+            crate::input::Item::Malformed(e) | crate::input::Item::Failed(e) => out.push(Err(e)),
         }
         true
     });

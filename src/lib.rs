@@ -5,11 +5,15 @@ pub mod blockpage;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod diag;
+pub mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod input;
 pub mod mocknet;
 pub mod net;
 pub mod outfile;
+pub mod parse;
 pub mod probe;
 pub mod progress;
 pub mod report;
@@ -86,10 +90,10 @@ fn describe_sources(cfg: &ScanConfig) -> Vec<String> {
     cfg.sources
         .iter()
         .map(|s| match s {
-            target::Source::Arg(a) => a.clone(),
-            target::Source::File(p) => p.display().to_string(),
-            target::Source::Stdin => "-".into(),
-            target::Source::Suite(s) => format!("suite:{}", s.name),
+            input::Source::Arg(a) => a.clone(),
+            input::Source::File(p) => p.display().to_string(),
+            input::Source::Stdin => "-".into(),
+            input::Source::Suite(s) => format!("suite:{}", s.name),
         })
         .collect()
 }
@@ -109,7 +113,7 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
 
     // Unreadable inputs are usage errors before anything is recorded anywhere.
     for src in &cfg.sources {
-        if let target::Source::File(p) = src {
+        if let input::Source::File(p) = src {
             std::fs::File::open(p).with_context(|| format!("cannot read {}", p.display()))?;
         }
     }

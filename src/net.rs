@@ -1,6 +1,7 @@
 //! Address facts decided in one place: is an address reserved (private, loopback, link-local,
 //! documentation, …), and in which range.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 /// The reserved range an address falls in (`None` for a public address). Two addresses in the
@@ -60,6 +61,16 @@ pub fn reserved_range(ip: IpAddr) -> Option<&'static str> {
 /// Whether an address is reserved (not routable on the public Internet).
 pub fn is_reserved(ip: IpAddr) -> bool {
     reserved_range(ip).is_some()
+}
+
+/// Whether a resolver's answer is a reserved address that only a lie would give: reserved,
+/// not among the control resolvers' answers, and not loopback on a loopback test network
+/// (`loopback_net`, or controls that answer loopback themselves). The one rule for which
+/// answers the classifier calls bogons and the probes refuse to connect to.
+pub fn reserved_answer(ip: IpAddr, controls: &BTreeSet<IpAddr>, loopback_net: bool) -> bool {
+    is_reserved(ip)
+        && !controls.contains(&ip)
+        && !(ip.is_loopback() && (loopback_net || controls.iter().any(IpAddr::is_loopback)))
 }
 
 #[cfg(test)]

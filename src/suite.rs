@@ -133,7 +133,7 @@ impl Suite {
         for r in file.references {
             let line = line_of(text, r.span().start);
             let r = r.into_inner();
-            crate::config::check_reference(&r)
+            crate::parse::check_reference(&r)
                 .map_err(|m| anyhow::anyhow!("{origin}:{line}: reference `{r}`: {m}"))?;
             references.push(r);
         }

@@ -162,6 +162,17 @@ impl Reason {
         }
     }
 
+    /// The reason written `s` (`dns.nxdomain`, `transfer.stall`, …). A transfer reason is
+    /// read with the layer `transfer_layer` (its connection's).
+    pub fn parse(s: &str, transfer_layer: Layer) -> Option<Self> {
+        let r = Self::ALL.into_iter().find(|r| r.as_str() == s.trim())?;
+        Some(match r {
+            Self::TransferStall(_) => Self::TransferStall(transfer_layer),
+            Self::TransferSlow(_) => Self::TransferSlow(transfer_layer),
+            r => r,
+        })
+    }
+
     pub fn layer(self) -> Layer {
         match self {
             Self::DnsNxdomain

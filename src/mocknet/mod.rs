@@ -31,6 +31,7 @@ use crate::mocknet::scenario::{
 use crate::mocknet::socks::{Outside, SocksProxy};
 use crate::mocknet::stun::{Mode as StunMode, StunServer};
 use crate::target::{Host, Scheme};
+use crate::verdict::{Layer, Reason, Verdict};
 
 /// Name the mock resolvers' certificate is issued for (DoT `#NAME`).
 pub const DNS_SERVER_NAME: &str = "dns.mocknet.test";
@@ -164,8 +165,7 @@ impl MockNet {
                 continue;
             }
             let https = if p.literal {
-                target.scheme == Scheme::Https
-                    || (target.scheme == Scheme::None && target.port == 443)
+                target.is_tls()
             } else {
                 t.scheme == SchemeMode::Https
             };
@@ -309,7 +309,7 @@ impl MockNet {
         };
         let control_spec = format!("udp://{}", control.udp);
         let proxy_url = format!("socks5://{}", proxy.addr);
-        let stall = crate::cli::parse_duration(timeout)
+        let stall = crate::parse::parse_duration(timeout)
             .map(|d| {
                 humantime::format_duration(d / 2)
                     .to_string()
@@ -434,30 +434,31 @@ impl MockNet {
                 (Some(e), false) => e,
                 _ => &t.expect,
             };
-            let want_reason = expect.reason.as_deref();
+            // A transfer's layer is its connection's.
+            let transfer = if t.scheme == SchemeMode::Http {
+                Layer::Http
+            } else {
+                Layer::Tls
+            };
+            let (want_verdict, want_reason) = expect.typed(transfer)?;
             let Some(r) = records.iter().find(|r| r["target"] == url.as_str()) else {
                 mismatches.push(format!("{}: no record in the scan output", t.target));
                 continue;
             };
             let got_verdict = r["verdict"].as_str().unwrap_or("?");
             let got_reason = r["reason"].as_str();
-            // The layer is the reason's prefix; a transfer's is its connection's.
-            let want_layer = want_reason.map(|r| match r.split('.').next() {
-                Some("transfer") if t.scheme == SchemeMode::Http => "http",
-                Some("transfer") => "tls",
-                Some(prefix) => prefix,
-                None => "",
-            });
             let got_layer = r["layer"].as_str();
-            let ok = got_verdict == expect.verdict
-                && got_reason == want_reason
-                && got_layer == want_layer;
+            let ok = got_verdict.parse::<Verdict>().ok() == Some(want_verdict)
+                && got_reason.map(|g| Reason::parse(g, transfer)) == want_reason.map(Some)
+                && got_layer == want_reason.map(|w| w.layer().as_str());
             let line = format!(
                 "{:<4} {:<28} expected {}{}, got {}{}{} ({})",
                 if ok { "ok" } else { "FAIL" },
                 t.target,
-                expect.verdict,
-                want_reason.map(|r| format!(" {r}")).unwrap_or_default(),
+                want_verdict.as_str(),
+                want_reason
+                    .map(|r| format!(" {}", r.as_str()))
+                    .unwrap_or_default(),
                 got_verdict,
                 got_reason.map(|r| format!(" {r}")).unwrap_or_default(),
                 got_layer

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::mocknet::dns::{Behaviour, Zone};
 use crate::suite::Suite;
 use crate::target::{Host, Scheme, Target, TargetKind};
-use crate::verdict::{Reason, Verdict};
+use crate::verdict::{Layer, Reason, Verdict};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -200,6 +200,24 @@ pub struct Expect {
     pub verdict: String,
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+impl Expect {
+    /// The expectation as values (checked when the scenario was loaded).
+    pub fn typed(&self, transfer_layer: Layer) -> anyhow::Result<(Verdict, Option<Reason>)> {
+        let verdict = self
+            .verdict
+            .parse::<Verdict>()
+            .map_err(anyhow::Error::msg)?;
+        let reason = match &self.reason {
+            Some(r) => Some(
+                Reason::parse(r, transfer_layer)
+                    .ok_or_else(|| anyhow::anyhow!("unknown reason `{r}`"))?,
+            ),
+            None => None,
+        };
+        Ok((verdict, reason))
+    }
 }
 
 /// A scenario checked and turned into zones.
@@ -481,10 +499,7 @@ fn check_behaviours(t: &ScenarioTarget, target: &Target, literal: bool) -> Resul
         return Err("`scheme` and `path` apply to bare domains; write a URL instead".into());
     }
     let (http, tls) = if literal {
-        (
-            target.scheme == Scheme::Http,
-            target.scheme == Scheme::Https || (target.scheme == Scheme::None && target.port == 443),
-        )
+        (target.scheme == Scheme::Http, target.is_tls())
     } else {
         (t.scheme == SchemeMode::Http, t.scheme == SchemeMode::Https)
     };
@@ -512,5 +527,5 @@ fn check_behaviours(t: &ScenarioTarget, target: &Target, literal: bool) -> Resul
 }
 
 fn known_reason(r: &str) -> bool {
-    Reason::ALL.iter().any(|x| x.as_str() == r)
+    Reason::parse(r, Layer::Tls).is_some()
 }

@@ -22,6 +22,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
 use crate::probe::failure::{Failure, FailureKind};
+use crate::probe::ser_ms;
 use crate::resolver_spec::ResolverSpec;
 use crate::tls::TlsConfigs;
 
@@ -40,15 +41,11 @@ const MAX_UDP_RESPONSE: usize = 65_535;
 /// larger answers come back truncated and are asked again over TCP.
 const EDNS_PAYLOAD: u16 = 1232;
 
-pub(crate) fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64((d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0)
-}
-
 /// One response as received.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DnsResponse {
     /// `NOERROR`, `NXDOMAIN`, `SERVFAIL`, `REFUSED`, ...
-    pub rcode: String,
+    pub rcode: Rcode,
     /// A and AAAA addresses in the answer section, in order.
     pub answers: Vec<IpAddr>,
     /// The CNAME chain, first hop first.
@@ -179,10 +176,10 @@ impl DnsObservation {
     }
 
     /// The rcode to show in one column: A's, else AAAA's.
-    pub fn rcode(&self) -> Option<&str> {
+    pub fn rcode(&self) -> Option<Rcode> {
         self.queries()
             .into_iter()
-            .find_map(|q| q.first().map(|r| r.rcode.as_str()))
+            .find_map(|q| q.first().map(|r| r.rcode))
     }
 
     /// The failure to show when the name got no address and a query got no answer. One
@@ -210,15 +207,82 @@ fn qtype_str(t: RecordType) -> &'static str {
     }
 }
 
-pub fn rcode_name(code: ResponseCode) -> String {
-    match code {
-        ResponseCode::NoError => "NOERROR".into(),
-        ResponseCode::FormErr => "FORMERR".into(),
-        ResponseCode::ServFail => "SERVFAIL".into(),
-        ResponseCode::NXDomain => "NXDOMAIN".into(),
-        ResponseCode::NotImp => "NOTIMP".into(),
-        ResponseCode::Refused => "REFUSED".into(),
-        other => format!("RCODE{}", u16::from(other)),
+/// A response code, as the classifier tells them apart; every other code is kept by number
+/// (and written `RCODE<n>` in reports).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rcode {
+    NoError,
+    FormErr,
+    ServFail,
+    NxDomain,
+    NotImp,
+    Refused,
+    Other(u16),
+}
+
+impl Rcode {
+    pub fn as_str(self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Self::NoError => "NOERROR".into(),
+            Self::FormErr => "FORMERR".into(),
+            Self::ServFail => "SERVFAIL".into(),
+            Self::NxDomain => "NXDOMAIN".into(),
+            Self::NotImp => "NOTIMP".into(),
+            Self::Refused => "REFUSED".into(),
+            Self::Other(n) => format!("RCODE{n}").into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Rcode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.as_str())
+    }
+}
+
+impl Serialize for Rcode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_str())
+    }
+}
+
+impl From<ResponseCode> for Rcode {
+    fn from(code: ResponseCode) -> Self {
+        match code {
+            ResponseCode::NoError => Self::NoError,
+            ResponseCode::FormErr => Self::FormErr,
+            ResponseCode::ServFail => Self::ServFail,
+            ResponseCode::NXDomain => Self::NxDomain,
+            ResponseCode::NotImp => Self::NotImp,
+            ResponseCode::Refused => Self::Refused,
+            other => Self::Other(u16::from(other)),
+        }
+    }
+}
+
+/// Reads the names reports use (`NXDOMAIN`, `RCODE23`); an unknown name is `Other(u16::MAX)`.
+impl From<&str> for Rcode {
+    fn from(s: &str) -> Self {
+        match s {
+            "NOERROR" => Self::NoError,
+            "FORMERR" => Self::FormErr,
+            "SERVFAIL" => Self::ServFail,
+            "NXDOMAIN" => Self::NxDomain,
+            "NOTIMP" => Self::NotImp,
+            "REFUSED" => Self::Refused,
+            other => Self::Other(
+                other
+                    .strip_prefix("RCODE")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(u16::MAX),
+            ),
+        }
+    }
+}
+
+impl PartialEq<&str> for Rcode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 
@@ -680,7 +744,7 @@ impl WireQuery {
             _ => return None,
         }
         Some(response_from_records(
-            rcode_name(rcode),
+            rcode.into(),
             &msg.answers,
             msg.metadata.truncation,
             elapsed,
@@ -688,7 +752,7 @@ impl WireQuery {
     }
 }
 
-/// The decoder as the fuzz targets drive it (`crate::fuzzing`): the response to query `id` of
+/// The decoder as the fuzz targets drive it (the `fuzzing` module): the response to query `id` of
 /// `qtype` for `name`.
 pub(crate) fn parse_response(
     wire: &[u8],
@@ -735,7 +799,7 @@ fn build_queries(name: &str) -> Result<[WireQuery; 2], Failure> {
 }
 
 fn response_from_records(
-    rcode: String,
+    rcode: Rcode,
     records: &[hickory_proto::rr::Record],
     truncated: bool,
     elapsed: Duration,
@@ -1088,7 +1152,7 @@ async fn system_lookup(
             let ok = |rcode: ResponseCode, records: &[hickory_proto::rr::Record]| {
                 QueryObservation::answered(
                     qtype,
-                    response_from_records(rcode_name(rcode), records, false, elapsed),
+                    response_from_records(rcode.into(), records, false, elapsed),
                 )
             };
             match res {
@@ -1114,9 +1178,9 @@ async fn system_lookup(
 mod tests {
     use super::*;
 
-    fn resp(rcode: &str, answers: &[&str]) -> DnsResponse {
+    fn resp(rcode: Rcode, answers: &[&str]) -> DnsResponse {
         DnsResponse {
-            rcode: rcode.into(),
+            rcode,
             answers: answers.iter().map(|a| a.parse().unwrap()).collect(),
             cnames: vec![],
             truncated: false,
@@ -1128,12 +1192,15 @@ mod tests {
     fn injected_means_a_later_response_disagrees() {
         let mut q = QueryObservation {
             qtype: "A",
-            responses: vec![resp("NOERROR", &["1.2.3.4"]), resp("NOERROR", &["1.2.3.4"])],
+            responses: vec![
+                resp(Rcode::NoError, &["1.2.3.4"]),
+                resp(Rcode::NoError, &["1.2.3.4"]),
+            ],
             failure: None,
             sent: 1,
         };
         assert_eq!(q.injected().count(), 0, "a duplicate is not an injection");
-        q.responses.push(resp("NOERROR", &["10.0.0.1"]));
+        q.responses.push(resp(Rcode::NoError, &["10.0.0.1"]));
         assert_eq!(q.injected().count(), 1);
     }
 

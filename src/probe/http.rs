@@ -16,7 +16,7 @@ use sha2::Digest as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-use crate::probe::dns::ser_ms;
+use crate::probe::ser_ms;
 
 fn ser_opt_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {

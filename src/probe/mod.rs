@@ -8,3 +8,11 @@ pub mod socks;
 pub mod stun;
 pub mod tcp;
 pub mod tls;
+
+/// A duration in the reports: milliseconds with microsecond precision.
+pub(crate) fn ser_ms<S: serde::Serializer>(
+    d: &std::time::Duration,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0)
+}

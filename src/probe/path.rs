@@ -135,7 +135,7 @@ impl Dest {
     }
 
     fn uses_tls(&self) -> bool {
-        self.scheme == Scheme::Https || (self.scheme == Scheme::None && self.port == 443)
+        self.scheme.tls_on(self.port)
     }
 
     /// The next hop from a `Location` header, resolved against this URL.

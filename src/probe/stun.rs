@@ -12,8 +12,8 @@ use serde::Serialize;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-use crate::probe::dns::ser_ms;
 use crate::probe::failure::{Failure, FailureKind};
+use crate::probe::ser_ms;
 use crate::probe::socks;
 use crate::probe::tcp::{AddrSource, Remap};
 

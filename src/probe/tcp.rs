@@ -7,8 +7,8 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::probe::dns::ser_ms;
 use crate::probe::failure::Failure;
+use crate::probe::ser_ms;
 
 /// Which resolver's answer an address came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -110,7 +110,7 @@ pub async fn connect(
             Ok(Err(e)) if out_of_fds(&e) && waiting_since.elapsed() < FD_WAIT => {
                 static SAID: std::sync::Once = std::sync::Once::new();
                 SAID.call_once(|| {
-                    crate::report::warn(format_args!(
+                    crate::diag::warn(format_args!(
                         "out of file descriptors ({e}; ulimit -n is {}): slowing down until \
                          connections close (raise `ulimit -n` or lower --concurrency)",
                         open_files_limit()

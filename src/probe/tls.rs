@@ -15,8 +15,8 @@ use sha2::Digest as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-use crate::probe::dns::ser_ms;
 use crate::probe::failure::{Failure, FailureKind};
+use crate::probe::ser_ms;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CertInfo {

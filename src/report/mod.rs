@@ -175,22 +175,12 @@ pub struct Record {
 
 /// The probe steps that ran, read from the evidence (what was done, not what was asked).
 fn steps(ev: &Evidence) -> Vec<&'static str> {
-    let hops = ev.direct.iter().flat_map(|p| p.hops.iter());
     let mut out = Vec::with_capacity(4);
     if ev.dns.is_some() {
         out.push("dns");
     }
-    if hops.clone().any(|h| !h.tcp.is_empty()) {
-        out.push("tcp");
-    }
-    if hops.clone().any(|h| h.tls.is_some()) || ev.consistency.is_some() {
-        out.push("tls");
-    }
-    if hops.clone().any(|h| h.http.is_some()) {
-        out.push("http");
-    }
-    if ev.stun.is_some() {
-        out.push("udp");
+    if let Some(c) = &ev.conn {
+        c.steps(&mut out);
     }
     out
 }
@@ -279,12 +269,8 @@ impl Record {
         let probes = steps(&evidence);
         let dns = evidence.dns.as_ref();
         let control = evidence.control.as_ref();
-        let direct = evidence
-            .direct
-            .as_ref()
-            .map(PathColumns::of)
-            .unwrap_or_default();
-        let ctl_path = evidence.control_path.as_ref().map(PathColumns::of);
+        let direct = evidence.direct().map(PathColumns::of).unwrap_or_default();
+        let ctl_path = evidence.control_path().map(PathColumns::of);
         Self {
             run_id: meta.run_id.clone(),
             started_at: meta.started_at.clone(),
@@ -303,7 +289,7 @@ impl Record {
             needs,
             probes,
             dns_transport: dns.map(|d| d.transport),
-            dns_rcode: dns.and_then(|d| d.rcode().map(str::to_owned)),
+            dns_rcode: dns.and_then(|d| d.rcode().map(|r| r.to_string())),
             dns_error: dns.and_then(|d| d.failure().map(|f| f.kind.as_str())),
             dns_answers: dns
                 .map(|d| d.addresses().into_iter().collect())
@@ -316,7 +302,7 @@ impl Record {
             control_rcode: control.and_then(|c| {
                 c.resolvers
                     .iter()
-                    .find_map(|r| r.dns.rcode().map(str::to_owned))
+                    .find_map(|r| r.dns.rcode().map(|r| r.to_string()))
             }),
             control_answers: control
                 .map(|c| c.addresses().into_iter().collect())
@@ -340,7 +326,7 @@ impl Record {
             control_throughput_bps: ctl_path.and_then(|c| c.throughput_bps),
             baseline: baseline.as_ref().map(|b| b.source.clone()),
             baseline_bps: baseline.and_then(|b| b.bps),
-            tries: evidence.tries.clone(),
+            tries: evidence.tries.iter().map(ToString::to_string).collect(),
             elapsed_ms: ms(elapsed),
             evidence,
         }
@@ -526,10 +512,7 @@ pub fn csv_safe(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Diagnostics for the user (bad input lines, interrupts) go to stderr, never to the report.
-pub fn warn(msg: impl std::fmt::Display) {
-    let _ = writeln!(io::stderr().lock(), "blockprobe: {msg}");
-}
+pub use crate::diag::warn;
 
 #[cfg(test)]
 mod tests {

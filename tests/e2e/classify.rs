@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use blockprobe::classify::{ControlDns, ControlObservation, Evidence, Rules, classify, is_bogon};
+use blockprobe::classify::{ControlDns, ControlObservation, Evidence, Rules, classify};
+use blockprobe::net::is_reserved as is_bogon;
 use blockprobe::probe::dns::{DnsObservation, DnsResponse, QueryObservation};
 use blockprobe::probe::failure::{Failure, FailureKind};
 use blockprobe::verdict::{Layer, Reason, Verdict};
@@ -362,10 +363,7 @@ fn dns_table() {
                 dns: Some(obs(v)),
                 control: control(c.as_ref()),
                 resolver_healthy: *healthy,
-                direct: None,
-                control_path: None,
-                consistency: None,
-                stun: None,
+                conn: None,
                 tries: vec![],
                 baseline: vec![],
             },
@@ -389,10 +387,7 @@ fn an_ip_target_has_no_dns_verdict() {
             dns: None,
             control: None,
             resolver_healthy: true,
-            direct: None,
-            control_path: None,
-            consistency: None,
-            stun: None,
+            conn: None,
             tries: vec![],
             baseline: vec![],
         },

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use blockprobe::classify::{ControlDns, ControlObservation, Evidence, Rules, classify};
+use blockprobe::classify::{
+    Conn, ControlDns, ControlObservation, Evidence, PathEvidence, Rules, classify,
+};
 use blockprobe::probe::dns::{DnsObservation, DnsResponse, QueryObservation};
 use blockprobe::probe::failure::{Failure, FailureKind as K};
 use blockprobe::probe::http::{HttpObservation, Transfer};
@@ -212,10 +214,11 @@ fn evidence(
             }],
         }),
         resolver_healthy: true,
-        direct: Some(direct),
-        control_path,
-        consistency: None,
-        stun: None,
+        conn: Some(Conn::Path(PathEvidence {
+            direct,
+            control_path,
+            consistency: None,
+        })),
         tries: vec![],
         baseline: vec![],
     }
@@ -696,8 +699,12 @@ fn a_plain_http_target_on_a_cdn_is_settled_by_a_handshake_on_443() {
         timed_out: false,
     };
     let ev = |consistency| Evidence {
-        consistency,
-        ..evidence("104.16.0.7", path(&page, false), Some(path(&page, false)))
+        conn: Some(Conn::Path(PathEvidence {
+            direct: path(&page, false),
+            control_path: Some(path(&page, false)),
+            consistency,
+        })),
+        ..evidence("104.16.0.7", PathObservation::default(), None)
     };
     for (consistency, verdict, reason) in [
         (None, Verdict::Blocked, Some("dns.inconsistent")),
@@ -812,13 +819,11 @@ fn stun_table() {
             attempts.push(stun_attempt(AddrSource::Vantage, Some(K::Unreachable)));
         }
         let ev = Evidence {
-            direct: None,
-            control_path: None,
-            stun: Some(StunObservation {
+            conn: Some(Conn::Stun(StunObservation {
                 direct: attempts,
                 control: control.map(|c| stun_attempt(AddrSource::Control, c)),
                 reference: None,
-            }),
+            })),
             ..evidence(answer, PathObservation::default(), None)
         };
         let f = classify(ev, &Rules::default(), Layer::Udp);
@@ -881,12 +886,11 @@ fn without_a_proxy_a_stun_reference_is_the_baseline() {
         (None, Verdict::Inconclusive, None),
     ] {
         let ev = Evidence {
-            direct: None,
-            stun: Some(StunObservation {
+            conn: Some(Conn::Stun(StunObservation {
                 direct: vec![stun_attempt(AddrSource::Vantage, Some(K::Timeout))],
                 control: None,
                 reference: reference.map(|r| stun_attempt(AddrSource::Control, r)),
-            }),
+            })),
             ..evidence("93.184.216.34", PathObservation::default(), None)
         };
         let f = classify(ev, &Rules::default(), Layer::Udp);
@@ -1219,6 +1223,65 @@ fn issue_12_in_run_baseline_table() {
             f.baseline.as_ref().map(|b| b.source.as_str()),
             source,
             "row `{name}`: {}",
+            f.detail
+        );
+    }
+}
+
+/// Issue 15: one mapping of rcodes to reasons. A redirect whose host gets an rcode the
+/// classifier does not know (NOTIMP, RCODE23) is not `dns.timeout`; NXDOMAIN and SERVFAIL keep
+/// their reasons, and a lost answer stays a timeout.
+#[test]
+fn issue_15_a_redirects_rcode_maps_to_the_same_reasons_as_the_targets() {
+    let with_rcode = |rcode: &str| {
+        let mut d = dns(&[]);
+        d.a.responses[0].rcode = rcode.into();
+        d.aaaa.responses[0].rcode = rcode.into();
+        d
+    };
+    let mut lost = dns(&[]);
+    for q in [&mut lost.a, &mut lost.aaaa] {
+        q.responses.clear();
+        q.failure = Some(Failure::new(K::Timeout, "x"));
+    }
+    for (d, verdict, reason) in [
+        (
+            with_rcode("NXDOMAIN"),
+            Verdict::Blocked,
+            Some("dns.nxdomain"),
+        ),
+        (
+            with_rcode("SERVFAIL"),
+            Verdict::Blocked,
+            Some("dns.servfail"),
+        ),
+        (with_rcode("NOTIMP"), Verdict::Inconclusive, None),
+        (with_rcode("RCODE23"), Verdict::Inconclusive, None),
+        (lost, Verdict::Blocked, Some("dns.timeout")),
+    ] {
+        let mut direct = path(&PAGE, true);
+        direct.hops[0].http.as_mut().unwrap().status = Some(302);
+        direct.hops.push(Hop {
+            url: "https://elsewhere.example/".into(),
+            dns: Some(d),
+            tcp: vec![],
+            tls: None,
+            decoy_tls: None,
+            http: None,
+            decoy_http: None,
+            wire_bytes_in: 0,
+            downgrade: false,
+            refused_redirect: None,
+        });
+        let f = classify(
+            evidence("93.184.216.34", direct, Some(path(&PAGE, true))),
+            &Rules::default(),
+            Layer::Tls,
+        );
+        assert_eq!(
+            (f.verdict, f.reason.map(|r| r.as_str())),
+            (verdict, reason),
+            "{}",
             f.detail
         );
     }

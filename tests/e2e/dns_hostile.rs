@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use blockprobe::probe::dns::{DnsClient, DnsObservation};
+use blockprobe::probe::dns::{DnsClient, DnsObservation, Rcode};
 use blockprobe::probe::failure::FailureKind;
 use blockprobe::resolver_spec::ResolverSpec;
 use blockprobe::tls::TlsConfigs;
@@ -292,7 +292,7 @@ async fn an_answer_to_another_question_is_ignored() {
             assert_eq!(o.a.responses.len(), 1, "{spec}: {o:#?}");
             assert_eq!(o.a.responses[0].answers, vec![ip("127.0.1.0")], "{spec}");
             assert_eq!(o.aaaa.responses.len(), 1, "{spec}: {o:#?}");
-            assert_eq!(o.rcode(), Some("NOERROR"), "{spec}");
+            assert_eq!(o.rcode(), Some(Rcode::NoError), "{spec}");
             assert!(o.injected_addresses().is_none(), "{spec}: {o:#?}");
         }
     }

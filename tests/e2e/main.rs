@@ -1,5 +1,6 @@
 //! The single integration-test binary (one link, many modules).
 
+mod architecture;
 mod blockpages;
 mod classify;
 mod classify_conn;

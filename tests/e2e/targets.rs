@@ -1,6 +1,7 @@
 //! Target parsing: each form, IDN, CSV test lists, malformed lines with their line numbers.
 
-use blockprobe::target::{self, Host, Item, Scheme, Source, Target, TargetKind};
+use blockprobe::input::{self, Item, Source};
+use blockprobe::target::{Host, Scheme, Target, TargetKind};
 
 fn parse(s: &str) -> Target {
     Target::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
@@ -78,10 +79,10 @@ fn collect(text: &str, name: &str) -> (Vec<Target>, Vec<(u64, String)>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
-    let sources = target::open(&[Source::File(path)]).unwrap();
+    let sources = input::open(&[Source::File(path)]).unwrap();
     let mut targets = Vec::new();
     let mut errors = Vec::new();
-    target::stream(sources, |item| {
+    input::stream(sources, |item| {
         match item {
             Item::Target(t) => targets.push(t),
             Item::Malformed(e) | Item::Failed(e) => errors.push((e.line, e.message)),
@@ -132,7 +133,7 @@ fn citizen_lab_csv_keeps_the_category() {
 
 #[test]
 fn unreadable_file_is_an_error_up_front() {
-    let err = target::open(&[Source::File("/nonexistent/list.txt".into())])
+    let err = input::open(&[Source::File("/nonexistent/list.txt".into())])
         .err()
         .unwrap();
     assert!(err.to_string().contains("/nonexistent/list.txt"), "{err}");

@@ -1,463 +1,16 @@
-//! The classifier: a pure function from a job's evidence to a finding. No sockets, no clocks;
-//! table-tested below, row by row, against the rules of `docs/reasons.md`.
+//! The connection step of a fetch: TCP, TLS (with the decoy SNI), HTTP, redirects, block
+//! pages, the transfer's rate and freezes — against the control path or in-run references.
 
-use std::collections::BTreeSet;
-use std::net::IpAddr;
-
-use serde::Serialize;
-
+use super::{
+    BaselineUsed, Control, Decision, Evidence, FREEZE_WINDOW, Needs, Notes, PathEvidence, Rules,
+    judge,
+};
 use crate::blockpage::Fingerprints;
-use crate::probe::dns::DnsObservation;
 use crate::probe::failure::FailureKind;
 use crate::probe::http::HttpObservation;
 use crate::probe::path::{Hop, PathObservation};
-use crate::probe::stun::StunObservation;
 use crate::probe::tcp::AddrSource;
 use crate::verdict::{Layer, Reason, Verdict};
-
-/// What the control resolvers said about a name (looked up once per run and shared).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ControlDns {
-    pub resolvers: Vec<ControlObservation>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ControlObservation {
-    pub resolver: String,
-    #[serde(flatten)]
-    pub dns: DnsObservation,
-}
-
-/// The controls' combined view of a name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ControlView {
-    /// At least one control resolver returned addresses (the union is kept).
-    Exists(BTreeSet<IpAddr>),
-    /// Controls answered, and none had an address: the name is gone everywhere.
-    Missing(String),
-    /// No control resolver answered at all.
-    Unavailable,
-}
-
-impl ControlDns {
-    pub fn view(&self) -> ControlView {
-        let addrs: BTreeSet<IpAddr> = self
-            .resolvers
-            .iter()
-            .flat_map(|c| c.dns.addresses())
-            .collect();
-        if !addrs.is_empty() {
-            return ControlView::Exists(addrs);
-        }
-        // Only a definite "no such name / no address" counts as missing; SERVFAIL does not.
-        self.resolvers
-            .iter()
-            .find_map(|c| {
-                c.dns
-                    .rcode()
-                    .filter(|r| *r == "NXDOMAIN" || *r == "NOERROR")
-                    .map(str::to_owned)
-            })
-            .map_or(ControlView::Unavailable, ControlView::Missing)
-    }
-
-    pub fn addresses(&self) -> BTreeSet<IpAddr> {
-        match self.view() {
-            ControlView::Exists(a) => a,
-            _ => BTreeSet::new(),
-        }
-    }
-}
-
-/// Everything one job observed.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Evidence {
-    /// The vantage resolver's answer; `None` when the target is an IP address.
-    pub dns: Option<DnsObservation>,
-    /// The control resolvers' answers for the same name.
-    pub control: Option<ControlDns>,
-    /// Whether the vantage resolver answered at least one canary name this run.
-    pub resolver_healthy: bool,
-    /// The connection steps from here (TCP, TLS, HTTP, transfer); `None` when not run.
-    pub direct: Option<PathObservation>,
-    /// The same fetch through the control proxy; `None` without `--control-proxy`.
-    pub control_path: Option<PathObservation>,
-    /// When the vantage answers differ from the controls' and the target is not fetched over
-    /// TLS: a handshake with the name on port 443 of the first vantage address, whose verified
-    /// certificate would prove CDN variance.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub consistency: Option<crate::probe::tls::TlsObservation>,
-    /// STUN targets: the UDP step, from here and through the control proxy.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stun: Option<StunObservation>,
-    /// With `--repeat N`: the outcome of each try (`verdict` or `verdict:reason`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tries: Vec<String>,
-    /// In-run references this vantage measured (`--reference` URLs, and the run's own best
-    /// transfers): the baseline for throttling and freezes when no control path works.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub baseline: Vec<Reference>,
-}
-
-/// One unthrottled transfer measured in this run, from this vantage.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Reference {
-    /// `reference:URL` (a `--reference`) or `run` (the run's best transfers so far).
-    pub source: String,
-    /// Its body rate (bits/s), when it carried enough to measure one.
-    pub bps: Option<f64>,
-    /// The most bytes (on the wire) it carried without stalling.
-    pub carried: u64,
-    /// Why it gives no baseline, when it failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// The baseline a verdict was judged against.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct BaselineUsed {
-    /// `control_path`, `reference:URL` or `run`.
-    pub source: String,
-    pub bps: Option<f64>,
-}
-
-/// What would decide an `inconclusive` verdict.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Needs {
-    /// A (working) control path outside the network: `--control-proxy`.
-    ControlPath,
-    /// An unthrottled reference transfer in the same run: `--reference URL`.
-    Reference,
-    /// A control resolver that answers.
-    ControlResolver,
-}
-
-impl Needs {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ControlPath => "control_path",
-            Self::Reference => "reference",
-            Self::ControlResolver => "control_resolver",
-        }
-    }
-}
-
-/// Wire bytes within which a stall is the TSPU-style freeze (about 16 KiB from the server,
-/// handshake included; observed between ~14 and ~34 KiB): without a control path, a stall
-/// here is `blocked / transfer.stall` when a reference in the same run carried past the end.
-pub const FREEZE_WINDOW: std::ops::RangeInclusive<u64> = 4 * 1024..=64 * 1024;
-
-/// Thresholds of the classifier (from the configuration).
-#[derive(Clone, Copy, Debug)]
-pub struct Rules {
-    /// Throttled when the vantage rate is below this fraction of the control's...
-    pub throttle_ratio: f64,
-    /// ...and below this absolute rate (bits/s).
-    pub throttle_floor_bps: f64,
-}
-
-impl Default for Rules {
-    fn default() -> Self {
-        Self {
-            throttle_ratio: 0.25,
-            throttle_floor_bps: 2_000_000.0,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Finding {
-    pub verdict: Verdict,
-    pub reason: Option<Reason>,
-    /// One sentence a reader can check against the evidence.
-    pub detail: String,
-    /// The block-page fingerprint a `*.blockpage` (or intercepted) verdict rests on.
-    pub blockpage: Option<crate::blockpage::Match>,
-    /// The baseline a transfer was compared with (control path or in-run reference).
-    pub baseline: Option<BaselineUsed>,
-    /// For `inconclusive`: the evidence that would decide it.
-    pub needs: Option<Needs>,
-    pub evidence: Evidence,
-}
-
-/// What a decision leaned on besides the direct path, collected while deciding.
-#[derive(Default)]
-struct Notes {
-    baseline: Option<BaselineUsed>,
-    needs: Option<Needs>,
-}
-
-/// Private, reserved, loopback and other addresses no public name should resolve to.
-pub fn is_bogon(ip: IpAddr) -> bool {
-    crate::net::is_reserved(ip)
-}
-
-fn join(addrs: &BTreeSet<IpAddr>) -> String {
-    addrs
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Classifies one (target, vantage) job. `transfer_layer` is the layer the transfer runs on
-/// (`tls` for HTTPS, `http` for plain HTTP).
-pub fn classify(evidence: Evidence, rules: &Rules, transfer_layer: Layer) -> Finding {
-    let mut notes = Notes::default();
-    let (verdict, reason, detail) = decide(&evidence, rules, transfer_layer, &mut notes);
-    if verdict != Verdict::Inconclusive {
-        notes.needs = None;
-    }
-    let blockpage = matches!(
-        reason,
-        Some(Reason::DnsBlockpage | Reason::HttpBlockpage | Reason::TlsCertInvalid)
-    )
-    .then(|| blockpage_in(&evidence))
-    .flatten()
-    .map(|f| f.to_match());
-    Finding {
-        verdict,
-        reason,
-        detail,
-        blockpage,
-        baseline: notes.baseline,
-        needs: notes.needs,
-        evidence,
-    }
-}
-
-type Decision = (Verdict, Option<Reason>, String);
-
-fn decide(ev: &Evidence, rules: &Rules, transfer_layer: Layer, notes: &mut Notes) -> Decision {
-    use Verdict::*;
-    let Some(dns) = &ev.dns else {
-        return match &ev.direct {
-            Some(direct) => connection(ev, direct, rules, transfer_layer, notes),
-            None if ev.stun.is_some() => udp(ev.stun.as_ref().expect("checked"), notes),
-            None => (
-                Inconclusive,
-                None,
-                "target is an IP address: nothing to resolve, and no connection probe ran".into(),
-            ),
-        };
-    };
-    let control = ev
-        .control
-        .as_ref()
-        .map_or(ControlView::Unavailable, ControlDns::view);
-
-    if let Some(forged) = dns.injected_addresses() {
-        return (
-            Blocked,
-            Some(Reason::DnsInjected),
-            format!(
-                "more than one response arrived for one query and they disagree (first: [{}], later: [{}])",
-                join(&dns.addresses()),
-                join(&forged)
-            ),
-        );
-    }
-    // Block-page evidence outranks everything, also "the name does not exist" from the
-    // controls: an answer that is a known block-page address, or whose first page (fetched
-    // from the vantage address) is a block page.
-    let control_addrs = match &control {
-        ControlView::Exists(a) => a.clone(),
-        _ => BTreeSet::new(),
-    };
-    let fp = crate::blockpage::Fingerprints::builtin();
-    if let Some((ip, f)) = dns
-        .addresses()
-        .into_iter()
-        .filter(|ip| !control_addrs.contains(ip))
-        .find_map(|ip| fp.match_address(ip).map(|f| (ip, f)))
-    {
-        return (
-            Blocked,
-            Some(Reason::DnsBlockpage),
-            format!(
-                "vantage answered {ip}, a known block-page address ({}; {})",
-                f.id, f.source
-            ),
-        );
-    }
-    if !matches!(control, ControlView::Exists(_))
-        && !dns.addresses().is_empty()
-        && let Some(f) = ev
-            .direct
-            .as_ref()
-            .and_then(|d| d.hops.first())
-            .and_then(blockpage_of)
-    {
-        return (
-            Blocked,
-            Some(Reason::DnsBlockpage),
-            format!(
-                "vantage answers [{}] serve a block page ({}); the controls do not resolve the name",
-                join(&dns.addresses()),
-                f.id
-            ),
-        );
-    }
-    if let ControlView::Missing(rcode) = &control {
-        return (
-            Down,
-            None,
-            format!("the control resolvers have no address for the name either ({rcode})"),
-        );
-    }
-    let vantage = dns.addresses();
-    if !vantage.is_empty() {
-        let ControlView::Exists(control_addrs) = &control else {
-            notes.needs = Some(Needs::ControlResolver);
-            return (
-                Inconclusive,
-                None,
-                format!(
-                    "vantage answered [{}] but no control resolver answered to compare",
-                    join(&vantage)
-                ),
-            );
-        };
-        // On a loopback test network the controls answer loopback too; then loopback is the
-        // network's ordinary address space, not a bogon.
-        let control_loopback = control_addrs.iter().any(IpAddr::is_loopback);
-        let bogons: BTreeSet<IpAddr> = vantage
-            .iter()
-            .copied()
-            .filter(|ip| is_bogon(*ip) && !control_addrs.contains(ip))
-            .filter(|ip| !(ip.is_loopback() && control_loopback))
-            .collect();
-        if !bogons.is_empty() {
-            return (
-                Blocked,
-                Some(Reason::DnsBogon),
-                format!(
-                    "vantage answered reserved address(es) [{}] that the controls do not return",
-                    join(&bogons)
-                ),
-            );
-        }
-        if vantage.is_disjoint(control_addrs) {
-            // Like OONI and Satellite: an address that proves the name with a valid certificate
-            // is CDN or geo variance; one that serves a block page is a DNS block page.
-            let direct = ev.direct.as_ref();
-            let first = direct.and_then(|d| d.hops.first());
-            if let Some(fp) = first
-                .and_then(blockpage_of)
-                .filter(|_| !same_page_as_control(first, ev.control_path.as_ref()))
-            {
-                let name = &fp.id;
-                return (
-                    Blocked,
-                    Some(Reason::DnsBlockpage),
-                    format!(
-                        "vantage answers [{}] (controls: [{}]) serve a block page ({name})",
-                        join(&vantage),
-                        join(control_addrs)
-                    ),
-                );
-            }
-            let verifies = |t: &crate::probe::tls::TlsObservation| t.ok && t.verified == Some(true);
-            // A STUN server answering on a vantage address is that service, not a DNS lie.
-            let stun_answered = ev.stun.as_ref().is_some_and(|s| {
-                s.direct
-                    .iter()
-                    .any(|a| a.ok && a.source == AddrSource::Vantage)
-            });
-            let proven = first.and_then(|h| h.tls.as_ref()).is_some_and(verifies)
-                || ev.consistency.as_ref().is_some_and(verifies)
-                || stun_answered;
-            if !proven {
-                let why = if direct.is_some() {
-                    " and do not present a valid certificate for the name"
-                } else {
-                    ""
-                };
-                return (
-                    Blocked,
-                    Some(Reason::DnsInconsistent),
-                    format!(
-                        "vantage answers [{}] share no address with the controls' [{}]{why}",
-                        join(&vantage),
-                        join(control_addrs)
-                    ),
-                );
-            }
-        }
-        return match &ev.direct {
-            Some(direct) => connection(ev, direct, rules, transfer_layer, notes),
-            None if ev.stun.is_some() => udp(ev.stun.as_ref().expect("checked"), notes),
-            None => (
-                Reachable,
-                None,
-                format!(
-                    "no DNS interference: vantage answers [{}] agree with the controls (no connection step ran; `probes` lists what did)",
-                    join(&vantage)
-                ),
-            ),
-        };
-    }
-
-    // No address from the vantage resolver: what did it say instead?
-    // An error rcode speaks for the name; NODATA speaks only for its own type, so a failed
-    // query of the other type decides (a lost A answer next to an empty AAAA is no NODATA).
-    let (reason, what) = match (dns.rcode(), dns.failure()) {
-        (Some("NXDOMAIN"), _) => (Some(Reason::DnsNxdomain), "NXDOMAIN".to_owned()),
-        (Some("SERVFAIL"), _) => (Some(Reason::DnsServfail), "SERVFAIL".to_owned()),
-        (Some("REFUSED"), _) => (Some(Reason::DnsRefused), "REFUSED".to_owned()),
-        (Some("NOERROR"), None) => (Some(Reason::DnsNodata), "no address (NODATA)".to_owned()),
-        (Some(other), None) => (None, format!("rcode {other}")),
-        (_, Some(f)) => match f.kind {
-            FailureKind::Timeout => (
-                Some(Reason::DnsTimeout),
-                "no response before the timeout".to_owned(),
-            ),
-            FailureKind::Reset | FailureKind::Eof => (
-                Some(Reason::DnsReset),
-                format!(
-                    "the connection to the resolver was torn down mid-query ({})",
-                    f.kind.as_str()
-                ),
-            ),
-            other => (
-                None,
-                format!("query failed ({}: {})", other.as_str(), f.message),
-            ),
-        },
-        (None, None) => (None, "no response".to_owned()),
-    };
-    if !ev.resolver_healthy {
-        return (
-            Inconclusive,
-            None,
-            format!("vantage resolver gave {what}, but it also failed every canary name"),
-        );
-    }
-    match (&control, reason) {
-        (ControlView::Exists(addrs), Some(reason)) => (
-            Blocked,
-            Some(reason),
-            format!(
-                "vantage resolver gave {what}; the controls resolve the name to [{}]",
-                join(addrs)
-            ),
-        ),
-        (ControlView::Exists(_), None) => (
-            Inconclusive,
-            None,
-            format!("vantage resolver gave {what}, which is not a known censorship signature"),
-        ),
-        _ => {
-            notes.needs = Some(Needs::ControlResolver);
-            (
-                Inconclusive,
-                None,
-                format!("vantage resolver gave {what}, and no control resolver answered"),
-            )
-        }
-    }
-}
 
 /// The fingerprint one hop's response matches: its page, headers, URL or redirect target, or
 /// the address it came from (a known block-page server).
@@ -474,13 +27,13 @@ pub fn blockpage_of(hop: &Hop) -> Option<&'static crate::blockpage::Fingerprint>
 
 /// The fingerprint a block-page verdict rests on: a vantage answer that is a block-page
 /// address, else the first block-page hop of the direct fetch.
-fn blockpage_in(ev: &Evidence) -> Option<&'static crate::blockpage::Fingerprint> {
+pub(super) fn blockpage_in(ev: &Evidence) -> Option<&'static crate::blockpage::Fingerprint> {
     let fp = Fingerprints::builtin();
     ev.dns
         .iter()
         .flat_map(|d| d.addresses())
         .find_map(|ip| fp.match_address(ip))
-        .or_else(|| ev.direct.as_ref().and_then(blockpage_hop).map(|(_, f)| f))
+        .or_else(|| ev.direct().and_then(blockpage_hop).map(|(_, f)| f))
 }
 
 /// The first hop of a fetch that is a block page, with its fingerprint.
@@ -493,7 +46,7 @@ pub fn blockpage_hop(
 /// A page the control path also gets is the site's own page, never a block page (the
 /// regulator's home page is titled "Роскомнадзор" on both paths): same status and title, and
 /// the same body (hash) or a similar length.
-fn same_page_as_control(hop: Option<&Hop>, control: Option<&PathObservation>) -> bool {
+pub(super) fn same_page_as_control(hop: Option<&Hop>, control: Option<&PathObservation>) -> bool {
     let Some(h) = hop.and_then(|h| h.http.as_ref()) else {
         return false;
     };
@@ -605,19 +158,6 @@ fn uses_plain_http(p: &PathObservation) -> bool {
         .is_some_and(|h| h.tls.is_none() && h.http.is_some())
 }
 
-/// The control path's state, as the authority for `down` versus `blocked`.
-enum Control<'a> {
-    Ok(Outcome<'a>),
-    /// The control path fails in a way that shows the site's own fault: the origin refuses,
-    /// the proxy reports the host unreachable, the origin's TLS is broken, redirects never end,
-    /// a redirect's name does not exist.
-    Failed(String),
-    /// The control path failed in a way that says nothing about the site (our timeout waiting
-    /// on the proxy, a reset, a stall): it cannot decide, so the verdict stays open.
-    Unavailable(String),
-    Absent,
-}
-
 /// A connect through the proxy the proxy itself answered with a failure (SOCKS5 reply
 /// "connection refused", "host unreachable", "TTL expired"): the outside view of the origin.
 fn proxy_reported(hop: &Hop) -> bool {
@@ -632,7 +172,8 @@ fn control_state(c: Option<&PathObservation>) -> Control<'_> {
     let Some(c) = c else { return Control::Absent };
     let last = c.hops.last();
     match outcome(c) {
-        o @ (Outcome::Response(_) | Outcome::Connected) => Control::Ok(o),
+        Outcome::Response(h) => Control::Ok(Some(h)),
+        Outcome::Connected => Control::Ok(None),
         Outcome::RedirectLoop => Control::Failed("keeps redirecting".into()),
         Outcome::Tcp(k @ (FailureKind::Refused | FailureKind::Unreachable)) => {
             Control::Failed(format!("cannot connect ({})", k.as_str()))
@@ -666,145 +207,6 @@ fn control_state(c: Option<&PathObservation>) -> Control<'_> {
         Outcome::Stall(at) => Control::Unavailable(format!("stalls at byte {at}")),
         Outcome::NoAddress(_) => Control::Failed("a redirect's host does not resolve".into()),
     }
-}
-
-/// A failure on the direct path: blocked if the control path works, down if it fails in a way
-/// that is the site's own, inconclusive when there is no working control path.
-fn judge(reason: Option<Reason>, what: String, c: &Control<'_>, notes: &mut Notes) -> Decision {
-    match (c, reason) {
-        (Control::Ok(..), Some(r)) => (
-            r.verdict(),
-            Some(r),
-            format!("{what}; the control path reaches the target"),
-        ),
-        (Control::Ok(..), None) => (
-            Verdict::Inconclusive,
-            None,
-            format!("{what}, which is not a known censorship signature; the control path works"),
-        ),
-        (Control::Failed(why), _) => (
-            Verdict::Down,
-            None,
-            format!("{what}; the control path {why} too"),
-        ),
-        (Control::Unavailable(why), _) => {
-            notes.needs = Some(Needs::ControlPath);
-            (
-                Verdict::Inconclusive,
-                None,
-                format!(
-                    "{what}; the control path {why} as well, which says nothing about the site (a working control path would decide)"
-                ),
-            )
-        }
-        (Control::Absent, _) => {
-            notes.needs = Some(Needs::ControlPath);
-            (
-                Verdict::Inconclusive,
-                None,
-                format!(
-                    "{what}; no control path (--control-proxy) to tell censorship from an outage"
-                ),
-            )
-        }
-    }
-}
-
-/// The UDP step of a STUN target: reachable when any address answers with a Binding
-/// Response; otherwise blocked only when the control path's relay gets one.
-fn udp(s: &StunObservation, notes: &mut Notes) -> Decision {
-    if let Some(a) = s.direct.iter().find(|a| a.ok) {
-        return (
-            Verdict::Reachable,
-            None,
-            format!(
-                "STUN Binding Response from {} in {} ms{}",
-                a.server,
-                a.rtt.map_or(0, |d| d.as_millis()),
-                a.mapped_address
-                    .map(|m| format!(" (mapped address {m})"))
-                    .unwrap_or_default()
-            ),
-        );
-    }
-    let c = match (&s.control, &s.reference) {
-        (Some(c), _) if c.ok => Control::Ok(Outcome::Connected),
-        // The server refusing from outside too (ICMP port unreachable) is its own fault; a
-        // relay that hears nothing within our timeout proves nothing about it.
-        (Some(c), _) => {
-            let kind = c.failure.as_ref().map(|f| f.kind);
-            let why = format!(
-                "gets no STUN response ({})",
-                kind.map_or("no answer", FailureKind::as_str)
-            );
-            if matches!(kind, Some(FailureKind::Refused | FailureKind::Malformed)) {
-                Control::Failed(why)
-            } else {
-                Control::Unavailable(why)
-            }
-        }
-        // Another STUN server answers from here: UDP to STUN works, this one does not.
-        (None, Some(r)) if r.ok => Control::Ok(Outcome::Connected),
-        _ => Control::Absent,
-    };
-    let servers: Vec<&str> = s.direct.iter().map(|a| a.server.as_str()).collect();
-    let servers = servers.join(", ");
-    let invalid = s
-        .direct
-        .iter()
-        .filter_map(|a| a.failure.as_ref())
-        .find(|f| f.kind == FailureKind::Malformed);
-    if let Some(f) = invalid {
-        return judge(
-            Some(Reason::UdpInvalid),
-            format!(
-                "{servers}: the answer to a STUN Binding Request is not STUN ({})",
-                f.message
-            ),
-            &c,
-            notes,
-        );
-    }
-    let kinds: BTreeSet<&str> = s
-        .direct
-        .iter()
-        .filter_map(|a| a.failure.as_ref().map(|f| f.kind.as_str()))
-        .collect();
-    // An address family this host cannot route (no IPv6) says nothing about the server; the
-    // others decide.
-    let kind = |a: &crate::probe::stun::StunAttempt| a.failure.as_ref().map(|f| f.kind);
-    let timeouts = s
-        .direct
-        .iter()
-        .any(|a| kind(a) == Some(FailureKind::Timeout));
-    let reason = (timeouts
-        && s.direct.iter().all(|a| {
-            matches!(
-                kind(a),
-                Some(FailureKind::Timeout | FailureKind::Unreachable)
-            )
-        }))
-    .then_some(Reason::UdpTimeout);
-    let sent: u32 = s.direct.iter().map(|a| a.sent).sum();
-    // Port unreachable from here (the host says nothing listens) and silence from outside:
-    // the server is down, not blocked.
-    let refused_here = !s.direct.is_empty()
-        && s.direct
-            .iter()
-            .all(|a| kind(a) == Some(FailureKind::Refused));
-    let c = match c {
-        Control::Unavailable(why) if refused_here => Control::Failed(why),
-        c => c,
-    };
-    judge(
-        reason,
-        format!(
-            "{servers}: no STUN response to {sent} request(s) ({})",
-            kinds.into_iter().collect::<Vec<_>>().join(", ")
-        ),
-        &c,
-        notes,
-    )
 }
 
 fn tcp_reason(k: FailureKind) -> Option<Reason> {
@@ -955,15 +357,16 @@ fn rate_vs_baseline(
 /// Bodies this small say nothing about throughput.
 pub const RATE_MIN_BYTES: u64 = 64 * 1024;
 
-fn connection(
+pub(super) fn decide(
     ev: &Evidence,
-    direct: &PathObservation,
+    p: &PathEvidence,
     rules: &Rules,
     layer: Layer,
     notes: &mut Notes,
 ) -> Decision {
     use Verdict::*;
-    let control = ev.control_path.as_ref();
+    let direct = &p.direct;
+    let control = p.control_path.as_ref();
     let c = control_state(control);
     // A block page anywhere on the path (a redirect to a stub host counts even when the stub
     // itself cannot be fetched), unless the control path gets the same page.
@@ -1037,21 +440,13 @@ fn connection(
     let url = direct.hops.last().map_or("", |h| h.url.as_str());
     match outcome(direct) {
         Outcome::NoAddress(hop) => {
-            let rcode = hop
+            let (reason, what) = hop
                 .dns
                 .as_ref()
-                .and_then(|d| d.rcode())
-                .unwrap_or("no answer");
-            let reason = match rcode {
-                "NXDOMAIN" => Some(Reason::DnsNxdomain),
-                "NOERROR" => Some(Reason::DnsNodata),
-                "SERVFAIL" => Some(Reason::DnsServfail),
-                "REFUSED" => Some(Reason::DnsRefused),
-                _ => Some(Reason::DnsTimeout),
-            };
+                .map_or((None, "no answer".to_owned()), super::dns::no_address);
             judge(
                 reason,
-                format!("redirect to {url}: the vantage resolver gave {rcode}"),
+                format!("redirect to {url}: the vantage resolver gave {what}"),
                 &c,
                 notes,
             )
@@ -1193,7 +588,7 @@ fn connection(
             }
             let status = h.status.unwrap_or(0);
             match &c {
-                Control::Ok(Outcome::Response(ch)) => {
+                Control::Ok(Some(ch)) => {
                     // Lengths compare only when both bodies ended the same way (both complete or
                     // both capped); a slow transfer cut by the timeout is judged on its rate.
                     let (a, b) = (h.transfer.bytes as f64, ch.transfer.bytes as f64);

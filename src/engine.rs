@@ -1,0 +1,753 @@
+//! The engine: one job's plan as code. A [`Job`] (a target through one vantage resolver) runs
+//! in a [`ProbeCtx`] (vantage, controls, budgets): DNS through the vantage and the controls,
+//! then the connection step its [`Plan`] names, and returns what it [`Observed`]. The scan
+//! (`scan.rs`) keeps the queue, signals, classification, the vote over tries and the sinks.
+//!
+//! A new kind of probe adds a [`Plan`] variant, its step here, and a [`Conn`] variant with its
+//! classifier module.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
+
+use crate::classify::{
+    Conn, ControlDns, ControlObservation, Evidence, PathEvidence, RATE_MIN_BYTES, Reference, Rules,
+};
+use crate::config::{Probe, ScanConfig};
+use crate::diag::warn;
+use crate::net::reserved_answer;
+use crate::probe::dns::{DnsClient, DnsObservation};
+use crate::probe::http::HttpOptions;
+use crate::probe::path::{self, ConnOptions, PathObservation, Route};
+use crate::probe::stun::{self, StunObservation};
+use crate::probe::tcp::AddrSource;
+use crate::probe::tls::TlsClient;
+use crate::resolver_spec::Vantage;
+use crate::target::{Host, Scheme, Target};
+use crate::tls::TlsConfigs;
+use crate::verdict::Layer;
+
+/// Names kept in the control DNS cache. Jobs of one target run close together, so a small LRU
+/// gives "one control lookup per name per run" without holding every name of a long list.
+const CONTROL_CACHE: usize = 4_096;
+/// Control-path fetches kept (bigger entries; needed only while a target's jobs run).
+const CONTROL_PATH_CACHE: usize = 1_024;
+
+pub struct VantageCtx {
+    pub vantage: Vantage,
+    client: DnsClient,
+    /// Whether it answered the canaries the controls resolve (see [`canaries`]).
+    pub healthy: bool,
+    /// `--stun-reference`, asked once per run through this vantage.
+    stun_reference: OnceCell<Option<stun::StunAttempt>>,
+    /// `--reference` URLs, fetched once per run through this vantage (when a job first needs
+    /// a baseline).
+    references: OnceCell<Vec<Reference>>,
+    /// The run's own best transfer so far from this vantage: rate (bits/s) and wire bytes
+    /// carried without a stall.
+    run_bps: AtomicU64,
+    run_carried: AtomicU64,
+}
+
+impl VantageCtx {
+    fn new(vantage: Vantage, client: DnsClient) -> Self {
+        Self {
+            vantage,
+            client,
+            healthy: true,
+            stun_reference: OnceCell::new(),
+            references: OnceCell::new(),
+            run_bps: AtomicU64::new(0),
+            run_carried: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Computes a value once per key and shares it with every job that asks, in bounded memory:
+/// an LRU of `capacity` keys. Used for control DNS answers and control-path fetches.
+struct OnceLru<V> {
+    cache: Mutex<lru::LruCache<String, Arc<OnceCell<Arc<V>>>>>,
+}
+
+impl<V> OnceLru<V> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            cache: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(capacity).expect("nonzero"),
+            )),
+        }
+    }
+
+    async fn get<F: Future<Output = V>>(&self, key: &str, make: impl FnOnce() -> F) -> Arc<V> {
+        let cell = {
+            let mut cache = self.cache.lock().expect("cache lock");
+            cache
+                .get_or_insert(key.to_owned(), || Arc::new(OnceCell::new()))
+                .clone()
+        };
+        cell.get_or_init(|| async { Arc::new(make().await) })
+            .await
+            .clone()
+    }
+}
+
+struct Controls {
+    clients: Vec<(String, DnsClient)>,
+    dns: OnceLru<ControlDns>,
+    /// The control path (through `--control-proxy`), fetched once per target.
+    paths: OnceLru<PathObservation>,
+    /// `--control-concurrency`: fetches through the proxy in flight at once.
+    path_permits: tokio::sync::Semaphore,
+}
+
+impl Controls {
+    async fn lookup(&self, name: &str) -> Arc<ControlDns> {
+        self.dns
+            .get(name, || async {
+                let lookups = self.clients.iter().map(|(n, c)| async move {
+                    ControlObservation {
+                        resolver: n.clone(),
+                        dns: c.lookup(name).await,
+                    }
+                });
+                ControlDns {
+                    resolvers: futures::future::join_all(lookups).await,
+                }
+            })
+            .await
+    }
+}
+
+/// What every job shares: the vantage resolvers, the controls, the options of the steps and the
+/// budgets (control-path permits, caches). Built once per run.
+pub struct ProbeCtx {
+    pub vantages: Vec<VantageCtx>,
+    controls: Controls,
+    probes: Vec<Probe>,
+    conn: ConnOptions,
+    proxy: Option<SocketAddr>,
+    stun_reference: Option<(String, u16)>,
+    /// `--reference` URLs (in-run baselines for throttling and freezes).
+    references: Vec<Target>,
+    /// No warnings on stderr (`--quiet`).
+    quiet: bool,
+    /// The controls resolve canaries to loopback: a test network on this machine, where
+    /// loopback answers are ordinary addresses rather than bogons.
+    loopback_net: bool,
+    repeat: u32,
+    rules: Rules,
+    tls: TlsClient,
+}
+
+impl ProbeCtx {
+    /// Builds the clients and options of a run from its configuration.
+    pub fn new(cfg: &ScanConfig, tls: &TlsConfigs) -> anyhow::Result<Self> {
+        let timeout = cfg.dns.timeout;
+        let mut vantages = Vec::with_capacity(cfg.vantages.len());
+        for v in &cfg.vantages {
+            let client = DnsClient::new(
+                v.spec.clone(),
+                tls.clone(),
+                timeout,
+                cfg.dns.injection_window,
+            )?
+            .with_rate(cfg.dns.rate);
+            vantages.push(VantageCtx::new(v.clone(), client));
+        }
+        let mut control_clients = Vec::with_capacity(cfg.controls.len());
+        for c in &cfg.controls {
+            control_clients.push((
+                c.name.clone(),
+                DnsClient::new(c.spec.clone(), tls.clone(), timeout, Duration::ZERO)?
+                    .with_rate(cfg.dns.rate),
+            ));
+        }
+        let references = cfg
+            .conn
+            .references
+            .iter()
+            .map(|u| Target::parse(u).map_err(|e| anyhow::anyhow!("--reference {u}: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self {
+            vantages,
+            controls: Controls {
+                clients: control_clients,
+                dns: OnceLru::new(CONTROL_CACHE),
+                paths: OnceLru::new(CONTROL_PATH_CACHE),
+                path_permits: tokio::sync::Semaphore::new(cfg.conn.control_concurrency),
+            },
+            probes: cfg.probes.clone(),
+            conn: ConnOptions {
+                timeout,
+                http: HttpOptions {
+                    timeout,
+                    stall_timeout: cfg.conn.stall_timeout,
+                    max_body: cfg.conn.max_body,
+                },
+                max_redirects: cfg.conn.max_redirects,
+                decoy_sni: cfg.conn.decoy_sni.clone(),
+                tls: cfg.probes.contains(&Probe::Tls),
+                http_step: cfg.probes.contains(&Probe::Http),
+                remap: crate::probe::tcp::Remap::new(cfg.conn.connect_to.iter().copied()),
+            },
+            proxy: cfg.conn.control_proxy,
+            stun_reference: cfg.conn.stun_reference.clone(),
+            references,
+            quiet: cfg.output.quiet,
+            loopback_net: false,
+            repeat: cfg.conn.repeat,
+            rules: cfg.conn.rules,
+            tls: tls.probe.clone(),
+        })
+    }
+
+    /// Asks the canaries at every vantage and control resolver ([`canaries`]).
+    pub async fn check_canaries(&self, names: &[String]) -> CanaryResults {
+        canaries(&self.vantages, &self.controls.clients, names).await
+    }
+
+    /// Takes the canaries' verdict on the vantage resolvers and the network.
+    pub fn apply(&mut self, h: &CanaryResults) {
+        for (v, ok) in self.vantages.iter_mut().zip(&h.healthy) {
+            v.healthy = *ok;
+        }
+        self.loopback_net = h.loopback_net;
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    pub fn repeat(&self) -> u32 {
+        self.repeat
+    }
+}
+
+/// The canaries asked at every vantage and control resolver.
+pub struct CanaryResults {
+    /// Per vantage: whether it may be trusted to speak for names (see [`canaries`]).
+    pub healthy: Vec<bool>,
+    /// Whether the controls resolve at least one canary.
+    pub controls_answer: bool,
+    pub loopback_net: bool,
+    pub checks: Vec<crate::report::CanaryCheck>,
+}
+
+/// Asks every canary at every resolver. A vantage resolver is unhealthy only when it fails
+/// every canary that the control resolvers *do* resolve: when the controls cannot resolve the
+/// canaries either (a closed network, a lab, a whitelist regime), the canaries say nothing.
+pub async fn canaries(
+    vantages: &[VantageCtx],
+    controls: &[(String, DnsClient)],
+    names: &[String],
+) -> CanaryResults {
+    async fn ask(
+        role: &'static str,
+        resolver: &str,
+        client: &DnsClient,
+        names: &[String],
+    ) -> Vec<crate::report::CanaryCheck> {
+        // The first answers are enough: a canary's injected answer would change nothing, and
+        // waiting out the injection window here would delay every run by it.
+        let answers = futures::future::join_all(
+            names
+                .iter()
+                .map(|n| async { client.lookup_early(n).await.0 }),
+        )
+        .await;
+        names
+            .iter()
+            .zip(answers)
+            .map(|(name, obs)| crate::report::CanaryCheck {
+                name: name.clone(),
+                resolver: resolver.to_owned(),
+                role,
+                answers: obs.addresses().into_iter().collect(),
+                rcode: obs.rcode().map(|r| r.to_string()),
+                error: obs.failure().map(|f| f.kind.as_str()),
+            })
+            .collect()
+    }
+    let (v, c) = tokio::join!(
+        futures::future::join_all(vantages.iter().map(|v| ask(
+            "vantage",
+            &v.vantage.name,
+            &v.client,
+            names
+        ))),
+        futures::future::join_all(controls.iter().map(|(n, c)| ask("control", n, c, names)))
+    );
+    let resolved: std::collections::HashSet<&str> = c
+        .iter()
+        .flatten()
+        .filter(|k| !k.answers.is_empty())
+        .map(|k| k.name.as_str())
+        .collect();
+    let loopback_net = c
+        .iter()
+        .flatten()
+        .flat_map(|k| k.answers.iter())
+        .any(IpAddr::is_loopback);
+    let healthy = v
+        .iter()
+        .map(|checks| resolved.is_empty() || checks.iter().any(|k| !k.answers.is_empty()))
+        .collect();
+    let controls_answer = !resolved.is_empty();
+    let checks = v.into_iter().chain(c).flatten().collect();
+    CanaryResults {
+        healthy,
+        controls_answer,
+        loopback_net,
+        checks,
+    }
+}
+
+/// Addresses the direct path may connect to: the vantage answers (never a reserved address a
+/// resolver made up, unless the controls live there too, as on a loopback test network) and,
+/// when they differ from the controls', the control addresses as well: this separates "DNS
+/// lied" from "the IP is blocked".
+fn direct_addrs(
+    dns: &DnsObservation,
+    control: &ControlDns,
+    loopback_net: bool,
+) -> Vec<(IpAddr, AddrSource)> {
+    let control_addrs = control.addresses();
+    let vantage = dns.addresses();
+    let mut out: Vec<(IpAddr, AddrSource)> = vantage
+        .iter()
+        .filter(|ip| !reserved_answer(**ip, &control_addrs, loopback_net))
+        .take(crate::probe::tcp::MAX_ADDRS)
+        .map(|ip| (*ip, AddrSource::Vantage))
+        .collect();
+    if !out.is_empty() && vantage.is_disjoint(&control_addrs) {
+        out.extend(
+            control_addrs
+                .iter()
+                .take(crate::probe::tcp::MAX_ADDRS)
+                .map(|ip| (*ip, AddrSource::Control)),
+        );
+    }
+    out
+}
+
+/// The UDP step of a STUN target: every address from here, and the control proxy's relay.
+async fn stun_step(
+    ctx: &ProbeCtx,
+    v: &VantageCtx,
+    target: &Target,
+    addrs: &[(IpAddr, AddrSource)],
+) -> StunObservation {
+    let timeout = ctx.conn.timeout;
+    let direct = futures::future::join_all(addrs.iter().map(|(ip, src)| {
+        stun::probe(
+            SocketAddr::new(*ip, target.port),
+            *src,
+            &ctx.conn.remap,
+            timeout,
+        )
+    }));
+    let control = async {
+        match ctx.proxy {
+            Some(proxy) => {
+                let host = target.host.to_string();
+                Some(stun::probe_via_proxy(proxy, &host, target.port, timeout).await)
+            }
+            None => None,
+        }
+    };
+    // Without a control path, a reference STUN server reached from here is the baseline.
+    let reference = async {
+        let (host, port) = ctx
+            .stun_reference
+            .as_ref()
+            .filter(|_| ctx.proxy.is_none())?;
+        v.stun_reference
+            .get_or_init(|| async {
+                let ip = match host.parse::<IpAddr>() {
+                    Ok(ip) => ip,
+                    Err(_) => *v.client.lookup(host).await.addresses().iter().next()?,
+                };
+                let addr = SocketAddr::new(ip, *port);
+                Some(stun::probe(addr, AddrSource::Control, &ctx.conn.remap, timeout).await)
+            })
+            .await
+            .clone()
+    };
+    let (direct, control, reference) = tokio::join!(direct, control, reference);
+    StunObservation {
+        direct,
+        control,
+        reference,
+    }
+}
+
+/// What one fetch says as a baseline: its rate (bits/s, when the body was big enough), the
+/// wire bytes it carried without stalling, or why it says nothing.
+fn transfer_stats(p: &PathObservation) -> (Option<f64>, u64, Option<String>) {
+    let Some(hop) = p.hops.last() else {
+        return (None, 0, Some("no connection".into()));
+    };
+    let Some(h) = hop.http.as_ref() else {
+        return (None, 0, Some("no HTTP response".into()));
+    };
+    if let Some(at) = h.transfer.stalled_at {
+        return (None, 0, Some(format!("stalled at byte {at}")));
+    }
+    if let Some(f) = &h.failure {
+        return (None, 0, Some(format!("failed ({})", f.kind.as_str())));
+    }
+    if !h.status.is_some_and(|s| (200..300).contains(&s)) {
+        return (None, 0, Some(format!("status {}", h.status.unwrap_or(0))));
+    }
+    let t = &h.transfer;
+    let bps = t
+        .throughput_bps
+        .filter(|_| t.bytes >= RATE_MIN_BYTES && (t.complete || t.capped || t.timed_out));
+    let error = bps.is_none().then(|| {
+        format!(
+            "only {} body bytes: too small to measure a rate ({} KiB needed)",
+            t.bytes,
+            RATE_MIN_BYTES / 1024
+        )
+    });
+    (bps, hop.wire_bytes_in, error)
+}
+
+/// The `--reference` URLs fetched once per run through this vantage, plus the run's best
+/// transfer so far (`run`).
+async fn in_run_baseline(ctx: &ProbeCtx, v: &VantageCtx) -> Vec<Reference> {
+    let mut out = v
+        .references
+        .get_or_init(|| async {
+            let refs = futures::future::join_all(
+                ctx.references.iter().map(|t| measure_reference(ctx, v, t)),
+            )
+            .await;
+            // Said once per reference and resolver: a reference that gives no baseline leaves
+            // throttling and freezes undecided.
+            for r in refs.iter().filter(|_| !ctx.quiet) {
+                if let Some(e) = &r.error
+                    && r.bps.is_none()
+                {
+                    warn(format_args!(
+                        "{} through resolver `{}` gives no rate baseline: {e}",
+                        r.source, v.vantage.name
+                    ));
+                }
+            }
+            refs
+        })
+        .await
+        .clone();
+    let (bps, carried) = (
+        v.run_bps.load(Ordering::Relaxed),
+        v.run_carried.load(Ordering::Relaxed),
+    );
+    if bps > 0 || carried > 0 {
+        out.push(Reference {
+            source: "run".into(),
+            bps: (bps > 0).then_some(bps as f64),
+            carried,
+            error: None,
+        });
+    }
+    out
+}
+
+async fn measure_reference(ctx: &ProbeCtx, v: &VantageCtx, t: &Target) -> Reference {
+    let source = format!("reference:{}", t.input);
+    let addrs: Vec<(IpAddr, AddrSource)> = match &t.host {
+        Host::Ip(ip) => vec![(*ip, AddrSource::Vantage)],
+        Host::Name(n) => v
+            .client
+            .lookup(n)
+            .await
+            .addresses()
+            .into_iter()
+            .filter(|ip| !reserved_answer(*ip, &BTreeSet::new(), ctx.loopback_net))
+            .take(crate::probe::tcp::MAX_ADDRS)
+            .map(|ip| (ip, AddrSource::Vantage))
+            .collect(),
+    };
+    if addrs.is_empty() {
+        return Reference {
+            source,
+            bps: None,
+            carried: 0,
+            error: Some("does not resolve through this resolver".into()),
+        };
+    }
+    let route = Route::Direct {
+        dns: &v.client,
+        addrs,
+    };
+    let p = path::fetch(t, route, &ctx.tls, &ctx.conn).await;
+    let (bps, carried, error) = transfer_stats(&p);
+    Reference {
+        source,
+        bps,
+        carried,
+        error,
+    }
+}
+
+/// A job whose steps are done, waiting only for the DNS answers still arriving within the
+/// injection window. Jobs wait here after releasing their `--concurrency` slot.
+pub struct Observed {
+    /// The vantage resolver's first answers (the late ones join in [`Observed::complete`]).
+    dns: Option<DnsObservation>,
+    late: Option<crate::probe::dns::Late>,
+    /// The evidence shared by every try: control DNS, resolver health, in-run baselines.
+    base: Evidence,
+    /// The connection step of each try (`--repeat`); empty when none ran.
+    tries: Vec<Conn>,
+    /// The layer a transfer runs on (`tls` for HTTPS, `http` for plain HTTP, `udp`).
+    pub layer: Layer,
+    /// When the job started.
+    pub started: Instant,
+}
+
+impl Observed {
+    /// Joins the late DNS answers in and returns the evidence of each try (at least one).
+    pub async fn complete(self) -> Vec<Evidence> {
+        let mut dns = self.dns;
+        if let (Some(d), Some(late)) = (dns.as_mut(), self.late) {
+            d.absorb(late.collect().await);
+        }
+        let base = Evidence { dns, ..self.base };
+        if self.tries.is_empty() {
+            return vec![base];
+        }
+        let mut out = Vec::with_capacity(self.tries.len());
+        let mut base = Some(base);
+        let mut tries = self.tries.into_iter().peekable();
+        while let Some(conn) = tries.next() {
+            // The last try takes the shared evidence; the others copy it.
+            let shared = if tries.peek().is_some() {
+                base.clone()
+            } else {
+                base.take()
+            };
+            out.push(Evidence {
+                conn: Some(conn),
+                ..shared.expect("taken by the last try only")
+            });
+        }
+        out
+    }
+}
+
+/// One measurement: a target through one vantage resolver.
+pub struct Job {
+    pub target: Arc<Target>,
+    /// Index into [`ProbeCtx::vantages`].
+    pub vantage: usize,
+}
+
+/// What a job runs after DNS, decided from the target and `--probes`: the one place a new
+/// kind of probe is chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Resolution only (`--probes dns`, or nowhere to connect).
+    Dns,
+    /// TCP → TLS → HTTP(S) with redirects.
+    Path,
+    /// A STUN Binding exchange over UDP.
+    Stun,
+}
+
+impl Plan {
+    pub fn of(target: &Target, probes: &[Probe]) -> Self {
+        if !probes.contains(&Probe::Tcp) {
+            Self::Dns
+        } else if target.scheme == Scheme::Stun {
+            Self::Stun
+        } else {
+            Self::Path
+        }
+    }
+}
+
+/// Runs a job's plan: DNS through the vantage and the controls, then the connection step of
+/// its kind, and returns what it saw (classified by the caller).
+pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
+    let started = Instant::now();
+    let target = &*job.target;
+    let v = &ctx.vantages[job.vantage];
+    let plan = Plan::of(target, &ctx.probes);
+    let (dns, control, late) = match target.name() {
+        Some(name) => {
+            let ((dns, late), control) =
+                tokio::join!(v.client.lookup_early(name), ctx.controls.lookup(name));
+            (Some(dns), Some((*control).clone()), late)
+        }
+        None => (None, None, None),
+    };
+    let addrs = match (&target.host, &dns, &control) {
+        _ if plan == Plan::Dns => Vec::new(),
+        (Host::Ip(ip), _, _) => vec![(*ip, AddrSource::Vantage)],
+        (_, Some(d), Some(c)) if d.injected_addresses().is_none() => {
+            direct_addrs(d, c, ctx.loopback_net)
+        }
+        _ => Vec::new(),
+    };
+    let mut observed = Observed {
+        dns: None,
+        late,
+        base: Evidence {
+            dns: None,
+            control,
+            resolver_healthy: v.healthy,
+            conn: None,
+            tries: Vec::new(),
+            baseline: Vec::new(),
+        },
+        tries: Vec::new(),
+        layer: target.transfer_layer(),
+        started,
+    };
+    let dns_ref = dns.as_ref();
+    if !addrs.is_empty() {
+        match plan {
+            Plan::Dns => {}
+            Plan::Stun => {
+                observed.layer = Layer::Udp;
+                let s = stun_step(ctx, v, target, &addrs).await;
+                observed.tries.push(Conn::Stun(s));
+            }
+            Plan::Path => {
+                let (tries, baseline) = path_step(
+                    ctx,
+                    v,
+                    target,
+                    addrs,
+                    dns_ref,
+                    observed.base.control.as_ref(),
+                )
+                .await;
+                observed.tries = tries;
+                observed.base.baseline = baseline;
+            }
+        }
+    }
+    observed.dns = dns;
+    observed
+}
+
+/// The connection step of a fetch: `--repeat` tries from here, the control path (once per
+/// target, shared), the consistency handshake, and the in-run baseline a transfer is judged by.
+async fn path_step(
+    ctx: &ProbeCtx,
+    v: &VantageCtx,
+    target: &Target,
+    addrs: Vec<(IpAddr, AddrSource)>,
+    dns: Option<&DnsObservation>,
+    control: Option<&ControlDns>,
+) -> (Vec<Conn>, Vec<Reference>) {
+    let control_path = async {
+        match ctx.proxy {
+            Some(proxy) => Some(
+                ctx.controls
+                    .paths
+                    .get(&target.input, || async {
+                        // The proxy's own limit: its timeouts would decide nothing.
+                        let _permit = ctx.controls.path_permits.acquire().await;
+                        let mut p =
+                            path::fetch(target, Route::Proxy(proxy), &ctx.tls, &ctx.conn).await;
+                        // The control path is compared by status, title, length and rate; its
+                        // body bytes would only weigh on the cache.
+                        for hop in &mut p.hops {
+                            if let Some(h) = hop.http.as_mut() {
+                                h.head = Vec::new();
+                                h.raw_headers = Vec::new();
+                            }
+                        }
+                        p
+                    })
+                    .await,
+            ),
+            None => None,
+        }
+    };
+    let direct = async {
+        let mut tries = Vec::with_capacity(ctx.repeat as usize);
+        for _ in 0..ctx.repeat {
+            let route = Route::Direct {
+                dns: &v.client,
+                addrs: addrs.clone(),
+            };
+            tries.push(path::fetch(target, route, &ctx.tls, &ctx.conn).await);
+        }
+        tries
+    };
+    // DNS consistency for targets not fetched over TLS (plain-HTTP URLs, other ports): a
+    // certificate for the name on port 443 of the vantage address settles CDN variance.
+    let consistency = async {
+        let first = addrs.iter().find(|(_, src)| *src == AddrSource::Vantage)?;
+        let name = target.name()?;
+        let disjoint = match (dns, control) {
+            (Some(d), Some(c)) => d.addresses().is_disjoint(&c.addresses()),
+            _ => false,
+        };
+        if !disjoint || target.is_tls() || !ctx.probes.contains(&Probe::Tls) {
+            return None;
+        }
+        let addr = SocketAddr::new(first.0, 443);
+        let (stream, elapsed) =
+            crate::probe::tcp::connect(ctx.conn.remap.apply(addr), ctx.conn.timeout).await;
+        Some(match stream {
+            Ok(s) => {
+                ctx.tls
+                    .handshake(s, name, &[b"http/1.1"], ctx.conn.timeout)
+                    .await
+                    .0
+            }
+            Err(f) => crate::probe::tls::TlsObservation {
+                failure: Some(f),
+                elapsed,
+                ..crate::probe::tls::TlsObservation::new(name)
+            },
+        })
+    };
+    let (tries, control_path, consistency) = tokio::join!(direct, control_path, consistency);
+    let control_path = control_path.map(|p| (*p).clone());
+
+    // A transfer is judged against the control path, or, without a working one, against this
+    // run's references from the same vantage (taken before this job's own transfer counts).
+    let transferred = tries.iter().any(|p| {
+        p.hops
+            .last()
+            .and_then(|h| h.http.as_ref())
+            .is_some_and(|h| h.transfer.bytes > 0 || h.transfer.stalled_at.is_some())
+    });
+    let baseline = if transferred {
+        in_run_baseline(ctx, v).await
+    } else {
+        Vec::new()
+    };
+    for p in &tries {
+        let (bps, carried, _) = transfer_stats(p);
+        if let Some(bps) = bps {
+            v.run_bps.fetch_max(bps as u64, Ordering::Relaxed);
+        }
+        v.run_carried.fetch_max(carried, Ordering::Relaxed);
+    }
+
+    let tries = tries
+        .into_iter()
+        .map(|direct| {
+            Conn::Path(PathEvidence {
+                direct,
+                control_path: control_path.clone(),
+                consistency: consistency.clone(),
+            })
+        })
+        .collect();
+    (tries, baseline)
+}

@@ -208,7 +208,8 @@ pub struct ScanArgs {
     pub control_concurrency: Option<usize>,
 
     /// Probe steps to run, comma-separated [default: dns,tcp,tls,http]. Later steps imply
-    /// earlier ones (http runs over tcp, and tls for https); `--probes dns` is DNS only.
+    /// earlier ones (http runs over tcp, and tls for https); `--probes dns` is DNS only;
+    /// `quic` adds every HTTPS target's HTTP/3 twin (`quic://…`, its own record).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub probes: Option<Vec<String>>,
 

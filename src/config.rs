@@ -30,6 +30,8 @@ pub enum Probe {
     Tcp,
     Tls,
     Http,
+    /// HTTP/3 over QUIC: `quic://` targets always; HTTPS targets too when asked for.
+    Quic,
 }
 
 impl Probe {
@@ -39,7 +41,8 @@ impl Probe {
             "tcp" => Ok(Self::Tcp),
             "tls" => Ok(Self::Tls),
             "http" => Ok(Self::Http),
-            other => bail!("unknown probe `{other}` (expected dns, tcp, tls or http)"),
+            "quic" => Ok(Self::Quic),
+            other => bail!("unknown probe `{other}` (expected dns, tcp, tls, http or quic)"),
         }
     }
 
@@ -49,6 +52,7 @@ impl Probe {
             Self::Tcp => "tcp",
             Self::Tls => "tls",
             Self::Http => "http",
+            Self::Quic => "quic",
         }
     }
 }
@@ -627,6 +631,7 @@ impl ScanConfig {
                 Probe::Tcp => &[Probe::Tcp],
                 Probe::Tls => &[Probe::Tcp, Probe::Tls],
                 Probe::Http => &[Probe::Tcp, Probe::Tls, Probe::Http],
+                Probe::Quic => &[Probe::Quic],
             };
             for q in implied {
                 if !probes.contains(q) {

@@ -143,6 +143,7 @@ pub struct ProbeCtx {
     repeat: u32,
     rules: Rules,
     tls: TlsClient,
+    quic: crate::probe::quic::QuicOptions,
 }
 
 impl ProbeCtx {
@@ -204,6 +205,12 @@ impl ProbeCtx {
             repeat: cfg.conn.repeat,
             rules: cfg.conn.rules,
             tls: tls.probe.clone(),
+            quic: crate::probe::quic::QuicOptions::new(
+                &tls.dot,
+                &tls.any_cert,
+                timeout,
+                &cfg.conn.decoy_sni,
+            ),
         })
     }
 
@@ -560,11 +567,16 @@ pub enum Plan {
     Path,
     /// A STUN Binding exchange over UDP.
     Stun,
+    /// An HTTP/3 GET over QUIC, with its attribution packets.
+    Quic,
 }
 
 impl Plan {
     pub fn of(target: &Target, probes: &[Probe]) -> Self {
-        if !probes.contains(&Probe::Tcp) {
+        let connects = probes.contains(&Probe::Tcp);
+        if target.scheme == Scheme::Quic && (connects || probes.contains(&Probe::Quic)) {
+            Self::Quic
+        } else if !connects {
             Self::Dns
         } else if target.scheme == Scheme::Stun {
             Self::Stun
@@ -621,6 +633,11 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                 let s = stun_step(ctx, v, target, &addrs).await;
                 observed.tries.push(Conn::Stun(s));
             }
+            Plan::Quic => {
+                observed.layer = Layer::Quic;
+                let q = quic_step(ctx, target, &addrs).await;
+                observed.tries.push(Conn::Quic(q));
+            }
             Plan::Path => {
                 let (tries, baseline) = path_step(
                     ctx,
@@ -638,6 +655,57 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
     }
     observed.dns = dns;
     observed
+}
+
+/// The QUIC step: an HTTP/3 GET to every vantage address and through the control proxy, the
+/// version-negotiation ping to the first address, and, when the target's SNI gets no answer,
+/// a handshake with the decoy SNI on that address.
+async fn quic_step(
+    ctx: &ProbeCtx,
+    target: &Target,
+    addrs: &[(IpAddr, AddrSource)],
+) -> crate::probe::quic::QuicObservation {
+    use crate::probe::quic;
+    let opts = &ctx.quic;
+    let host = target.host.to_string();
+    let authority = match &target.host {
+        Host::Ip(IpAddr::V6(v6)) => format!("[{v6}]:{}", target.port),
+        _ => format!("{host}:{}", target.port),
+    };
+    let url = format!("https://{authority}{}", target.path);
+    let ours: Vec<SocketAddr> = addrs
+        .iter()
+        .filter(|(_, s)| *s == AddrSource::Vantage)
+        .map(|(ip, _)| ctx.conn.remap.apply(SocketAddr::new(*ip, target.port)))
+        .collect();
+    let direct = futures::future::join_all(ours.iter().map(|a| quic::get(*a, &host, &url, opts)));
+    let ping = async {
+        match ours.first() {
+            Some(a) => Some(quic::version_ping(*a, opts.timeout).await),
+            None => None,
+        }
+    };
+    let control = async {
+        match ctx.proxy {
+            Some(p) => Some(quic::get_via_proxy(p, &host, target.port, &url, opts).await),
+            None => None,
+        }
+    };
+    let (direct, version_ping, control) = tokio::join!(direct, ping, control);
+    let silent = direct
+        .iter()
+        .all(|a| matches!(a.kind(), Some(crate::probe::failure::FailureKind::Timeout)));
+    let decoy = match ours.first() {
+        Some(a) if silent => Some(quic::decoy(*a, opts).await),
+        _ => None,
+    };
+    quic::QuicObservation {
+        url,
+        direct,
+        decoy,
+        version_ping,
+        control,
+    }
 }
 
 /// The connection step of a fetch: `--repeat` tries from here, the control path (once per

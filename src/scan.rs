@@ -19,6 +19,7 @@ use crate::config::{Probe, ScanConfig};
 use crate::engine::{self, Job, ProbeCtx};
 use crate::report::summary::Summary;
 use crate::report::{Record, RunEnd, RunMeta, Sink, SpecEntry, warn};
+use crate::target::Target;
 use crate::tls::TlsConfigs;
 use crate::verdict::{Layer, Verdict};
 
@@ -238,6 +239,7 @@ pub async fn scan<W: Write>(
     );
     let skip = Arc::new(hooks.skip);
     let ctx_jobs = ctx.clone();
+    let quic_twins = cfg.probes.contains(&Probe::Quic);
     let ctx_done = ctx.clone();
     let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let read_in = read.clone();
@@ -253,7 +255,22 @@ pub async fn scan<W: Write>(
                     skip.is_empty() || !skip.contains(&(t.input.clone(), names[*vi].clone()))
                 })
                 .collect();
-            futures::stream::iter(todo.into_iter().map(move |vi| (t.clone(), vi)))
+            // `--probes …,quic`: an HTTPS target's HTTP/3 twin is measured as its own record.
+            let twin = quic_twins.then(|| t.quic_twin().map(Arc::new)).flatten();
+            let jobs: Vec<(Arc<Target>, usize)> = todo
+                .iter()
+                .map(|vi| (t.clone(), *vi))
+                .chain(twin.into_iter().flat_map(|q| {
+                    (0..names.len())
+                        .filter(|vi| {
+                            skip.is_empty()
+                                || !skip.contains(&(q.input.clone(), names[*vi].clone()))
+                        })
+                        .map(|vi| (q.clone(), vi))
+                        .collect::<Vec<_>>()
+                }))
+                .collect();
+            futures::stream::iter(jobs)
         })
         .map(move |(target, vantage)| {
             let ctx = ctx_jobs.clone();

@@ -55,6 +55,8 @@ pub enum Scheme {
     /// `tcp://HOST:PORT`: a TCP connect and nothing else, even on 443 (for services on 443
     /// that do not speak TLS, like WhatsApp's chat endpoints).
     Tcp,
+    /// `quic://HOST[:PORT][/PATH]`: an HTTP/3 GET over QUIC v1 (UDP, port 443 by default).
+    Quic,
 }
 
 impl Scheme {
@@ -118,6 +120,26 @@ impl Target {
         } else {
             crate::verdict::Layer::Tls
         }
+    }
+
+    /// The `quic://` twin of an HTTPS target (`--probes …,quic`): the same host, port and path
+    /// over HTTP/3, measured as its own record.
+    pub fn quic_twin(&self) -> Option<Self> {
+        if self.scheme != Scheme::Https {
+            return None;
+        }
+        let host = match &self.host {
+            Host::Ip(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+            h => h.to_string(),
+        };
+        let port = if self.port == 443 {
+            String::new()
+        } else {
+            format!(":{}", self.port)
+        };
+        let mut twin = Self::parse(&format!("quic://{host}{port}{}", self.path)).ok()?;
+        twin.category = self.category.clone();
+        Some(twin)
     }
 
     /// Identity for de-duplication: what would be measured, not how it was spelled.
@@ -212,9 +234,10 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         "https" => Scheme::Https,
         "stun" => Scheme::Stun,
         "tcp" => Scheme::Tcp,
+        "quic" => Scheme::Quic,
         other => {
             return Err(format!(
-                "unsupported URL scheme `{other}` (use http, https, tcp or stun)"
+                "unsupported URL scheme `{other}` (use http, https, quic, tcp or stun)"
             ));
         }
     };
@@ -238,6 +261,9 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         None => return Err(format!("URL `{text}` has no host")),
     };
     let mut path = url.path().to_owned();
+    if path.is_empty() {
+        path.push('/');
+    }
     if let Some(q) = url.query() {
         path.push('?');
         path.push_str(q);

@@ -109,6 +109,8 @@ impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
 pub struct TlsConfigs {
     pub dot: Arc<rustls::ClientConfig>,
     pub doh: Arc<rustls::ClientConfig>,
+    /// Verifies nothing (signatures aside): the QUIC decoy's handshake.
+    pub any_cert: Arc<rustls::ClientConfig>,
     /// For the TLS probe: verifies like the others, but records instead of refusing.
     pub probe: TlsClient,
 }
@@ -119,6 +121,7 @@ impl TlsConfigs {
         Ok(Self {
             dot: client_config(&roots, &[b"dot"])?,
             doh: client_config(&roots, &[b"h2", b"http/1.1"])?,
+            any_cert: Arc::new(store_config(ca_file, false)?),
             probe: TlsClient::new(roots)?,
         })
     }

@@ -54,6 +54,8 @@ pub enum Layer {
     Http,
     /// Datagram probes (STUN).
     Udp,
+    /// QUIC and HTTP/3.
+    Quic,
 }
 
 impl Layer {
@@ -64,6 +66,7 @@ impl Layer {
             Self::Tls => "tls",
             Self::Http => "http",
             Self::Udp => "udp",
+            Self::Quic => "quic",
         }
     }
 }
@@ -101,10 +104,20 @@ pub enum Reason {
     UdpTimeout,
     /// Something answered the STUN request, but not with a valid Binding Response.
     UdpInvalid,
+    /// QUIC Initials with the target's SNI go unanswered while the same address answers a
+    /// decoy SNI (or the control path reaches it): QUIC filtered by name.
+    QuicTimeout,
+    /// No QUIC v1 at all to the address (Initials with any SNI dropped) while the control path
+    /// reaches it, or while the version-negotiation ping shows the UDP path is open.
+    QuicBlockedAddress,
+    /// The QUIC handshake's certificate does not verify here, and does through the control.
+    QuicCertInvalid,
+    /// The QUIC connection was reset (stateless reset) here, not through the control.
+    QuicReset,
 }
 
 impl Reason {
-    pub const ALL: [Self; 26] = [
+    pub const ALL: [Self; 30] = [
         Self::DnsNxdomain,
         Self::DnsNodata,
         Self::DnsServfail,
@@ -131,6 +144,10 @@ impl Reason {
         Self::TransferSlow(Layer::Http),
         Self::UdpTimeout,
         Self::UdpInvalid,
+        Self::QuicTimeout,
+        Self::QuicBlockedAddress,
+        Self::QuicCertInvalid,
+        Self::QuicReset,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -159,6 +176,10 @@ impl Reason {
             Self::TransferSlow(_) => "transfer.slow",
             Self::UdpTimeout => "udp.timeout",
             Self::UdpInvalid => "udp.invalid",
+            Self::QuicTimeout => "quic.timeout",
+            Self::QuicBlockedAddress => "quic.blocked_address",
+            Self::QuicCertInvalid => "quic.cert_invalid",
+            Self::QuicReset => "quic.reset",
         }
     }
 
@@ -190,6 +211,10 @@ impl Reason {
             Self::HttpBlockpage | Self::HttpReset | Self::HttpDiff => Layer::Http,
             Self::TransferStall(l) | Self::TransferSlow(l) => l,
             Self::UdpTimeout | Self::UdpInvalid => Layer::Udp,
+            Self::QuicTimeout
+            | Self::QuicBlockedAddress
+            | Self::QuicCertInvalid
+            | Self::QuicReset => Layer::Quic,
         }
     }
 

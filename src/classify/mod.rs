@@ -6,6 +6,7 @@
 
 mod dns;
 mod path;
+mod quic;
 mod stun;
 
 use std::collections::BTreeSet;
@@ -100,6 +101,8 @@ pub enum Conn {
     Path(PathEvidence),
     /// A STUN Binding exchange over UDP ([`stun`]).
     Stun(StunObservation),
+    /// An HTTP/3 GET over QUIC ([`quic`]).
+    Quic(crate::probe::quic::QuicObservation),
 }
 
 /// The evidence of a fetch (TCP, TLS, HTTP, transfer).
@@ -120,7 +123,7 @@ impl Conn {
     pub fn direct(&self) -> Option<&PathObservation> {
         match self {
             Self::Path(p) => Some(&p.direct),
-            Self::Stun(_) => None,
+            Self::Stun(_) | Self::Quic(_) => None,
         }
     }
 
@@ -141,6 +144,10 @@ impl Conn {
                 .direct
                 .iter()
                 .any(|a| a.ok && a.source == AddrSource::Vantage),
+            Self::Quic(q) => q
+                .direct
+                .iter()
+                .any(|a| a.verified == Some(true) && a.source == AddrSource::Vantage),
         }
     }
 
@@ -160,6 +167,7 @@ impl Conn {
                 }
             }
             Self::Stun(_) => out.push("udp"),
+            Self::Quic(_) => out.push("quic"),
         }
     }
 }
@@ -197,6 +205,7 @@ impl Serialize for Evidence {
                 }
             }
             Some(Conn::Stun(st)) => m.serialize_entry("stun", st)?,
+            Some(Conn::Quic(q)) => m.serialize_entry("quic", q)?,
             None => {}
         }
         if !self.tries.is_empty() {
@@ -361,6 +370,7 @@ fn connection(ev: &Evidence, rules: &Rules, layer: Layer, notes: &mut Notes) -> 
     Some(match ev.conn.as_ref()? {
         Conn::Path(p) => path::decide(ev, p, rules, layer, notes),
         Conn::Stun(s) => stun::decide(s, notes),
+        Conn::Quic(q) => quic::decide(q, notes),
     })
 }
 

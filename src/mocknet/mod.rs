@@ -8,6 +8,7 @@ pub mod censor;
 pub mod dns;
 pub mod origin;
 pub mod pki;
+pub mod quic;
 pub mod scenario;
 pub mod socks;
 pub mod stun;
@@ -25,8 +26,8 @@ use crate::mocknet::dns::MockDns;
 use crate::mocknet::origin::Origin;
 use crate::mocknet::pki::Pki;
 use crate::mocknet::scenario::{
-    CANARY, DnsMode, HttpMode, OriginMode, Plan, ProxyMode, Scenario, SchemeMode, TcpMode, TlsMode,
-    UdpMode,
+    CANARY, DnsMode, HttpMode, OriginMode, Plan, ProxyMode, QuicMode, Scenario, SchemeMode,
+    TcpMode, TlsMode, UdpMode,
 };
 use crate::mocknet::socks::{Outside, SocksProxy};
 use crate::mocknet::stun::{Mode as StunMode, StunServer};
@@ -75,6 +76,7 @@ pub struct MockNet {
     pub reference_url: Option<String>,
     _censors: Vec<Censor>,
     _stun: Vec<StunServer>,
+    _quic: (Vec<quic::H3Origin>, Vec<quic::QuicCensor>),
     _dir: tempfile::TempDir,
 }
 
@@ -126,6 +128,7 @@ impl MockNet {
         let mut urls = Vec::new();
         let mut outside = Outside::default();
         let mut connect_to: Vec<(SocketAddr, SocketAddr)> = Vec::new();
+        let mut quic_targets = Vec::new();
         for (t, p) in plan.scenario.targets.iter().zip(&plan.placed) {
             let n = p.n;
             let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 1, n));
@@ -138,6 +141,12 @@ impl MockNet {
             };
             let key = socks::key(&host, target.port);
             let down = t.origin == Some(OriginMode::Down);
+            if target.scheme == Scheme::Quic {
+                // After the TCP targets: a QUIC target shares its host's mapped port.
+                quic_targets.push((t, orig, ip, key, down));
+                urls.push(target.input.clone());
+                continue;
+            }
             if target.scheme == Scheme::Stun {
                 let real = if down {
                     None
@@ -259,6 +268,56 @@ impl MockNet {
                 format!("{scheme}://{host}:{port}{}", t.path)
             });
         }
+        // QUIC: one real HTTP/3 origin; a UDP censor on each target's address, on the port its
+        // host's TCP targets are mapped to (UDP and TCP ports are separate), or a fresh one.
+        let mut quic_servers = Vec::new();
+        let mut quic_censors = Vec::new();
+        if !quic_targets.is_empty() {
+            let h3 = quic::H3Origin::start(lo, pki.server_config(&cert_refs, &[b"h3"])?)
+                .context("cannot bind the HTTP/3 origin")?;
+            for (t, orig, ip, key, down) in quic_targets {
+                let p = plan
+                    .placed
+                    .iter()
+                    .zip(&plan.scenario.targets)
+                    .find(|(_, st)| std::ptr::eq(*st, t))
+                    .map(|(p, _)| p)
+                    .expect("placed");
+                let from = SocketAddr::new(orig, p.target.port);
+                let mapped = connect_to
+                    .iter()
+                    .find(|(f, _)| *f == from)
+                    .map(|(_, to)| *to);
+                let to = if down {
+                    // Nothing listens on UDP there.
+                    match mapped {
+                        Some(to) => to,
+                        None => SocketAddr::new(ip, closed_udp_port(ip)?),
+                    }
+                } else {
+                    outside.udp.insert(key, h3.addr);
+                    let mode = match t.quic {
+                        None => quic::Mode::Pass,
+                        Some(QuicMode::Drop) => quic::Mode::Drop,
+                        Some(QuicMode::DropV1) => quic::Mode::DropV1,
+                        Some(QuicMode::DropSni) => {
+                            quic::Mode::DropSni(vec![p.target.host.to_string()])
+                        }
+                    };
+                    let bind = mapped.unwrap_or(SocketAddr::new(ip, 0));
+                    let c = quic::QuicCensor::start(bind, h3.addr, mode)
+                        .await
+                        .with_context(|| format!("cannot bind the QUIC censor for {}", t.target))?;
+                    let to = c.addr;
+                    quic_censors.push(c);
+                    to
+                };
+                if mapped.is_none() {
+                    connect_to.push((from, to));
+                }
+            }
+            quic_servers.push(h3);
+        }
         // A STUN server that answers from inside (a domestic one): the scan's
         // --stun-reference, the baseline for stun:// targets when it has no control path.
         let stun_reference = if plan.placed.iter().any(|p| p.target.scheme == Scheme::Stun) {
@@ -369,6 +428,7 @@ impl MockNet {
             reference_url,
             _censors: censors,
             _stun: stun_servers,
+            _quic: (quic_servers, quic_censors),
             _dir: dir,
         })
     }

@@ -95,6 +95,9 @@ pub struct ScenarioTarget {
     /// STUN targets: what the censor does to the Binding Requests.
     #[serde(default)]
     pub udp: Option<UdpMode>,
+    /// QUIC targets (`quic://`): what the censor does to their UDP.
+    #[serde(default)]
+    pub quic: Option<QuicMode>,
     /// What the control proxy does for this target (`timeout`: never answers).
     #[serde(default)]
     pub proxy: Option<ProxyMode>,
@@ -162,6 +165,18 @@ pub enum UdpMode {
     Drop,
     /// Answer with bytes that are not STUN.
     Garbage,
+}
+
+/// What the censor does to a `quic://` target's datagrams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuicMode {
+    /// Every datagram to the address (a blocked address).
+    Drop,
+    /// QUIC v1 long-header packets only (the version-negotiation ping passes).
+    DropV1,
+    /// Flows whose Initial carries the target's SNI (decrypted from the Initial).
+    DropSni,
 }
 
 /// The ISP resolver's behaviour for one name.
@@ -256,6 +271,7 @@ impl ScenarioTarget {
             freeze_upload: None,
             origin: None,
             udp: None,
+            quic: None,
             proxy: None,
             note: String::new(),
             expect: Expect {
@@ -282,6 +298,7 @@ pub const BUNDLED: &[(&str, &str)] = &[
         "controls",
         include_str!("../../probes/scenarios/controls.toml"),
     ),
+    ("quic", include_str!("../../probes/scenarios/quic.toml")),
 ];
 
 impl Scenario {
@@ -487,9 +504,10 @@ fn check_behaviours(t: &ScenarioTarget, target: &Target, literal: bool) -> Resul
         t.throttle.is_some(),
         t.freeze_upload.is_some(),
         t.udp.is_some(),
+        t.quic.is_some(),
     ];
     if censors.iter().filter(|c| **c).count() > 1 {
-        return Err("one censor behaviour per target (tcp, tls, http, freeze, freeze_upload, throttle or udp)".into());
+        return Err("one censor behaviour per target (tcp, tls, http, freeze, freeze_upload, throttle, udp or quic)".into());
     }
     // Issue 11, item 7: a zero rate divides by zero in the pacing (and means "never").
     if t.throttle == Some(0) {
@@ -512,6 +530,18 @@ fn check_behaviours(t: &ScenarioTarget, target: &Target, literal: bool) -> Resul
     }
     if t.udp.is_some() && !stun {
         return Err("`udp = ...` needs a stun:// target".into());
+    }
+    let quic = target.scheme == Scheme::Quic;
+    if t.quic.is_some() && !quic {
+        return Err("`quic = ...` needs a quic:// target".into());
+    }
+    if quic && censors[..7].iter().any(|c| *c) {
+        return Err("a quic:// target takes `quic = ...`, not a TCP or STUN behaviour".into());
+    }
+    if quic && (matches!(t.dns, DnsMode::Blockpage | DnsMode::Ghost) || t.proxy.is_some()) {
+        return Err(
+            "a quic:// target takes no `dns = \"blockpage\"`, `\"ghost\"` or `proxy`".into(),
+        );
     }
     let tcp_censor = censors[..6].iter().any(|c| *c);
     if stun && tcp_censor {

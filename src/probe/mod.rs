@@ -4,6 +4,7 @@ pub mod dns;
 pub mod failure;
 pub mod http;
 pub mod path;
+pub mod quic;
 pub mod socks;
 pub mod stun;
 pub mod tcp;

@@ -105,6 +105,7 @@ impl Dest {
             Scheme::None => format!("{host}:{}", self.port),
             Scheme::Stun => format!("stun://{host}:{}", self.port),
             Scheme::Tcp => format!("tcp://{host}:{}", self.port),
+            Scheme::Quic => format!("quic://{host}:{}{}", self.port, self.path),
             Scheme::Http | Scheme::Https => {
                 let scheme = if self.scheme == Scheme::Http {
                     "http"

@@ -12,6 +12,7 @@ mod dns_hostile;
 mod docs;
 mod hardening;
 mod mocknet;
+mod quic;
 mod store;
 mod suites;
 mod support;

@@ -34,7 +34,7 @@ async fn issue_13_bundled_scenarios_run_from_anywhere() {
     assert!(out.status.success(), "{text}{}", stderr(&out));
     assert!(
         text.contains(
-            "russia: 13 of 13 targets as expected with the control path, 13 of 13 without"
+            "russia: 15 of 15 targets as expected with the control path, 15 of 15 without"
         ),
         "{text}"
     );

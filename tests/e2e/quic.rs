@@ -144,3 +144,62 @@ async fn issue_15_a_third_party_http3_origin_behind_the_mock_censor() {
     // --quic-origin).
     assert!(text.contains("HTTP/3 status 200"), "{text}");
 }
+
+/// A handshake from a quinn client whose ClientHello is padded with ALPN names past one
+/// datagram (like browsers' post-quantum ClientHellos), through a mock censor.
+async fn big_hello_handshake(censor: std::net::SocketAddr, sni: &str, ca: &str) -> bool {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = (0..8u8).map(|i| vec![b'a' + i; 200]).collect();
+    tls.alpn_protocols.push(b"h3".to_vec());
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let cfg = quinn::ClientConfig::new(std::sync::Arc::new(quic));
+    let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let connecting = ep.connect_with(cfg, censor, sni).unwrap();
+    let ok = tokio::time::timeout(std::time::Duration::from_secs(1), connecting)
+        .await
+        .is_ok_and(|r| r.is_ok());
+    ep.close(0u32.into(), b"");
+    ok
+}
+
+/// The mock censor reads the SNI of a ClientHello that spans two Initials in two datagrams,
+/// as browsers send them: such a flow is dropped by SNI, and another name passes.
+#[tokio::test]
+async fn issue_15_the_censor_reads_a_client_hello_across_datagrams() {
+    use blockprobe::mocknet::quic::{H3Origin, Mode, QuicCensor};
+    let pki = blockprobe::mocknet::pki::Pki::generate("big hello CA").unwrap();
+    let names = ["video.example", "other.example"];
+    let lo: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let origin = H3Origin::start(lo, pki.server_config(&names, &[b"h3"]).unwrap()).unwrap();
+    let censor = QuicCensor::start(
+        "127.0.0.1:0".parse().unwrap(),
+        origin.addr,
+        Mode::DropSni(vec!["video.example".into()]),
+    )
+    .await
+    .unwrap();
+    let ca = pki.ca_pem();
+    assert!(
+        big_hello_handshake(origin.addr, "video.example", ca).await,
+        "the client works without the censor"
+    );
+    assert!(
+        big_hello_handshake(censor.addr, "other.example", ca).await,
+        "another SNI passes"
+    );
+    assert!(
+        !big_hello_handshake(censor.addr, "video.example", ca).await,
+        "a listed SNI in a two-datagram ClientHello is dropped"
+    );
+}

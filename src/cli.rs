@@ -105,7 +105,7 @@ The ready line (stdout, and --ready-file) is JSON with every bound address and `
 #[derive(Debug, Args)]
 #[command(after_help = MOCKNET_EXAMPLES)]
 pub struct MocknetArgs {
-    /// A bundled scenario by name (russia, russia-apps, all, controls; see --list) or a
+    /// A bundled scenario by name (russia, russia-apps, all, controls, quic; see --list) or a
     /// scenario file (PATH.toml, format in docs/mocknet.md).
     #[arg(long, value_name = "NAME|FILE")]
     pub scenario: Option<String>,
@@ -131,6 +131,16 @@ pub struct MocknetArgs {
     /// Step timeout put in the scan arguments (the mock's silent behaviours last this long).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::parse::parse_duration)]
     pub timeout: Duration,
+
+    /// Serve `quic://` targets from this HTTP/3 server (a third-party origin, e.g. aioquic or
+    /// nginx with QUIC) instead of the built-in one, behind the same UDP censor. Its
+    /// certificate must be valid for every target name and the decoy SNI.
+    #[arg(long, value_name = "IP:PORT")]
+    pub quic_origin: Option<std::net::SocketAddr>,
+
+    /// The CA (PEM) of --quic-origin's certificate, added to the scan's trusted roots.
+    #[arg(long, value_name = "FILE", requires = "quic_origin")]
+    pub quic_origin_ca: Option<PathBuf>,
 }
 
 const SCAN_EXAMPLES: &str = "\

@@ -444,7 +444,18 @@ fn run_mocknet(args: cli::MocknetArgs) -> anyhow::Result<ExitCode> {
         if args.scenario.is_none() {
             scenario.name = scenario.suites.join("+");
         }
-        let net = mocknet::MockNet::start(scenario, &timeout).await?;
+        let quic_origin_ca = match &args.quic_origin_ca {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read {}", p.display()))?,
+            ),
+            None => None,
+        };
+        let upstreams = mocknet::Upstreams {
+            quic_origin: args.quic_origin,
+            quic_origin_ca,
+        };
+        let net = mocknet::MockNet::start_with(scenario, &timeout, upstreams).await?;
         let line = serde_json::to_string(&net.ready)?;
         if let Some(p) = &args.ready_file {
             // Write then rename, so a watcher never reads half a line.

@@ -80,6 +80,15 @@ pub struct MockNet {
     _dir: tempfile::TempDir,
 }
 
+/// Third-party servers that stand in for built-in ones.
+#[derive(Debug, Default)]
+pub struct Upstreams {
+    /// An HTTP/3 server for `quic://` targets.
+    pub quic_origin: Option<SocketAddr>,
+    /// Its CA certificate (PEM), added to the roots the scan trusts.
+    pub quic_origin_ca: Option<String>,
+}
+
 /// A port on `ip` where nothing listens (bound, then released).
 fn closed_port(ip: IpAddr) -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind((ip, 0))?.local_addr()?.port())
@@ -92,6 +101,15 @@ fn closed_udp_port(ip: IpAddr) -> std::io::Result<u16> {
 
 impl MockNet {
     pub async fn start(scenario: Scenario, timeout: &str) -> anyhow::Result<Self> {
+        Self::start_with(scenario, timeout, Upstreams::default()).await
+    }
+
+    /// [`MockNet::start`] with third-party servers in place of built-in ones.
+    pub async fn start_with(
+        scenario: Scenario,
+        timeout: &str,
+        upstreams: Upstreams,
+    ) -> anyhow::Result<Self> {
         let plan = scenario.plan()?;
         let pki = Pki::generate("blockprobe mocknet CA")?;
         let rogue = Pki::generate("untrusted interception CA")?;
@@ -273,8 +291,16 @@ impl MockNet {
         let mut quic_servers = Vec::new();
         let mut quic_censors = Vec::new();
         if !quic_targets.is_empty() {
-            let h3 = quic::H3Origin::start(lo, pki.server_config(&cert_refs, &[b"h3"])?)
-                .context("cannot bind the HTTP/3 origin")?;
+            let h3_addr = match upstreams.quic_origin {
+                Some(a) => a,
+                None => {
+                    let h3 = quic::H3Origin::start(lo, pki.server_config(&cert_refs, &[b"h3"])?)
+                        .context("cannot bind the HTTP/3 origin")?;
+                    let a = h3.addr;
+                    quic_servers.push(h3);
+                    a
+                }
+            };
             for (t, orig, ip, key, down) in quic_targets {
                 let p = plan
                     .placed
@@ -295,7 +321,7 @@ impl MockNet {
                         None => SocketAddr::new(ip, closed_udp_port(ip)?),
                     }
                 } else {
-                    outside.udp.insert(key, h3.addr);
+                    outside.udp.insert(key, h3_addr);
                     let mode = match t.quic {
                         None => quic::Mode::Pass,
                         Some(QuicMode::Drop) => quic::Mode::Drop,
@@ -305,7 +331,7 @@ impl MockNet {
                         }
                     };
                     let bind = mapped.unwrap_or(SocketAddr::new(ip, 0));
-                    let c = quic::QuicCensor::start(bind, h3.addr, mode)
+                    let c = quic::QuicCensor::start(bind, h3_addr, mode)
                         .await
                         .with_context(|| format!("cannot bind the QUIC censor for {}", t.target))?;
                     let to = c.addr;
@@ -316,7 +342,6 @@ impl MockNet {
                     connect_to.push((from, to));
                 }
             }
-            quic_servers.push(h3);
         }
         // A STUN server that answers from inside (a domestic one): the scan's
         // --stun-reference, the baseline for stun:// targets when it has no control path.
@@ -336,7 +361,11 @@ impl MockNet {
             .prefix("blockprobe-mocknet-")
             .tempdir()?;
         let ca_file = dir.path().join("ca.pem");
-        std::fs::write(&ca_file, pki.ca_pem())?;
+        let mut roots = pki.ca_pem().to_owned();
+        if let Some(extra) = &upstreams.quic_origin_ca {
+            roots.push_str(extra);
+        }
+        std::fs::write(&ca_file, roots)?;
         let targets_file = dir.path().join("targets.txt");
         // The targets the scan lists itself; suite targets come with `--suite`; the reference
         // is `--reference`.

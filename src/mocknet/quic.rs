@@ -119,6 +119,7 @@ async fn forward(sock: Arc<UdpSocket>, upstream: SocketAddr, mode: Mode) {
     let mut flows: HashMap<SocketAddr, Flow> = HashMap::new();
     // Flows whose Initial carried a listed SNI: their retransmits die too.
     let mut dead: HashSet<SocketAddr> = HashSet::new();
+    let mut hellos = SniReader::default();
     let mut buf = vec![0u8; 65_536];
     loop {
         let Ok((n, client)) = sock.recv_from(&mut buf).await else {
@@ -131,12 +132,13 @@ async fn forward(sock: Arc<UdpSocket>, upstream: SocketAddr, mode: Mode) {
             Mode::DropV1 => is_v1_long_header(d),
             Mode::DropSni(names) => {
                 dead.contains(&client)
-                    || (initial_sni(d).is_some_and(|sni| names.contains(&sni)) && {
-                        if dead.len() >= MAX_FLOWS {
-                            dead.clear();
-                        }
-                        dead.insert(client)
-                    })
+                    || (matches!(hellos.read(client, d), Hello::Complete(Some(sni)) if names.contains(&sni))
+                        && {
+                            if dead.len() >= MAX_FLOWS {
+                                dead.clear();
+                            }
+                            dead.insert(client)
+                        })
             }
         };
         if drop_it {
@@ -192,8 +194,61 @@ fn varint(d: &[u8], at: &mut usize) -> Option<u64> {
 }
 
 /// The SNI of the ClientHello in a datagram's QUIC v1 Initial packets, when it is complete
-/// there (a ClientHello that spans datagrams is not reassembled: it passes).
+/// there (see [`SniReader`] for ClientHellos that span datagrams).
 pub fn initial_sni(datagram: &[u8]) -> Option<String> {
+    client_hello_sni(&reassemble(&initial_crypto(datagram)?))
+}
+
+/// CRYPTO data collected at most per flow while its ClientHello is incomplete.
+const MAX_HELLO: usize = 16 * 1024;
+
+/// Reads the SNI of each flow's ClientHello across datagrams: browsers' post-quantum key shares
+/// make a ClientHello of 1.5 KB or more, sent in two Initials, two datagrams. The first passes
+/// (the server waits for the rest); the SNI is known when the ClientHello is complete.
+#[derive(Default)]
+pub struct SniReader {
+    pending: HashMap<SocketAddr, Vec<(u64, Vec<u8>)>>,
+}
+
+/// What a flow's datagram says of its ClientHello.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Hello {
+    /// No Initial with CRYPTO data in it (a short header, an ACK), or not QUIC v1.
+    Nothing,
+    /// Part of a ClientHello; the rest is still to come.
+    Partial,
+    /// The ClientHello is complete: its SNI (`None` when it has none).
+    Complete(Option<String>),
+}
+
+impl SniReader {
+    pub fn read(&mut self, flow: SocketAddr, datagram: &[u8]) -> Hello {
+        let Some(pieces) = initial_crypto(datagram).filter(|p| !p.is_empty()) else {
+            return Hello::Nothing;
+        };
+        if self.pending.len() >= MAX_FLOWS && !self.pending.contains_key(&flow) {
+            self.pending.clear();
+        }
+        let all = self.pending.entry(flow).or_default();
+        all.extend(pieces);
+        let stream = reassemble(all);
+        let complete = stream.len() >= 4 && {
+            let len = (usize::from(stream[1]) << 16)
+                | (usize::from(stream[2]) << 8)
+                | usize::from(stream[3]);
+            stream.len() >= 4 + len
+        };
+        let size: usize = all.iter().map(|(_, d)| d.len()).sum();
+        if complete || size > MAX_HELLO {
+            self.pending.remove(&flow);
+            return Hello::Complete(client_hello_sni(&stream));
+        }
+        Hello::Partial
+    }
+}
+
+/// The CRYPTO frames, as (offset, data), of every QUIC v1 Initial packet in a datagram.
+fn initial_crypto(datagram: &[u8]) -> Option<Vec<(u64, Vec<u8>)>> {
     let suite = rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256
         .tls13()?
         .quic_suite()?;
@@ -259,7 +314,7 @@ pub fn initial_sni(datagram: &[u8]) -> Option<String> {
             .ok()?;
         crypto_frames(plain, &mut pieces)?;
     }
-    client_hello_sni(&reassemble(&pieces))
+    Some(pieces)
 }
 
 /// The CRYPTO frames of an Initial's payload, as (offset, data).

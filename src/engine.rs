@@ -569,6 +569,8 @@ pub enum Plan {
     Stun,
     /// An HTTP/3 GET over QUIC, with its attribution packets.
     Quic,
+    /// Protocol-shaped datagrams and random controls to an echo server.
+    Echo,
 }
 
 impl Plan {
@@ -578,6 +580,8 @@ impl Plan {
             Self::Quic
         } else if !connects {
             Self::Dns
+        } else if target.scheme == Scheme::Echo {
+            Self::Echo
         } else if target.scheme == Scheme::Stun {
             Self::Stun
         } else {
@@ -632,6 +636,39 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                 observed.layer = Layer::Udp;
                 let s = stun_step(ctx, v, target, &addrs).await;
                 observed.tries.push(Conn::Stun(s));
+            }
+            Plan::Echo => {
+                observed.layer = Layer::Udp;
+                let direct = futures::future::join_all(
+                    addrs
+                        .iter()
+                        .filter(|(_, s)| *s == AddrSource::Vantage)
+                        .map(|(ip, _)| {
+                            let to = ctx.conn.remap.apply(SocketAddr::new(*ip, target.port));
+                            crate::probe::echo::probe(to, ctx.conn.timeout)
+                        }),
+                );
+                let control = async {
+                    match ctx.proxy {
+                        Some(p) => Some(
+                            crate::probe::echo::probe_via_proxy(
+                                p,
+                                &target.host.to_string(),
+                                target.port,
+                                ctx.conn.timeout,
+                            )
+                            .await,
+                        ),
+                        None => None,
+                    }
+                };
+                let (direct, control) = tokio::join!(direct, control);
+                observed
+                    .tries
+                    .push(Conn::Echo(crate::probe::echo::EchoObservation {
+                        direct,
+                        control,
+                    }));
             }
             Plan::Quic => {
                 observed.layer = Layer::Quic;

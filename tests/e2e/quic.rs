@@ -177,7 +177,8 @@ async fn big_hello_handshake(censor: std::net::SocketAddr, sni: &str, ca: &str) 
 /// as browsers send them: such a flow is dropped by SNI, and another name passes.
 #[tokio::test]
 async fn issue_15_the_censor_reads_a_client_hello_across_datagrams() {
-    use blockprobe::mocknet::quic::{H3Origin, Mode, QuicCensor};
+    use blockprobe::mocknet::quic::H3Origin;
+    use blockprobe::mocknet::udp::{Mode, UdpCensor as QuicCensor};
     let pki = blockprobe::mocknet::pki::Pki::generate("big hello CA").unwrap();
     let names = ["video.example", "other.example"];
     let lo: std::net::IpAddr = "127.0.0.1".parse().unwrap();

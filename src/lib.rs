@@ -480,7 +480,7 @@ fn run_mocknet(args: cli::MocknetArgs) -> anyhow::Result<ExitCode> {
                 total - checked.without_proxy.len(),
                 net.isp.hits(),
                 net.control.hits(),
-                net.origin.connections() + net.plain_origin.connections(),
+                net.origin_connections(),
                 net.proxy.connects(),
             );
             return Ok(if checked.ok() {

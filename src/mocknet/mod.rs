@@ -85,6 +85,15 @@ pub struct MockNet {
     _dir: tempfile::TempDir,
 }
 
+impl MockNet {
+    /// Connections the origins took: TCP, and UDP flows the censors forwarded to them.
+    pub fn origin_connections(&self) -> u64 {
+        self.origin.connections()
+            + self.plain_origin.connections()
+            + self._udp.1.iter().map(udp::UdpCensor::flows).sum::<u64>()
+    }
+}
+
 /// Third-party servers that stand in for built-in ones.
 #[derive(Debug, Default)]
 pub struct Upstreams {

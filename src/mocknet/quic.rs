@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::mocknet::udp::MAX_FLOWS;
+/// Flows whose ClientHello is being collected, at most (beyond, the table starts over).
+const MAX_FLOWS: usize = 4096;
 use tokio::task::JoinHandle;
 
 /// An HTTP/3 origin answering every GET with 200 and a short page.

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
@@ -29,6 +30,8 @@ pub enum Mode {
 /// A UDP forwarder on the target's address that applies a [`Mode`] to what clients send.
 pub struct UdpCensor {
     pub addr: SocketAddr,
+    /// Client flows forwarded to the upstream (the origin's side of the traffic count).
+    flows: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -42,8 +45,13 @@ impl UdpCensor {
     pub async fn start(addr: SocketAddr, upstream: SocketAddr, mode: Mode) -> anyhow::Result<Self> {
         let sock = Arc::new(UdpSocket::bind(addr).await?);
         let addr = sock.local_addr()?;
-        let task = tokio::spawn(forward(sock, upstream, mode));
-        Ok(Self { addr, task })
+        let flows = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(forward(sock, upstream, mode, flows.clone()));
+        Ok(Self { addr, flows, task })
+    }
+
+    pub fn flows(&self) -> u64 {
+        self.flows.load(Ordering::Relaxed)
     }
 }
 
@@ -59,9 +67,9 @@ impl Drop for Flow {
 }
 
 /// Flows kept at most (the oldest are forgotten): bounded memory under any load.
-pub(crate) const MAX_FLOWS: usize = 4096;
+const MAX_FLOWS: usize = 4096;
 
-async fn forward(sock: Arc<UdpSocket>, upstream: SocketAddr, mode: Mode) {
+async fn forward(sock: Arc<UdpSocket>, upstream: SocketAddr, mode: Mode, count: Arc<AtomicU64>) {
     let mut flows: HashMap<SocketAddr, Flow> = HashMap::new();
     // Flows whose Initial carried a listed SNI: their retransmits die too.
     let mut dead: HashSet<SocketAddr> = HashSet::new();
@@ -99,6 +107,7 @@ async fn forward(sock: Arc<UdpSocket>, upstream: SocketAddr, mode: Mode) {
                 flows.clear();
             }
             flows.insert(client, flow);
+            count.fetch_add(1, Ordering::Relaxed);
         }
         let _ = flows[&client].upstream.send(d).await;
     }

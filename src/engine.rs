@@ -209,6 +209,7 @@ impl ProbeCtx {
                 &tls.dot,
                 &tls.any_cert,
                 timeout,
+                cfg.conn.max_body,
                 &cfg.conn.decoy_sni,
             ),
         })
@@ -672,8 +673,10 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
             }
             Plan::Quic => {
                 observed.layer = Layer::Quic;
-                let q = quic_step(ctx, target, &addrs).await;
-                observed.tries.push(Conn::Quic(q));
+                for _ in 0..ctx.repeat {
+                    let q = quic_step(ctx, target, &addrs).await;
+                    observed.tries.push(Conn::Quic(q));
+                }
             }
             Plan::Path => {
                 let (tries, baseline) = path_step(
@@ -732,8 +735,17 @@ async fn quic_step(
     let silent = direct
         .iter()
         .all(|a| matches!(a.kind(), Some(crate::probe::failure::FailureKind::Timeout)));
+    let mut direct = direct;
     let decoy = match ours.first() {
-        Some(a) if silent => Some(quic::decoy(*a, opts).await),
+        Some(a) if silent => {
+            let d = quic::decoy(*a, opts).await;
+            // The address answers a decoy: ask again with the target's SNI before calling it a
+            // filter on the name (one lost flight is not censorship).
+            if d.handshake {
+                direct.push(quic::get(*a, &host, &url, opts).await);
+            }
+            Some(d)
+        }
         _ => None,
     };
     quic::QuicObservation {

@@ -273,6 +273,11 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
     if path.is_empty() {
         path.push('/');
     }
+    // HTTP/3 carries the path in one header; past 8 KiB no client library sends it.
+    if scheme == Scheme::Quic && path.len() + url.query().map_or(0, str::len) > 8 * 1024 {
+        let start: String = text.chars().take(64).collect();
+        return Err(format!("`{start}…`: a quic:// path longer than 8 KiB"));
+    }
     if let Some(q) = url.query() {
         path.push('?');
         path.push_str(q);

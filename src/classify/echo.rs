@@ -4,6 +4,7 @@
 use super::{Control, Decision, Notes, judge};
 use crate::probe::echo::{EchoObservation, EchoRun};
 use crate::probe::failure::FailureKind;
+use crate::probe::quic::PROXY_SETUP;
 use crate::verdict::{Reason, Verdict};
 
 fn refused(r: &EchoRun) -> bool {
@@ -57,6 +58,13 @@ pub(super) fn decide(e: &EchoObservation, notes: &mut Notes) -> Decision {
     }
     let c = match &e.control {
         Some(r) if r.answered() => Control::Ok(None),
+        Some(r)
+            if r.failure
+                .as_ref()
+                .is_some_and(|f| f.message.starts_with(PROXY_SETUP)) =>
+        {
+            Control::Unavailable("cannot be set up (the proxy fails)".into())
+        }
         Some(r) if refused(r) => Control::Failed("finds nothing listening (refused)".into()),
         Some(r) => Control::Unavailable(format!(
             "gets no echo ({})",
@@ -68,10 +76,9 @@ pub(super) fn decide(e: &EchoObservation, notes: &mut Notes) -> Decision {
     // server is down, not blocked.
     let refused_here = !e.direct.is_empty() && e.direct.iter().all(refused);
     let c = match c {
-        Control::Unavailable(why) if refused_here => Control::Failed(why),
-        Control::Absent if refused_here => {
-            Control::Failed("is absent, and UDP to the port is refused here".into())
-        }
+        Control::Unavailable(why) if refused_here => Control::Failed(format!(
+            "{why}, and UDP to the port is refused here (nothing listens)"
+        )),
         c => c,
     };
     judge(

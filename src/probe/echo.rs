@@ -315,9 +315,15 @@ pub async fn probe_via_proxy(
         sock.connect(relay).await?;
         Ok::<_, socks::SocksError>((control, sock, socks::udp_header(host, port)?))
     };
+    let proxy_failure = |f: Failure| {
+        Failure::new(
+            f.kind,
+            format!("{}{}", crate::probe::quic::PROXY_SETUP, f.message),
+        )
+    };
     match tokio::time::timeout(timeout, setup).await {
-        Err(_) => failed(server, Failure::timeout()),
-        Ok(Err(e)) => failed(server, Failure::from_error(&e)),
+        Err(_) => failed(server, proxy_failure(Failure::timeout())),
+        Ok(Err(e)) => failed(server, proxy_failure(Failure::from_error(&e))),
         Ok(Ok((_control, sock, header))) => {
             let left = timeout.saturating_sub(start.elapsed());
             run(sock, Route::Relay { header }, server, left).await

@@ -30,6 +30,8 @@ pub enum Command {
     Scan(Box<ScanArgs>),
     /// Run a mock censored network on loopback (for smoke tests and trying blockprobe offline).
     Mocknet(MocknetArgs),
+    /// Run the echo server for `echo://` targets, outside the censored network.
+    Echo(EchoArgs),
     /// Verdict timeline per target and resolver, from the measurement store.
     History(HistoryArgs),
     /// What changed between two stored runs: became blocked, became reachable, changed reason.
@@ -102,6 +104,39 @@ Examples:
 
 The ready line (stdout, and --ready-file) is JSON with every bound address and `scan_args`.";
 
+/// `blockprobe echo`: the server side of `echo://HOST:PORT` targets.
+#[derive(Debug, Args)]
+#[command(after_help = ECHO_HELP)]
+pub struct EchoArgs {
+    /// Address to listen on, UDP and TCP on the same port.
+    #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:7007")]
+    pub listen: std::net::SocketAddr,
+
+    /// Datagrams answered per source address and second (a burst of as many is allowed).
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub packets_per_source: u32,
+
+    /// Bytes answered per source address and second.
+    #[arg(long, value_name = "SIZE", default_value = "256KiB", value_parser = crate::parse::parse_size)]
+    pub bytes_per_source: u64,
+
+    /// Also write the bound address (JSON) to PATH once listening.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+}
+
+const ECHO_HELP: &str = "\
+Run it on a host outside the censored network (a VPS), then scan from inside:
+  blockprobe echo --listen 0.0.0.0:7007              # outside
+  blockprobe scan echo://YOUR.VPS.EXAMPLE:7007       # inside
+The scan sends datagrams shaped like the first packets of WireGuard, OpenVPN, QUIC and STUN,
+each with a random datagram of the same size, and reports shapes that die while their random
+twins come back (blocked / udp.signature): protocol-signature DPI, found without credentials.
+
+Safe on the public internet: replies go only to the sender, are never larger than the
+request (no amplification), and stay within a per-source rate cap; memory and TCP
+connections are bounded (256 connections, 1 MiB and 30 s each).";
+
 #[derive(Debug, Args)]
 #[command(after_help = MOCKNET_EXAMPLES)]
 pub struct MocknetArgs {
@@ -171,7 +206,9 @@ Exit status: 0 scan completed, 1 a --fail-on verdict was seen, 2 usage or input 
 #[derive(Debug, Args)]
 #[command(after_help = SCAN_EXAMPLES, args_override_self = true)]
 pub struct ScanArgs {
-    /// Targets: a domain (whatsapp.com), a URL (https://youtube.com/x) or an endpoint (host:port).
+    /// Targets: a domain (whatsapp.com), a URL (https://youtube.com/x), an endpoint (host:port,
+    /// tcp://host:port), a STUN server (stun://host:port), HTTP/3 (quic://host/path) or your
+    /// echo server abroad (echo://host:port, see `blockprobe echo --help`).
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
 

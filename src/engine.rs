@@ -209,6 +209,7 @@ impl ProbeCtx {
                 &tls.dot,
                 &tls.any_cert,
                 timeout,
+                cfg.conn.max_body,
                 &cfg.conn.decoy_sni,
             ),
         })
@@ -569,6 +570,8 @@ pub enum Plan {
     Stun,
     /// An HTTP/3 GET over QUIC, with its attribution packets.
     Quic,
+    /// Protocol-shaped datagrams and random controls to an echo server.
+    Echo,
 }
 
 impl Plan {
@@ -578,6 +581,8 @@ impl Plan {
             Self::Quic
         } else if !connects {
             Self::Dns
+        } else if target.scheme == Scheme::Echo {
+            Self::Echo
         } else if target.scheme == Scheme::Stun {
             Self::Stun
         } else {
@@ -633,10 +638,45 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                 let s = stun_step(ctx, v, target, &addrs).await;
                 observed.tries.push(Conn::Stun(s));
             }
+            Plan::Echo => {
+                observed.layer = Layer::Udp;
+                let direct = futures::future::join_all(
+                    addrs
+                        .iter()
+                        .filter(|(_, s)| *s == AddrSource::Vantage)
+                        .map(|(ip, _)| {
+                            let to = ctx.conn.remap.apply(SocketAddr::new(*ip, target.port));
+                            crate::probe::echo::probe(to, ctx.conn.timeout)
+                        }),
+                );
+                let control = async {
+                    match ctx.proxy {
+                        Some(p) => Some(
+                            crate::probe::echo::probe_via_proxy(
+                                p,
+                                &target.host.to_string(),
+                                target.port,
+                                ctx.conn.timeout,
+                            )
+                            .await,
+                        ),
+                        None => None,
+                    }
+                };
+                let (direct, control) = tokio::join!(direct, control);
+                observed
+                    .tries
+                    .push(Conn::Echo(crate::probe::echo::EchoObservation {
+                        direct,
+                        control,
+                    }));
+            }
             Plan::Quic => {
                 observed.layer = Layer::Quic;
-                let q = quic_step(ctx, target, &addrs).await;
-                observed.tries.push(Conn::Quic(q));
+                for _ in 0..ctx.repeat {
+                    let q = quic_step(ctx, target, &addrs).await;
+                    observed.tries.push(Conn::Quic(q));
+                }
             }
             Plan::Path => {
                 let (tries, baseline) = path_step(
@@ -695,8 +735,17 @@ async fn quic_step(
     let silent = direct
         .iter()
         .all(|a| matches!(a.kind(), Some(crate::probe::failure::FailureKind::Timeout)));
+    let mut direct = direct;
     let decoy = match ours.first() {
-        Some(a) if silent => Some(quic::decoy(*a, opts).await),
+        Some(a) if silent => {
+            let d = quic::decoy(*a, opts).await;
+            // The address answers a decoy: ask again with the target's SNI before calling it a
+            // filter on the name (one lost flight is not censorship).
+            if d.handshake {
+                direct.push(quic::get(*a, &host, &url, opts).await);
+            }
+            Some(d)
+        }
         _ => None,
     };
     quic::QuicObservation {

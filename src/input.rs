@@ -125,15 +125,35 @@ impl Recent {
 
 /// Streams targets from opened sources in order, removing duplicates. `emit` returns false to
 /// stop early (the scan was interrupted). Memory is bounded: see [`Recent`].
-pub fn stream(sources: Vec<OpenSource>, mut emit: impl FnMut(Item) -> bool) {
+pub fn stream(sources: Vec<OpenSource>, emit: impl FnMut(Item) -> bool) {
+    stream_with_twins(sources, false, emit);
+}
+
+/// [`stream`], and with `quic_twins` each HTTPS target followed by its `quic://` twin
+/// (`--probes …,quic`), de-duplicated like any target: a twin also listed as a `quic://` target
+/// is measured once.
+pub fn stream_with_twins(
+    sources: Vec<OpenSource>,
+    quic_twins: bool,
+    mut emit: impl FnMut(Item) -> bool,
+) {
     let mut seen = Recent::new();
     let mut deliver = |item: Item| -> bool {
-        if let Item::Target(t) = &item
-            && !seen.insert(t)
-        {
-            return true;
+        let twin = match &item {
+            Item::Target(t) if quic_twins => t.quic_twin(),
+            _ => None,
+        };
+        let fresh = match &item {
+            Item::Target(t) => seen.insert(t),
+            _ => true,
+        };
+        if fresh && !emit(item) {
+            return false;
         }
-        emit(item)
+        match twin {
+            Some(q) if seen.insert(&q) => emit(Item::Target(q)),
+            _ => true,
+        }
     };
     for src in sources {
         let keep_going = match src.kind {

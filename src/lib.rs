@@ -6,6 +6,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod diag;
+pub mod echo;
 pub mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -51,6 +52,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Scan(args) => run_scan(*args),
         Command::Mocknet(args) => run_mocknet(args),
+        Command::Echo(args) => run_echo(&args),
         Command::History(args) => history(args),
         Command::Diff(args) => diff(args),
         Command::Export(args) => export(args),
@@ -478,7 +480,7 @@ fn run_mocknet(args: cli::MocknetArgs) -> anyhow::Result<ExitCode> {
                 total - checked.without_proxy.len(),
                 net.isp.hits(),
                 net.control.hits(),
-                net.origin.connections() + net.plain_origin.connections(),
+                net.origin_connections(),
                 net.proxy.connects(),
             );
             return Ok(if checked.ok() {
@@ -496,6 +498,31 @@ fn run_mocknet(args: cli::MocknetArgs) -> anyhow::Result<ExitCode> {
             "mocknet `{}` ready; scan it with: blockprobe {}",
             net.plan.scenario.name,
             net.ready.scan_args.join(" ")
+        ));
+        wait_for_shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn run_echo(args: &cli::EchoArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let limits = echo::Limits {
+            packets_per_source: args.packets_per_source,
+            bytes_per_source: args.bytes_per_source,
+            ..echo::Limits::default()
+        };
+        let server = echo::EchoServer::start(args.listen, limits)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let line = serde_json::json!({ "udp": server.udp, "tcp": server.tcp }).to_string();
+        if let Some(p) = &args.ready_file {
+            let tmp = p.with_extension("tmp");
+            std::fs::write(&tmp, format!("{line}\n"))?;
+            std::fs::rename(&tmp, p)?;
+        }
+        crate::diag::warn(format_args!(
+            "echo server on udp {} and tcp {} (interrupt to stop)",
+            server.udp, server.tcp
         ));
         wait_for_shutdown().await;
         Ok(ExitCode::SUCCESS)

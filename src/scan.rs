@@ -19,7 +19,6 @@ use crate::config::{Probe, ScanConfig};
 use crate::engine::{self, Job, ProbeCtx};
 use crate::report::summary::Summary;
 use crate::report::{Record, RunEnd, RunMeta, Sink, SpecEntry, warn};
-use crate::target::Target;
 use crate::tls::TlsConfigs;
 use crate::verdict::{Layer, Verdict};
 
@@ -185,6 +184,11 @@ pub async fn scan<W: Write>(
         meta.canaries = h.checks;
     }
     let connects = cfg.probes.contains(&Probe::Tcp);
+    if cfg.probes.contains(&Probe::Quic) && !connects && !cfg.output.quiet {
+        warn(
+            "--probes without tcp: HTTPS targets get DNS and their quic:// twin only (add tcp,tls,http to fetch them over TCP)",
+        );
+    }
     if cfg.conn.control_proxy.is_none() && connects && !cfg.output.quiet {
         let refs = if cfg.conn.references.is_empty() {
             "the run's own best transfers (add --reference URL of a large domestic object)"
@@ -201,11 +205,17 @@ pub async fn scan<W: Write>(
     let ctx = Arc::new(ctx);
     let meta = Arc::new(meta);
 
-    // Targets are read on their own thread (files and stdin block) into a small channel.
+    // Targets are read on their own thread (files and stdin block) into a small channel;
+    // with `--probes …,quic` each HTTPS target is followed by its HTTP/3 twin.
+    let quic_twins = cfg.probes.contains(&Probe::Quic);
     let (tx, rx) = mpsc::channel::<crate::input::Item>(256);
     std::thread::Builder::new()
         .name("targets".into())
-        .spawn(move || crate::input::stream(sources, |item| tx.blocking_send(item).is_ok()))?;
+        .spawn(move || {
+            crate::input::stream_with_twins(sources, quic_twins, |item| {
+                tx.blocking_send(item).is_ok()
+            })
+        })?;
 
     let strict = cfg.strict;
     let fatal: Arc<Mutex<Option<String>>> = Arc::default();
@@ -239,7 +249,6 @@ pub async fn scan<W: Write>(
     );
     let skip = Arc::new(hooks.skip);
     let ctx_jobs = ctx.clone();
-    let quic_twins = cfg.probes.contains(&Probe::Quic);
     let ctx_done = ctx.clone();
     let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let read_in = read.clone();
@@ -255,22 +264,7 @@ pub async fn scan<W: Write>(
                     skip.is_empty() || !skip.contains(&(t.input.clone(), names[*vi].clone()))
                 })
                 .collect();
-            // `--probes …,quic`: an HTTPS target's HTTP/3 twin is measured as its own record.
-            let twin = quic_twins.then(|| t.quic_twin().map(Arc::new)).flatten();
-            let jobs: Vec<(Arc<Target>, usize)> = todo
-                .iter()
-                .map(|vi| (t.clone(), *vi))
-                .chain(twin.into_iter().flat_map(|q| {
-                    (0..names.len())
-                        .filter(|vi| {
-                            skip.is_empty()
-                                || !skip.contains(&(q.input.clone(), names[*vi].clone()))
-                        })
-                        .map(|vi| (q.clone(), vi))
-                        .collect::<Vec<_>>()
-                }))
-                .collect();
-            futures::stream::iter(jobs)
+            futures::stream::iter(todo.into_iter().map(move |vi| (t.clone(), vi)))
         })
         .map(move |(target, vantage)| {
             let ctx = ctx_jobs.clone();

@@ -57,6 +57,9 @@ pub enum Scheme {
     Tcp,
     /// `quic://HOST[:PORT][/PATH]`: an HTTP/3 GET over QUIC v1 (UDP, port 443 by default).
     Quic,
+    /// `echo://HOST:PORT`: protocol-shaped datagrams and random controls to a
+    /// `blockprobe echo` server.
+    Echo,
 }
 
 impl Scheme {
@@ -235,20 +238,26 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         "stun" => Scheme::Stun,
         "tcp" => Scheme::Tcp,
         "quic" => Scheme::Quic,
+        "echo" => Scheme::Echo,
         other => {
             return Err(format!(
-                "unsupported URL scheme `{other}` (use http, https, quic, tcp or stun)"
+                "unsupported URL scheme `{other}` (use http, https, quic, tcp, stun or echo)"
             ));
         }
     };
-    if matches!(scheme, Scheme::Stun | Scheme::Tcp) && !matches!(url.path(), "" | "/") {
+    if matches!(scheme, Scheme::Stun | Scheme::Tcp | Scheme::Echo)
+        && !matches!(url.path(), "" | "/")
+    {
         return Err(format!(
             "`{text}`: a {}:// target is HOST:PORT only",
             url.scheme()
         ));
     }
-    if scheme == Scheme::Tcp && url.port().is_none() {
-        return Err(format!("`{text}`: a tcp:// target needs a port"));
+    if matches!(scheme, Scheme::Tcp | Scheme::Echo) && url.port().is_none() {
+        return Err(format!(
+            "`{text}`: a {}:// target needs a port",
+            url.scheme()
+        ));
     }
     let host = match url.host() {
         // Non-special schemes (stun://) leave addresses as opaque hosts.
@@ -263,6 +272,11 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
     let mut path = url.path().to_owned();
     if path.is_empty() {
         path.push('/');
+    }
+    // HTTP/3 carries the path in one header; past 8 KiB no client library sends it.
+    if scheme == Scheme::Quic && path.len() + url.query().map_or(0, str::len) > 8 * 1024 {
+        let start: String = text.chars().take(64).collect();
+        return Err(format!("`{start}…`: a quic:// path longer than 8 KiB"));
     }
     if let Some(q) = url.query() {
         path.push('?');

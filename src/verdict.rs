@@ -104,6 +104,9 @@ pub enum Reason {
     UdpTimeout,
     /// Something answered the STUN request, but not with a valid Binding Response.
     UdpInvalid,
+    /// Datagrams shaped like a protocol's first packet (WireGuard, OpenVPN, QUIC, STUN) die
+    /// while size-matched random datagrams to the same echo server come back.
+    UdpSignature,
     /// QUIC Initials with the target's SNI go unanswered while the same address answers a
     /// decoy SNI (or the control path reaches it): QUIC filtered by name.
     QuicTimeout,
@@ -117,7 +120,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Self; 30] = [
+    pub const ALL: [Self; 31] = [
         Self::DnsNxdomain,
         Self::DnsNodata,
         Self::DnsServfail,
@@ -144,6 +147,7 @@ impl Reason {
         Self::TransferSlow(Layer::Http),
         Self::UdpTimeout,
         Self::UdpInvalid,
+        Self::UdpSignature,
         Self::QuicTimeout,
         Self::QuicBlockedAddress,
         Self::QuicCertInvalid,
@@ -176,6 +180,7 @@ impl Reason {
             Self::TransferSlow(_) => "transfer.slow",
             Self::UdpTimeout => "udp.timeout",
             Self::UdpInvalid => "udp.invalid",
+            Self::UdpSignature => "udp.signature",
             Self::QuicTimeout => "quic.timeout",
             Self::QuicBlockedAddress => "quic.blocked_address",
             Self::QuicCertInvalid => "quic.cert_invalid",
@@ -210,7 +215,7 @@ impl Reason {
             Self::TlsReset | Self::TlsEof | Self::TlsTimeout | Self::TlsCertInvalid => Layer::Tls,
             Self::HttpBlockpage | Self::HttpReset | Self::HttpDiff => Layer::Http,
             Self::TransferStall(l) | Self::TransferSlow(l) => l,
-            Self::UdpTimeout | Self::UdpInvalid => Layer::Udp,
+            Self::UdpTimeout | Self::UdpInvalid | Self::UdpSignature => Layer::Udp,
             Self::QuicTimeout
             | Self::QuicBlockedAddress
             | Self::QuicCertInvalid

@@ -5,6 +5,7 @@
 //! its kind (one module per [`Conn`] variant). A new probe adds a variant and a module.
 
 mod dns;
+mod echo;
 mod path;
 mod quic;
 mod stun;
@@ -103,6 +104,8 @@ pub enum Conn {
     Stun(StunObservation),
     /// An HTTP/3 GET over QUIC ([`quic`]).
     Quic(crate::probe::quic::QuicObservation),
+    /// Protocol-shaped datagrams and random controls to an echo server ([`echo`]).
+    Echo(crate::probe::echo::EchoObservation),
 }
 
 /// The evidence of a fetch (TCP, TLS, HTTP, transfer).
@@ -123,7 +126,7 @@ impl Conn {
     pub fn direct(&self) -> Option<&PathObservation> {
         match self {
             Self::Path(p) => Some(&p.direct),
-            Self::Stun(_) | Self::Quic(_) => None,
+            Self::Stun(_) | Self::Quic(_) | Self::Echo(_) => None,
         }
     }
 
@@ -148,6 +151,8 @@ impl Conn {
                 .direct
                 .iter()
                 .any(|a| a.verified == Some(true) && a.source == AddrSource::Vantage),
+            // Our own echo server answering proves the address is it.
+            Self::Echo(e) => e.direct.iter().any(crate::probe::echo::EchoRun::answered),
         }
     }
 
@@ -168,6 +173,7 @@ impl Conn {
             }
             Self::Stun(_) => out.push("udp"),
             Self::Quic(_) => out.push("quic"),
+            Self::Echo(_) => out.push("udp"),
         }
     }
 }
@@ -206,6 +212,7 @@ impl Serialize for Evidence {
             }
             Some(Conn::Stun(st)) => m.serialize_entry("stun", st)?,
             Some(Conn::Quic(q)) => m.serialize_entry("quic", q)?,
+            Some(Conn::Echo(e)) => m.serialize_entry("echo", e)?,
             None => {}
         }
         if !self.tries.is_empty() {
@@ -371,6 +378,7 @@ fn connection(ev: &Evidence, rules: &Rules, layer: Layer, notes: &mut Notes) -> 
         Conn::Path(p) => path::decide(ev, p, rules, layer, notes),
         Conn::Stun(s) => stun::decide(s, notes),
         Conn::Quic(q) => quic::decide(q, notes),
+        Conn::Echo(e) => echo::decide(e, notes),
     })
 }
 

@@ -164,7 +164,7 @@ fn proxy_reported(hop: &Hop) -> bool {
     hop.tcp.iter().any(|t| {
         t.failure
             .as_ref()
-            .is_some_and(|f| f.message.starts_with("SOCKS5 proxy:"))
+            .is_some_and(|f| f.message.contains("SOCKS5 proxy:"))
     })
 }
 
@@ -175,9 +175,8 @@ fn control_state(c: Option<&PathObservation>) -> Control<'_> {
         Outcome::Response(h) => Control::Ok(Some(h)),
         Outcome::Connected => Control::Ok(None),
         Outcome::RedirectLoop => Control::Failed("keeps redirecting".into()),
-        Outcome::Tcp(k @ (FailureKind::Refused | FailureKind::Unreachable)) => {
-            Control::Failed(format!("cannot connect ({})", k.as_str()))
-        }
+        // Only the proxy's own report speaks for the origin: a proxy we cannot reach (refused,
+        // unreachable) says nothing about the target.
         Outcome::Tcp(k) if last.is_some_and(proxy_reported) => {
             Control::Failed(format!("cannot connect (the proxy reports {})", k.as_str()))
         }

@@ -3,7 +3,7 @@
 
 use super::{Control, Decision, Notes, judge};
 use crate::probe::failure::FailureKind;
-use crate::probe::quic::{QuicAttempt, QuicObservation};
+use crate::probe::quic::{PROXY_SETUP, QuicAttempt, QuicObservation};
 use crate::probe::tcp::AddrSource;
 use crate::verdict::{Reason, Verdict};
 
@@ -15,13 +15,21 @@ fn control(q: &QuicObservation) -> Control<'_> {
     if c.ok() {
         return Control::Ok(None);
     }
+    let message = c.failure.as_ref().map_or("", |f| f.message.as_str());
+    if let Some(why) = message.strip_prefix(PROXY_SETUP) {
+        // The proxy itself failed: nothing is known about the target from outside.
+        return Control::Unavailable(format!("cannot be set up ({why})"));
+    }
+    if c.handshake {
+        return Control::Failed("completes the QUIC handshake but gets no HTTP/3 response".into());
+    }
     match c.kind() {
         // The origin answered from outside, and not with HTTP/3: it has none for anyone.
         Some(k @ (FailureKind::Refused | FailureKind::Tls | FailureKind::Http)) => {
-            Control::Failed(format!("gets no HTTP/3 answer either ({})", k.as_str()))
+            Control::Failed(format!("gets no HTTP/3 answer ({})", k.as_str()))
         }
         Some(FailureKind::Certificate) => {
-            Control::Failed("sees a certificate that does not verify too".into())
+            Control::Failed("sees a certificate that does not verify".into())
         }
         k => Control::Unavailable(format!(
             "gets no QUIC answer ({})",
@@ -124,7 +132,10 @@ pub(super) fn decide(q: &QuicObservation, notes: &mut Notes) -> Decision {
         );
     }
     let ping = q.version_ping.as_ref();
-    if ping.is_some_and(|p| p.answered) {
+    // The version ping answered here while QUIC v1 gets nothing, and QUIC v1 works from
+    // outside: a filter on QUIC v1. (Without an outside view, a server that answers version
+    // negotiation but never completes v1 would look the same.)
+    if ping.is_some_and(|p| p.answered) && matches!(c, Control::Ok(_)) {
         return (
             Verdict::Blocked,
             Some(Reason::QuicBlockedAddress),
@@ -141,17 +152,19 @@ pub(super) fn decide(q: &QuicObservation, notes: &mut Notes) -> Decision {
             .is_some_and(|f| f.kind == FailureKind::Refused)
     });
     let c = match c {
-        Control::Unavailable(why) | Control::Failed(why) if refused_here => Control::Failed(
-            format!("{why}; and UDP to the port is refused here (nothing listens)"),
-        ),
-        Control::Absent if refused_here => Control::Failed(
-            "is absent, and UDP to the port is refused here (nothing listens)".into(),
-        ),
+        Control::Unavailable(why) if refused_here => Control::Failed(format!(
+            "{why}, and UDP to the port is refused here (nothing listens)"
+        )),
         c => c,
+    };
+    let ping_said = if ping.is_some_and(|p| p.answered) {
+        "nor does a decoy SNI, though the version-negotiation ping is answered"
+    } else {
+        "nor do a decoy SNI and the version-negotiation ping"
     };
     judge(
         Some(Reason::QuicBlockedAddress),
-        format!("{what}, nor do a decoy SNI and the version-negotiation ping"),
+        format!("{what}, {ping_said}"),
         &c,
         notes,
     )

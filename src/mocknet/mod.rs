@@ -12,6 +12,7 @@ pub mod quic;
 pub mod scenario;
 pub mod socks;
 pub mod stun;
+pub mod udp;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -76,8 +77,21 @@ pub struct MockNet {
     pub reference_url: Option<String>,
     _censors: Vec<Censor>,
     _stun: Vec<StunServer>,
-    _quic: (Vec<quic::H3Origin>, Vec<quic::QuicCensor>),
+    _udp: (
+        Vec<quic::H3Origin>,
+        Vec<udp::UdpCensor>,
+        Vec<crate::echo::EchoServer>,
+    ),
     _dir: tempfile::TempDir,
+}
+
+impl MockNet {
+    /// Connections the origins took: TCP, and UDP flows the censors forwarded to them.
+    pub fn origin_connections(&self) -> u64 {
+        self.origin.connections()
+            + self.plain_origin.connections()
+            + self._udp.1.iter().map(udp::UdpCensor::flows).sum::<u64>()
+    }
 }
 
 /// Third-party servers that stand in for built-in ones.
@@ -147,6 +161,8 @@ impl MockNet {
         let mut outside = Outside::default();
         let mut connect_to: Vec<(SocketAddr, SocketAddr)> = Vec::new();
         let mut quic_targets = Vec::new();
+        let mut echo_servers = Vec::new();
+        let mut quic_censors = Vec::new();
         for (t, p) in plan.scenario.targets.iter().zip(&plan.placed) {
             let n = p.n;
             let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 1, n));
@@ -159,6 +175,42 @@ impl MockNet {
             };
             let key = socks::key(&host, target.port);
             let down = t.origin == Some(OriginMode::Down);
+            if target.scheme == Scheme::Echo {
+                let to = if down {
+                    SocketAddr::new(ip, closed_udp_port(ip)?)
+                } else {
+                    // All flows reach the echo server from one loopback address: a high cap.
+                    let limits = crate::echo::Limits {
+                        packets_per_source: 100_000,
+                        bytes_per_source: 1 << 30,
+                        ..crate::echo::Limits::default()
+                    };
+                    let e = crate::echo::EchoServer::start(SocketAddr::new(lo, 0), limits).await?;
+                    outside.udp.insert(key, e.udp);
+                    let shapes: Vec<_> = t
+                        .shapes
+                        .iter()
+                        .filter_map(|s| crate::probe::echo::Shape::parse(s))
+                        .collect();
+                    let mode = if t.udp == Some(UdpMode::Drop) {
+                        udp::Mode::Drop
+                    } else if shapes.is_empty() {
+                        udp::Mode::Pass
+                    } else {
+                        udp::Mode::DropShapes(shapes)
+                    };
+                    let c = udp::UdpCensor::start(SocketAddr::new(ip, 0), e.udp, mode)
+                        .await
+                        .with_context(|| format!("cannot bind the censor for {}", t.target))?;
+                    let to = c.addr;
+                    echo_servers.push(e);
+                    quic_censors.push(c);
+                    to
+                };
+                connect_to.push((SocketAddr::new(orig, target.port), to));
+                urls.push(target.input.clone());
+                continue;
+            }
             if target.scheme == Scheme::Quic {
                 // After the TCP targets: a QUIC target shares its host's mapped port.
                 quic_targets.push((t, orig, ip, key, down));
@@ -289,7 +341,6 @@ impl MockNet {
         // QUIC: one real HTTP/3 origin; a UDP censor on each target's address, on the port its
         // host's TCP targets are mapped to (UDP and TCP ports are separate), or a fresh one.
         let mut quic_servers = Vec::new();
-        let mut quic_censors = Vec::new();
         if !quic_targets.is_empty() {
             let h3_addr = match upstreams.quic_origin {
                 Some(a) => a,
@@ -323,15 +374,15 @@ impl MockNet {
                 } else {
                     outside.udp.insert(key, h3_addr);
                     let mode = match t.quic {
-                        None => quic::Mode::Pass,
-                        Some(QuicMode::Drop) => quic::Mode::Drop,
-                        Some(QuicMode::DropV1) => quic::Mode::DropV1,
+                        None => udp::Mode::Pass,
+                        Some(QuicMode::Drop) => udp::Mode::Drop,
+                        Some(QuicMode::DropV1) => udp::Mode::DropV1,
                         Some(QuicMode::DropSni) => {
-                            quic::Mode::DropSni(vec![p.target.host.to_string()])
+                            udp::Mode::DropSni(vec![p.target.host.to_string()])
                         }
                     };
                     let bind = mapped.unwrap_or(SocketAddr::new(ip, 0));
-                    let c = quic::QuicCensor::start(bind, h3_addr, mode)
+                    let c = udp::UdpCensor::start(bind, h3_addr, mode)
                         .await
                         .with_context(|| format!("cannot bind the QUIC censor for {}", t.target))?;
                     let to = c.addr;
@@ -457,7 +508,7 @@ impl MockNet {
             reference_url,
             _censors: censors,
             _stun: stun_servers,
-            _quic: (quic_servers, quic_censors),
+            _udp: (quic_servers, quic_censors, echo_servers),
             _dir: dir,
         })
     }

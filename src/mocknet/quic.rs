@@ -1,28 +1,16 @@
-//! QUIC in the mock network: a real HTTP/3 origin (quinn + h3) and a UDP censor in front of a
-//! target that drops every datagram (a blocked address), drops QUIC v1 long-header packets
-//! only (UDP passes, QUIC does not), or reads the SNI of the client's Initial — decrypting it
-//! with the keys derived from its Destination Connection ID (RFC 9001 §5.2) — and blackholes
-//! the flows whose SNI is listed, as the TSPU does (drops only, no resets).
+//! QUIC in the mock network: a real HTTP/3 origin (quinn + h3), and the censor's reading of
+//! the SNI of a client's Initial — decrypted with the keys derived from its Destination
+//! Connection ID (RFC 9001 §5.2) — across datagrams (the censor itself is `udp`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::net::UdpSocket;
-use tokio::task::JoinHandle;
 
-/// What the censor does to QUIC towards one target.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Pass,
-    /// Every datagram to the address: the address is blocked for UDP.
-    Drop,
-    /// QUIC v1 long-header packets (Initials): the version-negotiation ping still passes.
-    DropV1,
-    /// Flows whose Initial carries one of these SNIs.
-    DropSni(Vec<String>),
-}
+/// Flows whose ClientHello is being collected, at most (beyond, the table starts over).
+const MAX_FLOWS: usize = 4096;
+use tokio::task::JoinHandle;
 
 /// An HTTP/3 origin answering every GET with 200 and a short page.
 pub struct H3Origin {
@@ -78,107 +66,6 @@ async fn serve(incoming: quinn::Incoming) {
             }
         });
     }
-}
-
-/// A UDP forwarder on the target's address that applies a [`Mode`] to what clients send.
-pub struct QuicCensor {
-    pub addr: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl Drop for QuicCensor {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl QuicCensor {
-    pub async fn start(addr: SocketAddr, upstream: SocketAddr, mode: Mode) -> anyhow::Result<Self> {
-        let sock = Arc::new(UdpSocket::bind(addr).await?);
-        let addr = sock.local_addr()?;
-        let task = tokio::spawn(forward(sock, upstream, mode));
-        Ok(Self { addr, task })
-    }
-}
-
-struct Flow {
-    upstream: Arc<UdpSocket>,
-    reader: JoinHandle<()>,
-}
-
-impl Drop for Flow {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
-/// Flows kept at most (the oldest are forgotten): bounded memory under any load.
-const MAX_FLOWS: usize = 4096;
-
-async fn forward(sock: Arc<UdpSocket>, upstream: SocketAddr, mode: Mode) {
-    let mut flows: HashMap<SocketAddr, Flow> = HashMap::new();
-    // Flows whose Initial carried a listed SNI: their retransmits die too.
-    let mut dead: HashSet<SocketAddr> = HashSet::new();
-    let mut hellos = SniReader::default();
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        let Ok((n, client)) = sock.recv_from(&mut buf).await else {
-            continue;
-        };
-        let d = &buf[..n];
-        let drop_it = match &mode {
-            Mode::Pass => false,
-            Mode::Drop => true,
-            Mode::DropV1 => is_v1_long_header(d),
-            Mode::DropSni(names) => {
-                dead.contains(&client)
-                    || (matches!(hellos.read(client, d), Hello::Complete(Some(sni)) if names.contains(&sni))
-                        && {
-                            if dead.len() >= MAX_FLOWS {
-                                dead.clear();
-                            }
-                            dead.insert(client)
-                        })
-            }
-        };
-        if drop_it {
-            continue;
-        }
-        if !flows.contains_key(&client) {
-            let Ok(flow) = open_flow(&sock, client, upstream).await else {
-                continue;
-            };
-            if flows.len() >= MAX_FLOWS {
-                flows.clear();
-            }
-            flows.insert(client, flow);
-        }
-        let _ = flows[&client].upstream.send(d).await;
-    }
-}
-
-async fn open_flow(
-    sock: &Arc<UdpSocket>,
-    client: SocketAddr,
-    upstream: SocketAddr,
-) -> std::io::Result<Flow> {
-    let up = Arc::new(UdpSocket::bind(SocketAddr::new(upstream.ip(), 0)).await?);
-    up.connect(upstream).await?;
-    let (back, from) = (sock.clone(), up.clone());
-    let reader = tokio::spawn(async move {
-        let mut buf = vec![0u8; 65_536];
-        while let Ok(n) = from.recv(&mut buf).await {
-            let _ = back.send_to(&buf[..n], client).await;
-        }
-    });
-    Ok(Flow {
-        upstream: up,
-        reader,
-    })
-}
-
-fn is_v1_long_header(d: &[u8]) -> bool {
-    d.len() >= 5 && d[0] & 0x80 != 0 && d[1..5] == [0, 0, 0, 1]
 }
 
 fn varint(d: &[u8], at: &mut usize) -> Option<u64> {
@@ -416,6 +303,7 @@ mod tests {
         assert_eq!(initial_sni(&[]), None);
         assert_eq!(initial_sni(&[0xc0, 0, 0, 0, 1, 30]), None);
         assert_eq!(initial_sni(&[0xff; 1200]), None);
+        use crate::mocknet::udp::is_v1_long_header;
         assert!(is_v1_long_header(&[0xc0, 0, 0, 0, 1]));
         assert!(!is_v1_long_header(&[0xc0, 0x1a, 0x2a, 0x3a, 0x4a]));
     }

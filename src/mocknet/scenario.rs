@@ -95,6 +95,10 @@ pub struct ScenarioTarget {
     /// STUN targets: what the censor does to the Binding Requests.
     #[serde(default)]
     pub udp: Option<UdpMode>,
+    /// Echo targets (`echo://`): the protocol shapes the censor drops (`wireguard`, `openvpn`,
+    /// `quic`, `stun`).
+    #[serde(default)]
+    pub shapes: Vec<String>,
     /// QUIC targets (`quic://`): what the censor does to their UDP.
     #[serde(default)]
     pub quic: Option<QuicMode>,
@@ -271,6 +275,7 @@ impl ScenarioTarget {
             freeze_upload: None,
             origin: None,
             udp: None,
+            shapes: Vec::new(),
             quic: None,
             proxy: None,
             note: String::new(),
@@ -299,6 +304,7 @@ pub const BUNDLED: &[(&str, &str)] = &[
         include_str!("../../probes/scenarios/controls.toml"),
     ),
     ("quic", include_str!("../../probes/scenarios/quic.toml")),
+    ("echo", include_str!("../../probes/scenarios/echo.toml")),
 ];
 
 impl Scenario {
@@ -528,8 +534,28 @@ fn check_behaviours(t: &ScenarioTarget, target: &Target, literal: bool) -> Resul
     if t.tls.is_some() && !tls {
         return Err("`tls = ...` needs an https target".into());
     }
-    if t.udp.is_some() && !stun {
-        return Err("`udp = ...` needs a stun:// target".into());
+    let echo = target.scheme == Scheme::Echo;
+    if t.udp.is_some() && !stun && !(echo && t.udp == Some(UdpMode::Drop)) {
+        return Err(
+            "`udp = ...` needs a stun:// target (or `udp = \"drop\"` an echo:// one)".into(),
+        );
+    }
+    if !t.shapes.is_empty() && !echo {
+        return Err("`shapes = [...]` needs an echo:// target".into());
+    }
+    if let Some(bad) = t
+        .shapes
+        .iter()
+        .find(|s| crate::probe::echo::Shape::parse(s).is_none())
+    {
+        return Err(format!(
+            "unknown shape `{bad}` (expected wireguard, openvpn, quic or stun)"
+        ));
+    }
+    if echo && (censors[..6].iter().any(|c| *c) || t.quic.is_some() || t.proxy.is_some()) {
+        return Err(
+            "an echo:// target takes `shapes = [...]`, not a TCP, STUN or QUIC behaviour".into(),
+        );
     }
     let quic = target.scheme == Scheme::Quic;
     if t.quic.is_some() && !quic {

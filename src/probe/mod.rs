@@ -1,6 +1,7 @@
 //! Probe steps. Each returns its observation; a failure is a value in it, never an `Err`.
 
 pub mod dns;
+pub mod echo;
 pub mod failure;
 pub mod http;
 pub mod path;

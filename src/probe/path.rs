@@ -106,6 +106,7 @@ impl Dest {
             Scheme::Stun => format!("stun://{host}:{}", self.port),
             Scheme::Tcp => format!("tcp://{host}:{}", self.port),
             Scheme::Quic => format!("quic://{host}:{}{}", self.port, self.path),
+            Scheme::Echo => format!("echo://{host}:{}", self.port),
             Scheme::Http | Scheme::Https => {
                 let scheme = if self.scheme == Scheme::Http {
                     "http"

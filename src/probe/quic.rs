@@ -22,8 +22,9 @@ use crate::probe::ser_ms;
 use crate::probe::socks;
 use crate::probe::tcp::AddrSource;
 
-/// Longest body read from an HTTP/3 response (the verdict needs the status, not the page).
-const MAX_BODY: u64 = 1 << 20;
+/// How a failure to set up the control path itself (the proxy) starts: it says nothing about
+/// the target.
+pub const PROXY_SETUP: &str = "control proxy: ";
 
 /// The reserved version (`0x?a?a?a?a`, RFC 9000 §15) of the version-negotiation ping.
 pub const RESERVED_VERSION: u32 = 0x1a2a_3a4a;
@@ -105,10 +106,12 @@ pub struct QuicObservation {
     pub control: Option<QuicAttempt>,
 }
 
-/// What the QUIC step needs to know.
-#[derive(Clone)]
+/// What the QUIC step needs to know, and the run's client endpoints.
 pub struct QuicOptions {
     pub timeout: Duration,
+    /// Body bytes read at most (`--max-body`).
+    pub max_body: u64,
+
     /// Verifies against the run's roots, ALPN h3.
     pub verify: Arc<rustls::ClientConfig>,
     /// Checks no certificate (the decoy's handshake: any answer is an answer).
@@ -122,6 +125,7 @@ impl QuicOptions {
         verify: &rustls::ClientConfig,
         any_cert: &rustls::ClientConfig,
         timeout: Duration,
+        max_body: u64,
         decoy_sni: &str,
     ) -> Self {
         let h3 = |c: &rustls::ClientConfig| {
@@ -131,6 +135,7 @@ impl QuicOptions {
         };
         Self {
             timeout,
+            max_body,
             verify: h3(verify),
             any_cert: h3(any_cert),
             decoy_sni: decoy_sni.to_owned(),
@@ -142,23 +147,127 @@ impl QuicOptions {
             .map_err(|e| Failure::new(FailureKind::Tls, e.to_string()))?;
         let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
         let mut transport = quinn::TransportConfig::default();
-        // quinn waits at least 3 PTOs before giving up; our own timeout bounds the step, so
-        // the idle timeout only needs to outlast it.
-        if let Ok(idle) = quinn::IdleTimeout::try_from(self.timeout + Duration::from_secs(1)) {
+        // Our own timeout bounds the step; an abandoned connection dies by itself soon after
+        // (quinn waits at least 3 PTOs, about 3 initial RTTs: keep that within the timeout).
+        if let Ok(idle) = quinn::IdleTimeout::try_from(self.timeout) {
             transport.max_idle_timeout(Some(idle));
         }
+        transport.initial_rtt((self.timeout / 8).min(Duration::from_millis(333)));
         cfg.transport_config(Arc::new(transport));
         Ok(cfg)
     }
 }
 
-fn endpoint_for(addr: SocketAddr) -> io::Result<quinn::Endpoint> {
+/// The endpoint configuration of every attempt: datagrams of at most 1472 bytes (QUIC's
+/// packets are 1200-1452), which keeps each endpoint's receive buffers small.
+fn endpoint_config() -> quinn::EndpointConfig {
+    let mut cfg = quinn::EndpointConfig::default();
+    let _ = cfg.max_udp_payload_size(1472);
+    cfg
+}
+
+/// A fresh client endpoint (its own UDP socket) for one attempt: a censor that blackholes one
+/// flow (by its 5-tuple) must not silence the next target's attempt, or the decoy's. A plain
+/// socket (no segmentation offload) keeps an endpoint's buffers to a few KiB.
+fn endpoint_for(addr: SocketAddr) -> io::Result<(quinn::Endpoint, Mute)> {
     let bind: SocketAddr = if addr.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
         (Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    quinn::Endpoint::client(bind)
+    let socket = std::net::UdpSocket::bind(bind)?;
+    socket.set_nonblocking(true)?;
+    let io = UdpSocket::from_std(socket)?;
+    let mute = Mute::default();
+    let endpoint = quinn::Endpoint::new_with_abstract_socket(
+        endpoint_config(),
+        None,
+        Arc::new(PlainUdp(io, mute.clone())),
+        Arc::new(quinn::TokioRuntime),
+    )?;
+    Ok((endpoint, mute))
+}
+
+/// Silences an endpoint's socket once its attempt is over: a closing connection answers every
+/// packet with a CONNECTION_CLOSE, and a peer that answers those (a Version Negotiation for
+/// each) would keep the two ping-ponging for as long as the process lives.
+#[derive(Clone, Debug, Default)]
+struct Mute(Arc<std::sync::atomic::AtomicBool>);
+
+impl Mute {
+    fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A UDP socket for quinn without GRO/GSO: one datagram per receive.
+#[derive(Debug)]
+struct PlainUdp(UdpSocket, Mute);
+
+impl quinn::AsyncUdpSocket for PlainUdp {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn quinn::UdpPoller>> {
+        Box::pin(PlainWritable(self))
+    }
+
+    fn try_send(&self, t: &Transmit<'_>) -> io::Result<()> {
+        if self.1.is_set() {
+            return Ok(());
+        }
+        let seg = t.segment_size.unwrap_or(t.contents.len()).max(1);
+        for d in t.contents.chunks(seg) {
+            self.0.try_send_to(d, t.destination)?;
+        }
+        Ok(())
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_recv_ready(cx))?;
+            match self.0.try_recv_from(&mut bufs[0]) {
+                Ok(_) if self.1.is_set() => {}
+                Ok((n, from)) => {
+                    meta[0] = RecvMeta {
+                        addr: from,
+                        len: n,
+                        stride: n,
+                        ecn: None,
+                        dst_ip: None,
+                    };
+                    return Poll::Ready(Ok(1));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // ICMP errors surface on unconnected sockets too: not a reason to stop.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    fn may_fragment(&self) -> bool {
+        true
+    }
+}
+
+#[derive(Debug)]
+struct PlainWritable(Arc<PlainUdp>);
+
+impl quinn::UdpPoller for PlainWritable {
+    fn poll_writable(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.0.poll_send_ready(cx)
+    }
 }
 
 /// A quinn error as a failure, with the certificate problem when our verifier refused it.
@@ -190,7 +299,7 @@ fn failure_of(e: &quinn::ConnectionError, a: &mut QuicAttempt) -> Failure {
 /// Connects (and, with `get`, sends one GET) within the timeout.
 #[allow(clippy::too_many_arguments)] // private: the three public entry points name them
 async fn attempt(
-    endpoint: io::Result<quinn::Endpoint>,
+    endpoint: io::Result<(quinn::Endpoint, Mute)>,
     to: SocketAddr,
     server: String,
     source: AddrSource,
@@ -208,7 +317,7 @@ async fn attempt(
             return a;
         }
     };
-    let endpoint = match endpoint {
+    let (endpoint, mute) = match endpoint {
         Ok(e) => e,
         Err(e) => {
             a.failure = Some(Failure::new(FailureKind::from_io(&e), e.to_string()));
@@ -230,7 +339,7 @@ async fn attempt(
             conn.close(0u32.into(), b"done");
             return Ok(());
         };
-        let result = h3_get(&conn, uri, &mut a).await;
+        let result = h3_get(&conn, uri, opts.max_body, &mut a).await;
         if let (Err(_), Some(e)) = (&result, conn.close_reason()) {
             return Err(failure_of(&e, &mut a));
         }
@@ -242,12 +351,22 @@ async fn attempt(
         Ok(Err(f)) => a.failure = Some(f),
         Ok(Ok(())) => {}
     }
+    // The endpoint ends with its attempt: no connection lingers to answer (or be answered by)
+    // a peer after the step, and its socket (and any relay) is released.
     endpoint.close(0u32.into(), b"");
+    // Let the CONNECTION_CLOSE leave, then nothing more.
+    tokio::task::yield_now().await;
+    mute.set();
     a.elapsed = start.elapsed();
     a
 }
 
-async fn h3_get(conn: &quinn::Connection, uri: &str, a: &mut QuicAttempt) -> Result<(), Failure> {
+async fn h3_get(
+    conn: &quinn::Connection,
+    uri: &str,
+    max_body: u64,
+    a: &mut QuicAttempt,
+) -> Result<(), Failure> {
     let http = |e: &dyn std::fmt::Display| Failure::new(FailureKind::Http, e.to_string());
     let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(conn.clone()))
         .await
@@ -259,7 +378,7 @@ async fn h3_get(conn: &quinn::Connection, uri: &str, a: &mut QuicAttempt) -> Res
         stream.finish().await.map_err(|e| http(&e))?;
         let resp = stream.recv_response().await.map_err(|e| http(&e))?;
         a.status = Some(resp.status().as_u16());
-        while a.bytes < MAX_BODY {
+        while a.bytes < max_body {
             match stream.recv_data().await.map_err(|e| http(&e))? {
                 Some(mut chunk) => {
                     let n = chunk.remaining();
@@ -409,10 +528,12 @@ pub async fn get_via_proxy(
     } else {
         format!("{host}:{port}")
     };
+    // Failures here are the proxy's, not the target's.
+    let proxy_failure = |f: Failure| Failure::new(f.kind, format!("{PROXY_SETUP}{}", f.message));
     let setup = async {
         let (control, relay) = socks::udp_associate(proxy)
             .await
-            .map_err(|e| Failure::from_error(&e))?;
+            .map_err(|e| proxy_failure(Failure::from_error(&e)))?;
         let header = socks::udp_header(host, port).map_err(|e| Failure::from_error(&e))?;
         let bind: SocketAddr = if relay.is_ipv4() {
             (Ipv4Addr::UNSPECIFIED, 0).into()
@@ -427,6 +548,7 @@ pub async fn get_via_proxy(
             relay,
             header,
             _control: control,
+            mute: Mute::default(),
         }))
     };
     let sock = match tokio::time::timeout(opts.timeout, setup).await {
@@ -438,16 +560,18 @@ pub async fn get_via_proxy(
         }
         Err(_) => {
             let mut a = QuicAttempt::new(server, AddrSource::Control, host);
-            a.failure = Some(Failure::timeout());
+            a.failure = Some(proxy_failure(Failure::timeout()));
             return a;
         }
     };
+    let mute = sock.mute.clone();
     let endpoint = quinn::Endpoint::new_with_abstract_socket(
-        quinn::EndpointConfig::default(),
+        endpoint_config(),
         None,
         sock,
         Arc::new(quinn::TokioRuntime),
-    );
+    )
+    .map(|e| (e, mute));
     attempt(
         endpoint,
         PLACEHOLDER,
@@ -479,6 +603,7 @@ struct Socks5Udp {
     header: Vec<u8>,
     /// The association lives as long as this TCP connection.
     _control: tokio::net::TcpStream,
+    mute: Mute,
 }
 
 impl quinn::AsyncUdpSocket for Socks5Udp {
@@ -487,6 +612,9 @@ impl quinn::AsyncUdpSocket for Socks5Udp {
     }
 
     fn try_send(&self, t: &Transmit<'_>) -> io::Result<()> {
+        if self.mute.is_set() {
+            return Ok(());
+        }
         let seg = t.segment_size.unwrap_or(t.contents.len()).max(1);
         for d in t.contents.chunks(seg) {
             let mut buf = Vec::with_capacity(self.header.len() + d.len());
@@ -510,7 +638,7 @@ impl quinn::AsyncUdpSocket for Socks5Udp {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(Err(e)),
             };
-            if from != self.relay {
+            if from != self.relay || self.mute.is_set() {
                 continue;
             }
             let Some(hl) = socks::udp_header_len(&bufs[0][..n]) else {

@@ -582,13 +582,25 @@ fn connection_table() {
             None,
         ),
     ];
+    // A refusal on the control path is the proxy's report (SOCKS5 reply 5), as the SOCKS
+    // client words it; a proxy that cannot be reached says nothing (issue 15's hostile pass).
+    let through_proxy = |mut p: PathObservation| {
+        for hop in &mut p.hops {
+            for t in &mut hop.tcp {
+                if let Some(f) = t.failure.as_mut().filter(|f| f.kind == K::Refused) {
+                    f.message = "proxy I/O: SOCKS5 proxy: connection refused by destination".into();
+                }
+            }
+        }
+        p
+    };
     for (name, v, c, layer, verdict, reason) in rows {
         let plain = layer == Layer::Http;
         let f = classify(
             evidence(
                 "93.184.216.34",
                 path(&v, !plain),
-                c.map(|c| path(&c, !plain)),
+                c.map(|c| through_proxy(path(&c, !plain))),
             ),
             &Rules::default(),
             layer,
@@ -1284,5 +1296,34 @@ fn issue_15_a_redirects_rcode_maps_to_the_same_reasons_as_the_targets() {
             "{}",
             f.detail
         );
+    }
+}
+
+/// Issue 15's hostile pass: a control proxy that cannot be reached (our connect to it is
+/// refused) says nothing about the origin; only the proxy's own SOCKS reply does.
+#[test]
+fn an_unreachable_proxy_is_not_the_origin_refusing() {
+    for (message, verdict) in [
+        (
+            "proxy I/O: Connection refused (os error 111)",
+            Verdict::Inconclusive,
+        ),
+        (
+            "proxy I/O: SOCKS5 proxy: connection refused by destination",
+            Verdict::Down,
+        ),
+    ] {
+        let mut control = path(&P::Tcp(K::Refused), true);
+        control.hops[0].tcp[0].failure = Some(Failure::new(K::Refused, message));
+        let f = classify(
+            evidence(
+                "93.184.216.34",
+                path(&P::Tcp(K::Refused), true),
+                Some(control),
+            ),
+            &Rules::default(),
+            Layer::Tls,
+        );
+        assert_eq!(f.verdict, verdict, "{message}: {}", f.detail);
     }
 }

@@ -10,6 +10,7 @@ mod controls;
 mod dns;
 mod dns_hostile;
 mod docs;
+mod echo;
 mod hardening;
 mod mocknet;
 mod quic;

@@ -177,7 +177,8 @@ async fn big_hello_handshake(censor: std::net::SocketAddr, sni: &str, ca: &str) 
 /// as browsers send them: such a flow is dropped by SNI, and another name passes.
 #[tokio::test]
 async fn issue_15_the_censor_reads_a_client_hello_across_datagrams() {
-    use blockprobe::mocknet::quic::{H3Origin, Mode, QuicCensor};
+    use blockprobe::mocknet::quic::H3Origin;
+    use blockprobe::mocknet::udp::{Mode, UdpCensor as QuicCensor};
     let pki = blockprobe::mocknet::pki::Pki::generate("big hello CA").unwrap();
     let names = ["video.example", "other.example"];
     let lo: std::net::IpAddr = "127.0.0.1".parse().unwrap();
@@ -201,5 +202,49 @@ async fn issue_15_the_censor_reads_a_client_hello_across_datagrams() {
     assert!(
         !big_hello_handshake(censor.addr, "video.example", ca).await,
         "a listed SNI in a two-datagram ClientHello is dropped"
+    );
+}
+
+/// From the hostile-user pass: a control proxy that cannot be reached says nothing about the
+/// targets (inconclusive, never `down`), and a twin also listed as a `quic://` target is
+/// measured once.
+#[tokio::test]
+async fn issue_15_a_dead_proxy_decides_nothing_and_twins_are_deduplicated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_child, ready) =
+        spawn_mocknet("probes/scenarios/quic.toml", &dir.path().join("ready.json")).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut args = args_without(&ready.scan_args, &["-i", "--control-proxy"]);
+    args.extend(
+        [
+            "quic://blackhole.example/",
+            "https://tcpreset.example/",
+            "https://h3.example/",
+            "quic://h3.example/",
+            "--probes",
+            "dns,tcp,tls,http,quic",
+            "--control-proxy",
+        ]
+        .map(String::from),
+    );
+    args.push(format!("socks5://{closed}"));
+    let out = run(&args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let recs = jsonl(&out.stdout);
+    let of = |t: &str| recs.iter().filter(|r| r["target"] == t).collect::<Vec<_>>();
+    for t in ["quic://blackhole.example/", "https://tcpreset.example/"] {
+        let r = of(t);
+        assert_eq!(r.len(), 1, "{t}: {recs:#?}");
+        assert_eq!(r[0]["verdict"], "inconclusive", "{t}: {:#}", r[0]);
+        assert_eq!(r[0]["needs"], "control_path", "{t}: {:#}", r[0]);
+    }
+    assert_eq!(of("quic://h3.example/").len(), 1, "{recs:#?}");
+    assert_eq!(
+        of("quic://tcpreset.example/").len(),
+        1,
+        "the twin: {recs:#?}"
     );
 }

@@ -34,7 +34,7 @@ async fn issue_13_bundled_scenarios_run_from_anywhere() {
     assert!(out.status.success(), "{text}{}", stderr(&out));
     assert!(
         text.contains(
-            "russia: 15 of 15 targets as expected with the control path, 15 of 15 without"
+            "russia: 16 of 16 targets as expected with the control path, 16 of 16 without"
         ),
         "{text}"
     );

@@ -1,0 +1,138 @@
+//! The mock network's UDP censor: a forwarder on a target's address that drops what a
+//! censor would — every datagram to the address, QUIC v1 long headers, QUIC flows by the SNI of
+//! their (decrypted) Initial, or datagrams shaped like a VPN protocol's first packet.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+
+use crate::mocknet::quic::{Hello, SniReader};
+use crate::probe::echo::Shape;
+
+/// What the censor does to the datagrams towards one target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Pass,
+    /// Every datagram to the address: the address is blocked for UDP.
+    Drop,
+    /// QUIC v1 long-header packets (Initials): the version-negotiation ping still passes.
+    DropV1,
+    /// Flows whose Initial carries one of these SNIs.
+    DropSni(Vec<String>),
+    /// Datagrams shaped like these protocols' first packets (signature DPI).
+    DropShapes(Vec<Shape>),
+}
+
+/// A UDP forwarder on the target's address that applies a [`Mode`] to what clients send.
+pub struct UdpCensor {
+    pub addr: SocketAddr,
+    /// Client flows forwarded to the upstream (the origin's side of the traffic count).
+    flows: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for UdpCensor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl UdpCensor {
+    pub async fn start(addr: SocketAddr, upstream: SocketAddr, mode: Mode) -> anyhow::Result<Self> {
+        let sock = Arc::new(UdpSocket::bind(addr).await?);
+        let addr = sock.local_addr()?;
+        let flows = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(forward(sock, upstream, mode, flows.clone()));
+        Ok(Self { addr, flows, task })
+    }
+
+    pub fn flows(&self) -> u64 {
+        self.flows.load(Ordering::Relaxed)
+    }
+}
+
+struct Flow {
+    upstream: Arc<UdpSocket>,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Flows kept at most (the oldest are forgotten): bounded memory under any load.
+const MAX_FLOWS: usize = 4096;
+
+async fn forward(sock: Arc<UdpSocket>, upstream: SocketAddr, mode: Mode, count: Arc<AtomicU64>) {
+    let mut flows: HashMap<SocketAddr, Flow> = HashMap::new();
+    // Flows whose Initial carried a listed SNI: their retransmits die too.
+    let mut dead: HashSet<SocketAddr> = HashSet::new();
+    let mut hellos = SniReader::default();
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let Ok((n, client)) = sock.recv_from(&mut buf).await else {
+            continue;
+        };
+        let d = &buf[..n];
+        let drop_it = match &mode {
+            Mode::Pass => false,
+            Mode::Drop => true,
+            Mode::DropV1 => is_v1_long_header(d),
+            Mode::DropShapes(shapes) => Shape::of(d).is_some_and(|s| shapes.contains(&s)),
+            Mode::DropSni(names) => {
+                dead.contains(&client)
+                    || (matches!(hellos.read(client, d), Hello::Complete(Some(sni)) if names.contains(&sni))
+                        && {
+                            if dead.len() >= MAX_FLOWS {
+                                dead.clear();
+                            }
+                            dead.insert(client)
+                        })
+            }
+        };
+        if drop_it {
+            continue;
+        }
+        if !flows.contains_key(&client) {
+            let Ok(flow) = open_flow(&sock, client, upstream).await else {
+                continue;
+            };
+            if flows.len() >= MAX_FLOWS {
+                flows.clear();
+            }
+            flows.insert(client, flow);
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        let _ = flows[&client].upstream.send(d).await;
+    }
+}
+
+async fn open_flow(
+    sock: &Arc<UdpSocket>,
+    client: SocketAddr,
+    upstream: SocketAddr,
+) -> std::io::Result<Flow> {
+    let up = Arc::new(UdpSocket::bind(SocketAddr::new(upstream.ip(), 0)).await?);
+    up.connect(upstream).await?;
+    let (back, from) = (sock.clone(), up.clone());
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok(n) = from.recv(&mut buf).await {
+            let _ = back.send_to(&buf[..n], client).await;
+        }
+    });
+    Ok(Flow {
+        upstream: up,
+        reader,
+    })
+}
+
+pub fn is_v1_long_header(d: &[u8]) -> bool {
+    d.len() >= 5 && d[0] & 0x80 != 0 && d[1..5] == [0, 0, 0, 1]
+}

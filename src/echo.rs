@@ -75,7 +75,7 @@ impl EchoServer {
 }
 
 /// UDP and TCP on one port: the port of the first free UDP socket whose TCP twin binds.
-async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+pub(crate) async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
     if addr.port() != 0 {
         return Ok((UdpSocket::bind(addr).await?, TcpListener::bind(addr).await?));
     }

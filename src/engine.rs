@@ -572,6 +572,8 @@ pub enum Plan {
     Quic,
     /// Protocol-shaped datagrams and random controls to an echo server.
     Echo,
+    /// OpenVPN's hard reset.
+    Openvpn,
 }
 
 impl Plan {
@@ -583,6 +585,8 @@ impl Plan {
             Self::Dns
         } else if target.scheme == Scheme::Echo {
             Self::Echo
+        } else if target.scheme == Scheme::Openvpn {
+            Self::Openvpn
         } else if target.scheme == Scheme::Stun {
             Self::Stun
         } else {
@@ -670,6 +674,45 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                         direct,
                         control,
                     }));
+            }
+            Plan::Openvpn => {
+                use crate::probe::openvpn;
+                observed.layer = Layer::Vpn;
+                let proto = openvpn::Proto::of_path(&target.path).unwrap_or(openvpn::Proto::Udp);
+                for _ in 0..ctx.repeat {
+                    let direct = futures::future::join_all(
+                        addrs
+                            .iter()
+                            .filter(|(_, s)| *s == AddrSource::Vantage)
+                            .map(|(ip, _)| {
+                                let to = ctx.conn.remap.apply(SocketAddr::new(*ip, target.port));
+                                openvpn::probe(to, proto, ctx.conn.timeout)
+                            }),
+                    );
+                    let control = async {
+                        match ctx.proxy {
+                            Some(p) => Some(
+                                openvpn::probe_via_proxy(
+                                    p,
+                                    &target.host.to_string(),
+                                    target.port,
+                                    proto,
+                                    ctx.conn.timeout,
+                                )
+                                .await,
+                            ),
+                            None => None,
+                        }
+                    };
+                    let (direct, control) = tokio::join!(direct, control);
+                    observed
+                        .tries
+                        .push(Conn::Openvpn(openvpn::OpenvpnObservation {
+                            proto,
+                            direct,
+                            control,
+                        }));
+                }
             }
             Plan::Quic => {
                 observed.layer = Layer::Quic;

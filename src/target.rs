@@ -60,6 +60,8 @@ pub enum Scheme {
     /// `echo://HOST:PORT`: protocol-shaped datagrams and random controls to a
     /// `blockprobe echo` server.
     Echo,
+    /// `openvpn://HOST[:PORT][?proto=udp|tcp]`: OpenVPN's hard reset (port 1194 by default).
+    Openvpn,
 }
 
 impl Scheme {
@@ -239,9 +241,10 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         "tcp" => Scheme::Tcp,
         "quic" => Scheme::Quic,
         "echo" => Scheme::Echo,
+        "openvpn" => Scheme::Openvpn,
         other => {
             return Err(format!(
-                "unsupported URL scheme `{other}` (use http, https, quic, tcp, stun or echo)"
+                "unsupported URL scheme `{other}` (use http, https, quic, tcp, stun, echo or openvpn)"
             ));
         }
     };
@@ -273,6 +276,14 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
     if path.is_empty() {
         path.push('/');
     }
+    if scheme == Scheme::Openvpn {
+        if !matches!(url.path(), "" | "/") {
+            return Err(format!(
+                "`{text}`: an openvpn:// target is HOST[:PORT][?proto=udp|tcp]"
+            ));
+        }
+        crate::probe::openvpn::Proto::of_path(&path).map_err(|e| format!("`{text}`: {e}"))?;
+    }
     // HTTP/3 carries the path in one header; past 8 KiB no client library sends it.
     if scheme == Scheme::Quic && path.len() + url.query().map_or(0, str::len) > 8 * 1024 {
         let start: String = text.chars().take(64).collect();
@@ -286,13 +297,11 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         input: input.to_owned(),
         kind: TargetKind::Url,
         host,
-        port: url
-            .port_or_known_default()
-            .unwrap_or(if scheme == Scheme::Stun {
-                STUN_PORT
-            } else {
-                443
-            }),
+        port: url.port_or_known_default().unwrap_or(match scheme {
+            Scheme::Stun => STUN_PORT,
+            Scheme::Openvpn => 1194,
+            _ => 443,
+        }),
         scheme,
         path,
         category: None,

@@ -56,6 +56,8 @@ pub enum Layer {
     Udp,
     /// QUIC and HTTP/3.
     Quic,
+    /// VPN protocols' handshakes (OpenVPN).
+    Vpn,
 }
 
 impl Layer {
@@ -67,6 +69,7 @@ impl Layer {
             Self::Http => "http",
             Self::Udp => "udp",
             Self::Quic => "quic",
+            Self::Vpn => "vpn",
         }
     }
 }
@@ -117,10 +120,15 @@ pub enum Reason {
     QuicCertInvalid,
     /// The QUIC connection was reset (stateless reset) here, not through the control.
     QuicReset,
+    /// A VPN handshake's first packet (OpenVPN's hard reset) gets no answer here while the
+    /// control path gets one.
+    VpnTimeout,
+    /// The connection is torn down after a VPN handshake's first packet (OpenVPN over TCP).
+    VpnReset,
 }
 
 impl Reason {
-    pub const ALL: [Self; 31] = [
+    pub const ALL: [Self; 33] = [
         Self::DnsNxdomain,
         Self::DnsNodata,
         Self::DnsServfail,
@@ -152,6 +160,8 @@ impl Reason {
         Self::QuicBlockedAddress,
         Self::QuicCertInvalid,
         Self::QuicReset,
+        Self::VpnTimeout,
+        Self::VpnReset,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -185,6 +195,8 @@ impl Reason {
             Self::QuicBlockedAddress => "quic.blocked_address",
             Self::QuicCertInvalid => "quic.cert_invalid",
             Self::QuicReset => "quic.reset",
+            Self::VpnTimeout => "vpn.timeout",
+            Self::VpnReset => "vpn.reset",
         }
     }
 
@@ -220,6 +232,7 @@ impl Reason {
             | Self::QuicBlockedAddress
             | Self::QuicCertInvalid
             | Self::QuicReset => Layer::Quic,
+            Self::VpnTimeout | Self::VpnReset => Layer::Vpn,
         }
     }
 

@@ -6,6 +6,7 @@
 
 mod dns;
 mod echo;
+mod openvpn;
 mod path;
 mod quic;
 mod stun;
@@ -106,6 +107,8 @@ pub enum Conn {
     Quic(crate::probe::quic::QuicObservation),
     /// Protocol-shaped datagrams and random controls to an echo server ([`echo`]).
     Echo(crate::probe::echo::EchoObservation),
+    /// OpenVPN's hard reset ([`openvpn`]).
+    Openvpn(crate::probe::openvpn::OpenvpnObservation),
 }
 
 /// The evidence of a fetch (TCP, TLS, HTTP, transfer).
@@ -126,7 +129,7 @@ impl Conn {
     pub fn direct(&self) -> Option<&PathObservation> {
         match self {
             Self::Path(p) => Some(&p.direct),
-            Self::Stun(_) | Self::Quic(_) | Self::Echo(_) => None,
+            Self::Stun(_) | Self::Quic(_) | Self::Echo(_) | Self::Openvpn(_) => None,
         }
     }
 
@@ -153,6 +156,10 @@ impl Conn {
                 .any(|a| a.verified == Some(true) && a.source == AddrSource::Vantage),
             // Our own echo server answering proves the address is it.
             Self::Echo(e) => e.direct.iter().any(crate::probe::echo::EchoRun::answered),
+            Self::Openvpn(o) => o
+                .direct
+                .iter()
+                .any(crate::probe::openvpn::OpenvpnAttempt::answered),
         }
     }
 
@@ -174,6 +181,7 @@ impl Conn {
             Self::Stun(_) => out.push("udp"),
             Self::Quic(_) => out.push("quic"),
             Self::Echo(_) => out.push("udp"),
+            Self::Openvpn(_) => out.push("vpn"),
         }
     }
 }
@@ -213,6 +221,7 @@ impl Serialize for Evidence {
             Some(Conn::Stun(st)) => m.serialize_entry("stun", st)?,
             Some(Conn::Quic(q)) => m.serialize_entry("quic", q)?,
             Some(Conn::Echo(e)) => m.serialize_entry("echo", e)?,
+            Some(Conn::Openvpn(o)) => m.serialize_entry("openvpn", o)?,
             None => {}
         }
         if !self.tries.is_empty() {
@@ -379,6 +388,7 @@ fn connection(ev: &Evidence, rules: &Rules, layer: Layer, notes: &mut Notes) -> 
         Conn::Stun(s) => stun::decide(s, notes),
         Conn::Quic(q) => quic::decide(q, notes),
         Conn::Echo(e) => echo::decide(e, notes),
+        Conn::Openvpn(o) => openvpn::decide(o, notes),
     })
 }
 

@@ -39,6 +39,8 @@ pub enum Behaviour {
     /// Forward, but stop forwarding towards the server after this many bytes (an upload
     /// freeze); what the client sends after that is swallowed.
     FreezeUpload(u64),
+    /// Read the client's first packet, then reset (RST): OpenVPN over TCP at the TSPU.
+    ResetAfterFirst,
 }
 
 /// How `splice` shapes the two directions.
@@ -173,6 +175,13 @@ async fn handle(mut client: TcpStream, upstream: SocketAddr, b: Behaviour) -> st
             splice(client, upstream, Vec::new(), shape).await
         }
         Behaviour::Drop => Ok(()),
+        Behaviour::ResetAfterFirst => {
+            let mut first = [0u8; 2048];
+            if client.read(&mut first).await? == 0 {
+                return Ok(());
+            }
+            reset(client)
+        }
     }
 }
 

@@ -13,6 +13,7 @@ pub mod scenario;
 pub mod socks;
 pub mod stun;
 pub mod udp;
+pub mod vpn;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -28,7 +29,7 @@ use crate::mocknet::origin::Origin;
 use crate::mocknet::pki::Pki;
 use crate::mocknet::scenario::{
     CANARY, DnsMode, HttpMode, OriginMode, Plan, ProxyMode, QuicMode, Scenario, SchemeMode,
-    TcpMode, TlsMode, UdpMode,
+    TcpMode, TlsMode, UdpMode, VpnMode,
 };
 use crate::mocknet::socks::{Outside, SocksProxy};
 use crate::mocknet::stun::{Mode as StunMode, StunServer};
@@ -81,6 +82,7 @@ pub struct MockNet {
         Vec<quic::H3Origin>,
         Vec<udp::UdpCensor>,
         Vec<crate::echo::EchoServer>,
+        Vec<vpn::OpenvpnServer>,
     ),
     _dir: tempfile::TempDir,
 }
@@ -162,6 +164,7 @@ impl MockNet {
         let mut connect_to: Vec<(SocketAddr, SocketAddr)> = Vec::new();
         let mut quic_targets = Vec::new();
         let mut echo_servers = Vec::new();
+        let mut vpn_servers = Vec::new();
         let mut quic_censors = Vec::new();
         for (t, p) in plan.scenario.targets.iter().zip(&plan.placed) {
             let n = p.n;
@@ -205,6 +208,53 @@ impl MockNet {
                     let to = c.addr;
                     echo_servers.push(e);
                     quic_censors.push(c);
+                    to
+                };
+                connect_to.push((SocketAddr::new(orig, target.port), to));
+                urls.push(target.input.clone());
+                continue;
+            }
+            if target.scheme == Scheme::Openvpn {
+                let tcp = crate::probe::openvpn::Proto::of_path(&target.path)
+                    == Ok(crate::probe::openvpn::Proto::Tcp);
+                let to = if down {
+                    if tcp {
+                        SocketAddr::new(ip, closed_port(ip)?)
+                    } else {
+                        SocketAddr::new(ip, closed_udp_port(ip)?)
+                    }
+                } else {
+                    let silent = t.vpn == Some(VpnMode::TlsAuth);
+                    let server = vpn::OpenvpnServer::start(SocketAddr::new(lo, 0), silent).await?;
+                    let to = if tcp {
+                        outside.tcp.insert(key, server.tcp);
+                        let b = match t.vpn {
+                            Some(VpnMode::Drop) => CensorBehaviour::FreezeUpload(0),
+                            Some(VpnMode::Reset) => CensorBehaviour::ResetAfterFirst,
+                            _ => CensorBehaviour::Pass,
+                        };
+                        let c = Censor::start(SocketAddr::new(ip, 0), server.tcp, b)
+                            .await
+                            .with_context(|| format!("cannot bind the censor for {}", t.target))?;
+                        let to = c.addr;
+                        censors.push(c);
+                        to
+                    } else {
+                        outside.udp.insert(key, server.udp);
+                        let mode = match t.vpn {
+                            Some(VpnMode::Drop) => {
+                                udp::Mode::DropShapes(vec![crate::probe::echo::Shape::Openvpn])
+                            }
+                            _ => udp::Mode::Pass,
+                        };
+                        let c = udp::UdpCensor::start(SocketAddr::new(ip, 0), server.udp, mode)
+                            .await
+                            .with_context(|| format!("cannot bind the censor for {}", t.target))?;
+                        let to = c.addr;
+                        quic_censors.push(c);
+                        to
+                    };
+                    vpn_servers.push(server);
                     to
                 };
                 connect_to.push((SocketAddr::new(orig, target.port), to));
@@ -508,7 +558,7 @@ impl MockNet {
             reference_url,
             _censors: censors,
             _stun: stun_servers,
-            _udp: (quic_servers, quic_censors, echo_servers),
+            _udp: (quic_servers, quic_censors, echo_servers, vpn_servers),
             _dir: dir,
         })
     }

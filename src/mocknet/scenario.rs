@@ -99,6 +99,11 @@ pub struct ScenarioTarget {
     /// `quic`, `stun`).
     #[serde(default)]
     pub shapes: Vec<String>,
+    /// OpenVPN targets (`openvpn://`): `drop` swallows the hard reset (UDP: by signature; TCP:
+    /// the client's data), `reset` resets TCP after the first packet, `tls-auth` makes the
+    /// server itself silent to an unwrapped reset (no censor).
+    #[serde(default)]
+    pub vpn: Option<VpnMode>,
     /// QUIC targets (`quic://`): what the censor does to their UDP.
     #[serde(default)]
     pub quic: Option<QuicMode>,
@@ -169,6 +174,15 @@ pub enum UdpMode {
     Drop,
     /// Answer with bytes that are not STUN.
     Garbage,
+}
+
+/// What happens to an `openvpn://` target's handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VpnMode {
+    Drop,
+    Reset,
+    TlsAuth,
 }
 
 /// What the censor does to a `quic://` target's datagrams.
@@ -276,6 +290,7 @@ impl ScenarioTarget {
             origin: None,
             udp: None,
             shapes: Vec::new(),
+            vpn: None,
             quic: None,
             proxy: None,
             note: String::new(),
@@ -305,6 +320,7 @@ pub const BUNDLED: &[(&str, &str)] = &[
     ),
     ("quic", include_str!("../../probes/scenarios/quic.toml")),
     ("echo", include_str!("../../probes/scenarios/echo.toml")),
+    ("vpn", include_str!("../../probes/scenarios/vpn.toml")),
 ];
 
 impl Scenario {
@@ -556,6 +572,20 @@ fn check_behaviours(t: &ScenarioTarget, target: &Target, literal: bool) -> Resul
         return Err(
             "an echo:// target takes `shapes = [...]`, not a TCP, STUN or QUIC behaviour".into(),
         );
+    }
+    let openvpn = target.scheme == Scheme::Openvpn;
+    if t.vpn.is_some() && !openvpn {
+        return Err("`vpn = ...` needs an openvpn:// target".into());
+    }
+    if openvpn && (censors.iter().any(|c| *c) || t.proxy.is_some() || !t.shapes.is_empty()) {
+        return Err("an openvpn:// target takes `vpn = ...`, not another behaviour".into());
+    }
+    if openvpn
+        && t.vpn == Some(VpnMode::Reset)
+        && crate::probe::openvpn::Proto::of_path(&target.path)
+            == Ok(crate::probe::openvpn::Proto::Udp)
+    {
+        return Err("`vpn = \"reset\"` needs TCP (`?proto=tcp`)".into());
     }
     let quic = target.scheme == Scheme::Quic;
     if t.quic.is_some() && !quic {

@@ -107,6 +107,7 @@ impl Dest {
             Scheme::Tcp => format!("tcp://{host}:{}", self.port),
             Scheme::Quic => format!("quic://{host}:{}{}", self.port, self.path),
             Scheme::Echo => format!("echo://{host}:{}", self.port),
+            Scheme::Openvpn => format!("openvpn://{host}:{}{}", self.port, self.path),
             Scheme::Http | Scheme::Https => {
                 let scheme = if self.scheme == Scheme::Http {
                     "http"

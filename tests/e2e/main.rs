@@ -20,3 +20,4 @@ mod support;
 mod targets;
 mod unbound;
 mod ux;
+mod vpn;

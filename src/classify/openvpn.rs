@@ -1,0 +1,101 @@
+//! The OpenVPN step of an `openvpn://` target: the hard reset from here and through the
+//! control path. A server that wraps its control channel (tls-auth, tls-crypt) is silent to an
+//! unwrapped reset by design: silence here *and* outside is never a block.
+
+use super::{Control, Decision, Notes, judge};
+use crate::probe::failure::FailureKind;
+use crate::probe::openvpn::{OpenvpnAttempt, OpenvpnObservation, Phase};
+use crate::probe::quic::PROXY_SETUP;
+use crate::verdict::{Reason, Verdict};
+
+fn control(o: &OpenvpnObservation) -> Control<'_> {
+    let Some(c) = &o.control else {
+        return Control::Absent;
+    };
+    if c.answered() {
+        return Control::Ok(None);
+    }
+    let message = c.failure.as_ref().map_or("", |f| f.message.as_str());
+    if let Some(why) = message.strip_prefix(PROXY_SETUP) {
+        return Control::Unavailable(format!("cannot be set up ({why})"));
+    }
+    match (c.phase, c.kind()) {
+        // The proxy reports the origin refusing or unreachable: its own fault.
+        (Phase::Connect, Some(k)) if message.contains("SOCKS5 proxy:") => {
+            Control::Failed(format!("cannot connect (the proxy reports {})", k.as_str()))
+        }
+        (_, Some(k @ (FailureKind::Reset | FailureKind::Eof | FailureKind::Malformed))) => {
+            Control::Failed(format!("gets no OpenVPN answer ({})", k.as_str()))
+        }
+        (_, k) => Control::Unavailable(format!(
+            "gets no OpenVPN answer ({}; a server with tls-auth or tls-crypt is silent without its key)",
+            k.map_or("no answer", FailureKind::as_str)
+        )),
+    }
+}
+
+pub(super) fn decide(o: &OpenvpnObservation, notes: &mut Notes) -> Decision {
+    let ours: Vec<&OpenvpnAttempt> = o.direct.iter().collect();
+    if let Some(a) = ours.iter().find(|a| a.answered()) {
+        return (
+            Verdict::Reachable,
+            None,
+            format!(
+                "{} ({}): the OpenVPN server answered the hard reset in {} ms",
+                a.server,
+                a.proto.as_str(),
+                a.elapsed.as_millis()
+            ),
+        );
+    }
+    let c = control(o);
+    let servers = ours
+        .iter()
+        .map(|a| a.server.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let kinds = |k: FailureKind| !ours.is_empty() && ours.iter().all(|a| a.kind() == Some(k));
+    // The TCP connection itself failed: a TCP-level verdict.
+    if !ours.is_empty() && ours.iter().all(|a| a.phase == Phase::Connect) {
+        let k = ours[0].kind().unwrap_or(FailureKind::Other);
+        let reason = match k {
+            FailureKind::Timeout => Some(Reason::TcpTimeout),
+            FailureKind::Refused => Some(Reason::TcpRefused),
+            FailureKind::Reset => Some(Reason::TcpReset),
+            _ => None,
+        };
+        return judge(
+            reason,
+            format!(
+                "{servers}: TCP to the OpenVPN server fails ({})",
+                k.as_str()
+            ),
+            &c,
+            notes,
+        );
+    }
+    if kinds(FailureKind::Reset) || kinds(FailureKind::Eof) {
+        return judge(
+            Some(Reason::VpnReset),
+            format!("{servers}: the connection is torn down after the OpenVPN hard reset"),
+            &c,
+            notes,
+        );
+    }
+    let refused_here = kinds(FailureKind::Refused);
+    let c = match c {
+        Control::Unavailable(why) if refused_here => Control::Failed(format!(
+            "{why}, and UDP to the port is refused here (nothing listens)"
+        )),
+        c => c,
+    };
+    judge(
+        Some(Reason::VpnTimeout),
+        format!(
+            "{servers}: no answer to the OpenVPN hard reset ({} sent)",
+            ours.iter().map(|a| a.sent).sum::<u32>()
+        ),
+        &c,
+        notes,
+    )
+}

@@ -1,0 +1,191 @@
+//! Issue 16's lab: real OpenVPN servers (Debian's `openvpn`, `--dev null`: no tunnel device
+//! needed) over UDP and TCP, one that requires tls-auth (silent to an unwrapped reset by
+//! design), the mock network's UDP censor dropping the hard reset by signature in front of one,
+//! and the mock SOCKS5 proxy as the outside view: every verdict right, nothing silent by design
+//! called blocked. The mock-only behaviours are the `vpn` scenario's `--check`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use blockprobe::mocknet::socks::{Outside, SocksProxy, key};
+use blockprobe::mocknet::udp::{Mode, UdpCensor};
+use blockprobe::probe::echo::Shape;
+
+use crate::support::{jsonl, run, stderr};
+
+fn openvpn_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join("openvpn"))
+        .find(|p| p.is_file())
+}
+
+fn free_port(udp: bool) -> u16 {
+    if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+}
+
+/// Starts `openvpn` and waits for its readiness line: the socket is bound once it logs its
+/// local link (UDP) or that it listens (TCP).
+async fn openvpn(
+    bin: &Path,
+    dir: &Path,
+    proto: &str,
+    port: u16,
+    extra: &[&str],
+) -> tokio::process::Child {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new(bin)
+        .current_dir(dir)
+        .args([
+            "--tls-server",
+            "--dev",
+            "null",
+            "--dh",
+            "none",
+            "--verb",
+            "3",
+        ])
+        .args(["--ca", "ca.pem", "--cert", "cert.pem", "--key", "key.pem"])
+        .args([
+            "--local",
+            "127.0.0.1",
+            "--proto",
+            proto,
+            "--lport",
+            &port.to_string(),
+        ])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(l) = lines.next_line().await.unwrap() {
+        if l.contains("link local (bound)") || l.contains("Listening for incoming TCP connection") {
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return child;
+        }
+    }
+    panic!("openvpn exited before binding");
+}
+
+#[tokio::test]
+async fn issue_16_real_openvpn_servers_behind_the_mock_censor() {
+    let Some(bin) = openvpn_binary() else {
+        let required =
+            std::env::var("BLOCKPROBE_REQUIRE_OPENVPN").is_ok_and(|v| !v.is_empty() && v != "0");
+        assert!(
+            !required,
+            "BLOCKPROBE_REQUIRE_OPENVPN is set but `openvpn` is not installed"
+        );
+        eprintln!("SKIPPED: `openvpn` is not installed (apt-get install openvpn)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pki = blockprobe::mocknet::pki::Pki::generate("openvpn lab CA").unwrap();
+    let (cert, k) = pki.issue_pem(&["vpn.lab"]).unwrap();
+    std::fs::write(dir.path().join("ca.pem"), pki.ca_pem()).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("key.pem"), k).unwrap();
+    let genkey = std::process::Command::new(&bin)
+        .args(["--genkey", "secret"])
+        .arg(dir.path().join("ta.key"))
+        .output()
+        .unwrap();
+    assert!(genkey.status.success(), "{genkey:?}");
+
+    let (udp, tcp, auth, censored) = (
+        free_port(true),
+        free_port(false),
+        free_port(true),
+        free_port(true),
+    );
+    let _s1 = openvpn(&bin, dir.path(), "udp", udp, &[]).await;
+    let _s2 = openvpn(&bin, dir.path(), "tcp-server", tcp, &[]).await;
+    let _s3 = openvpn(
+        &bin,
+        dir.path(),
+        "udp",
+        auth,
+        &["--tls-auth", "ta.key", "0"],
+    )
+    .await;
+    let _s4 = openvpn(&bin, dir.path(), "udp", censored, &[]).await;
+    let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    // The censor drops OpenVPN's hard reset by its signature in front of the fourth server.
+    let censor = UdpCensor::start(at(0), at(censored), Mode::DropShapes(vec![Shape::Openvpn]))
+        .await
+        .unwrap();
+    // The outside view reaches every server directly (the censored one too).
+    let mut outside = Outside::default();
+    for p in [udp, auth] {
+        outside.udp.insert(key("127.0.0.1", p), at(p));
+    }
+    outside
+        .udp
+        .insert(key("127.0.0.1", censor.addr.port()), at(censored));
+    outside.tcp.insert(key("127.0.0.1", tcp), at(tcp));
+    let proxy = SocksProxy::start("127.0.0.1".parse().unwrap(), outside)
+        .await
+        .unwrap();
+
+    let targets = [
+        (format!("openvpn://127.0.0.1:{udp}"), "reachable", None),
+        (
+            format!("openvpn://127.0.0.1:{tcp}?proto=tcp"),
+            "reachable",
+            None,
+        ),
+        // Silent by design from everywhere: never a block.
+        (format!("openvpn://127.0.0.1:{auth}"), "inconclusive", None),
+        (
+            format!("openvpn://127.0.0.1:{}", censor.addr.port()),
+            "blocked",
+            Some("vpn.timeout"),
+        ),
+    ];
+    let mut args: Vec<String> = vec!["scan".into()];
+    args.extend(targets.iter().map(|t| t.0.clone()));
+    args.extend(
+        [
+            "--control-resolver",
+            "c=udp://127.0.0.1:9",
+            "--canary",
+            "",
+            "--timeout",
+            "2s",
+            "--quiet",
+            "--control-proxy",
+        ]
+        .map(String::from),
+    );
+    args.push(format!("socks5://{}", proxy.addr));
+    let out = run(&args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let recs = jsonl(&out.stdout);
+    for (t, verdict, reason) in &targets {
+        let r = recs
+            .iter()
+            .find(|r| r["target"] == t.as_str())
+            .unwrap_or_else(|| panic!("no record for {t}: {recs:#?}"));
+        assert_eq!(
+            (r["verdict"].as_str(), r["reason"].as_str()),
+            (Some(*verdict), *reason),
+            "{t}: {}",
+            r["detail"]
+        );
+    }
+}

@@ -574,6 +574,8 @@ pub enum Plan {
     Echo,
     /// OpenVPN's hard reset.
     Openvpn,
+    /// A WireGuard handshake initiation.
+    Wireguard,
 }
 
 impl Plan {
@@ -587,6 +589,8 @@ impl Plan {
             Self::Echo
         } else if target.scheme == Scheme::Openvpn {
             Self::Openvpn
+        } else if target.scheme == Scheme::Wireguard {
+            Self::Wireguard
         } else if target.scheme == Scheme::Stun {
             Self::Stun
         } else {
@@ -674,6 +678,45 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                         direct,
                         control,
                     }));
+            }
+            Plan::Wireguard => {
+                use crate::probe::wireguard;
+                observed.layer = Layer::Vpn;
+                if let Ok(keys) = wireguard::Keys::of_path(&target.path) {
+                    for _ in 0..ctx.repeat {
+                        let direct = futures::future::join_all(
+                            addrs.iter().filter(|(_, s)| *s == AddrSource::Vantage).map(
+                                |(ip, _)| {
+                                    let to =
+                                        ctx.conn.remap.apply(SocketAddr::new(*ip, target.port));
+                                    wireguard::probe(to, &keys, ctx.conn.timeout)
+                                },
+                            ),
+                        );
+                        let control = async {
+                            match ctx.proxy {
+                                Some(p) => Some(
+                                    wireguard::probe_via_proxy(
+                                        p,
+                                        &target.host.to_string(),
+                                        target.port,
+                                        &keys,
+                                        ctx.conn.timeout,
+                                    )
+                                    .await,
+                                ),
+                                None => None,
+                            }
+                        };
+                        let (direct, control) = tokio::join!(direct, control);
+                        observed
+                            .tries
+                            .push(Conn::Wireguard(wireguard::WireguardObservation {
+                                direct,
+                                control,
+                            }));
+                    }
+                }
             }
             Plan::Openvpn => {
                 use crate::probe::openvpn;

@@ -62,6 +62,9 @@ pub enum Scheme {
     Echo,
     /// `openvpn://HOST[:PORT][?proto=udp|tcp]`: OpenVPN's hard reset (port 1194 by default).
     Openvpn,
+    /// `wireguard://HOST[:PORT]?public_key=…[&private_key=…]`: a WireGuard handshake (port
+    /// 51820 by default).
+    Wireguard,
 }
 
 impl Scheme {
@@ -242,9 +245,10 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         "quic" => Scheme::Quic,
         "echo" => Scheme::Echo,
         "openvpn" => Scheme::Openvpn,
+        "wireguard" => Scheme::Wireguard,
         other => {
             return Err(format!(
-                "unsupported URL scheme `{other}` (use http, https, quic, tcp, stun, echo or openvpn)"
+                "unsupported URL scheme `{other}` (use http, https, quic, tcp, stun, echo, openvpn or wireguard)"
             ));
         }
     };
@@ -276,14 +280,6 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
     if path.is_empty() {
         path.push('/');
     }
-    if scheme == Scheme::Openvpn {
-        if !matches!(url.path(), "" | "/") {
-            return Err(format!(
-                "`{text}`: an openvpn:// target is HOST[:PORT][?proto=udp|tcp]"
-            ));
-        }
-        crate::probe::openvpn::Proto::of_path(&path).map_err(|e| format!("`{text}`: {e}"))?;
-    }
     // HTTP/3 carries the path in one header; past 8 KiB no client library sends it.
     if scheme == Scheme::Quic && path.len() + url.query().map_or(0, str::len) > 8 * 1024 {
         let start: String = text.chars().take(64).collect();
@@ -293,6 +289,22 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         path.push('?');
         path.push_str(q);
     }
+    if scheme == Scheme::Openvpn {
+        if !matches!(url.path(), "" | "/") {
+            return Err(format!(
+                "`{text}`: an openvpn:// target is HOST[:PORT][?proto=udp|tcp]"
+            ));
+        }
+        crate::probe::openvpn::Proto::of_path(&path).map_err(|e| format!("`{text}`: {e}"))?;
+    }
+    if scheme == Scheme::Wireguard {
+        if !matches!(url.path(), "" | "/") {
+            return Err(format!(
+                "`{text}`: a wireguard:// target is HOST[:PORT]?public_key=…"
+            ));
+        }
+        crate::probe::wireguard::Keys::of_path(&path).map_err(|e| format!("`{text}`: {e}"))?;
+    }
     Ok(Target {
         input: input.to_owned(),
         kind: TargetKind::Url,
@@ -300,6 +312,7 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         port: url.port_or_known_default().unwrap_or(match scheme {
             Scheme::Stun => STUN_PORT,
             Scheme::Openvpn => 1194,
+            Scheme::Wireguard => 51820,
             _ => 443,
         }),
         scheme,

@@ -10,6 +10,7 @@ mod openvpn;
 mod path;
 mod quic;
 mod stun;
+mod wireguard;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -109,6 +110,8 @@ pub enum Conn {
     Echo(crate::probe::echo::EchoObservation),
     /// OpenVPN's hard reset ([`openvpn`]).
     Openvpn(crate::probe::openvpn::OpenvpnObservation),
+    /// A WireGuard handshake ([`wireguard`]).
+    Wireguard(crate::probe::wireguard::WireguardObservation),
 }
 
 /// The evidence of a fetch (TCP, TLS, HTTP, transfer).
@@ -129,7 +132,11 @@ impl Conn {
     pub fn direct(&self) -> Option<&PathObservation> {
         match self {
             Self::Path(p) => Some(&p.direct),
-            Self::Stun(_) | Self::Quic(_) | Self::Echo(_) | Self::Openvpn(_) => None,
+            Self::Stun(_)
+            | Self::Quic(_)
+            | Self::Echo(_)
+            | Self::Openvpn(_)
+            | Self::Wireguard(_) => None,
         }
     }
 
@@ -160,6 +167,7 @@ impl Conn {
                 .direct
                 .iter()
                 .any(crate::probe::openvpn::OpenvpnAttempt::answered),
+            Self::Wireguard(w) => w.direct.iter().any(|a| a.answered),
         }
     }
 
@@ -181,7 +189,7 @@ impl Conn {
             Self::Stun(_) => out.push("udp"),
             Self::Quic(_) => out.push("quic"),
             Self::Echo(_) => out.push("udp"),
-            Self::Openvpn(_) => out.push("vpn"),
+            Self::Openvpn(_) | Self::Wireguard(_) => out.push("vpn"),
         }
     }
 }
@@ -222,6 +230,7 @@ impl Serialize for Evidence {
             Some(Conn::Quic(q)) => m.serialize_entry("quic", q)?,
             Some(Conn::Echo(e)) => m.serialize_entry("echo", e)?,
             Some(Conn::Openvpn(o)) => m.serialize_entry("openvpn", o)?,
+            Some(Conn::Wireguard(w)) => m.serialize_entry("wireguard", w)?,
             None => {}
         }
         if !self.tries.is_empty() {
@@ -389,6 +398,7 @@ fn connection(ev: &Evidence, rules: &Rules, layer: Layer, notes: &mut Notes) -> 
         Conn::Quic(q) => quic::decide(q, notes),
         Conn::Echo(e) => echo::decide(e, notes),
         Conn::Openvpn(o) => openvpn::decide(o, notes),
+        Conn::Wireguard(w) => wireguard::decide(w, notes),
     })
 }
 

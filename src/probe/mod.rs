@@ -11,6 +11,7 @@ pub mod socks;
 pub mod stun;
 pub mod tcp;
 pub mod tls;
+pub mod wireguard;
 
 /// A duration in the reports: milliseconds with microsecond precision.
 pub(crate) fn ser_ms<S: serde::Serializer>(

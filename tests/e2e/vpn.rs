@@ -189,3 +189,183 @@ async fn issue_16_real_openvpn_servers_behind_the_mock_censor() {
         );
     }
 }
+
+fn tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin".into(), "/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn sh(cmd: &Path, args: &[&str], input: Option<&str>) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(cmd)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(i) = input {
+        child.stdin.take().unwrap().write_all(i.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{cmd:?} {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Deletes the lab's WireGuard interface however the test ends.
+struct Interface(String);
+
+impl Drop for Interface {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .output();
+    }
+}
+
+/// A real WireGuard server (Debian's wireguard-go; it needs root for its tunnel device) behind
+/// the mock censor dropping handshake initiations by signature: a registered key completes the
+/// handshake, an unregistered one is inconclusive (never blocked), the censored path is blocked
+/// with the mock proxy as the outside view, and a dead port is down.
+#[tokio::test]
+async fn issue_16_real_wireguard_server_behind_the_mock_censor() {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let required =
+        std::env::var("BLOCKPROBE_REQUIRE_WIREGUARD").is_ok_and(|v| !v.is_empty() && v != "0");
+    let (Some(wggo), Some(wg), true) = (tool("wireguard-go"), tool("wg"), root) else {
+        assert!(
+            !required,
+            "BLOCKPROBE_REQUIRE_WIREGUARD is set but wireguard-go, wg or root is missing"
+        );
+        eprintln!(
+            "SKIPPED: needs wireguard-go and wg (apt-get install wireguard-go wireguard-tools) and root"
+        );
+        return;
+    };
+    let server_key = sh(&wg, &["genkey"], None);
+    let server_pub = sh(&wg, &["pubkey"], Some(&server_key));
+    let client_key = sh(&wg, &["genkey"], None);
+    let client_pub = sh(&wg, &["pubkey"], Some(&client_key));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("server.key"), &server_key).unwrap();
+    let iface = Interface(format!("bpwg{}", std::process::id() % 100_000));
+    let _server = tokio::process::Command::new(&wggo)
+        .arg(&iface.0)
+        .env("WG_PROCESS_FOREGROUND", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Readiness: the interface answers `wg show` once wireguard-go has created it.
+    let mut tries = 0;
+    while !std::process::Command::new(&wg)
+        .args(["show", &iface.0])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        tries += 1;
+        if tries >= 500 {
+            // No tunnel device here (a container without /dev/net/tun): .ci/run requires the
+            // test only where it can create one.
+            assert!(!required, "wireguard-go did not create {}", iface.0);
+            eprintln!("SKIPPED: wireguard-go cannot create a tunnel device here");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let port = free_port(true);
+    sh(
+        &wg,
+        &[
+            "set",
+            &iface.0,
+            "listen-port",
+            &port.to_string(),
+            "private-key",
+            dir.path().join("server.key").to_str().unwrap(),
+            "peer",
+            &client_pub,
+            "allowed-ips",
+            "10.99.0.2/32",
+        ],
+        None,
+    );
+    sh(Path::new("ip"), &["link", "set", &iface.0, "up"], None);
+
+    let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    let censor = UdpCensor::start(at(0), at(port), Mode::DropShapes(vec![Shape::Wireguard]))
+        .await
+        .unwrap();
+    let dead = free_port(true);
+    let mut outside = Outside::default();
+    outside.udp.insert(key("127.0.0.1", port), at(port));
+    outside
+        .udp
+        .insert(key("127.0.0.1", censor.addr.port()), at(port));
+    let proxy = SocksProxy::start("127.0.0.1".parse().unwrap(), outside)
+        .await
+        .unwrap();
+    let enc = |k: &str| {
+        k.replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D")
+    };
+    let keyed = |p: u16| {
+        format!(
+            "wireguard://127.0.0.1:{p}?public_key={}&private_key={}",
+            enc(&server_pub),
+            enc(&client_key)
+        )
+    };
+    let targets = [
+        (keyed(port), "reachable", None),
+        (
+            format!(
+                "wireguard://127.0.0.1:{port}?public_key={}",
+                enc(&server_pub)
+            ),
+            "inconclusive",
+            None,
+        ),
+        (keyed(censor.addr.port()), "blocked", Some("vpn.timeout")),
+        (keyed(dead), "down", None),
+    ];
+    let mut args: Vec<String> = vec!["scan".into()];
+    args.extend(targets.iter().map(|t| t.0.clone()));
+    args.extend(
+        [
+            "--control-resolver",
+            "c=udp://127.0.0.1:9",
+            "--canary",
+            "",
+            "--timeout",
+            "2s",
+            "--quiet",
+            "--control-proxy",
+        ]
+        .map(String::from),
+    );
+    args.push(format!("socks5://{}", proxy.addr));
+    let out = run(&args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let recs = jsonl(&out.stdout);
+    for (t, verdict, reason) in &targets {
+        let r = recs
+            .iter()
+            .find(|r| r["target"] == t.as_str())
+            .unwrap_or_else(|| panic!("no record for {t}: {recs:#?}"));
+        assert_eq!(
+            (r["verdict"].as_str(), r["reason"].as_str()),
+            (Some(*verdict), *reason),
+            "{t}: {}",
+            r["detail"]
+        );
+    }
+}

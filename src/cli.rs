@@ -113,7 +113,7 @@ pub struct EchoArgs {
     pub listen: std::net::SocketAddr,
 
     /// Datagrams answered per source address and second (a burst of as many is allowed).
-    #[arg(long, value_name = "N", default_value_t = 200)]
+    #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
     pub packets_per_source: u32,
 
     /// Bytes answered per source address and second.

@@ -131,18 +131,48 @@ impl RateCap {
     }
 }
 
+/// Replies remembered to break echo loops (another echo server, or a spoofed source), per
+/// generation; two generations of [`LOOP_WINDOW`] are kept.
+const RECENT_REPLIES: usize = 65_536;
+const LOOP_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn serve_udp(sock: Arc<UdpSocket>, limits: Limits) {
     let mut cap = RateCap {
         limits,
         sources: HashMap::new(),
     };
+    let local = sock.local_addr().ok();
+    let hasher = std::collections::hash_map::RandomState::new();
+    let mut replied: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    let mut older: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    let mut generation = Instant::now();
     let mut buf = vec![0u8; 65_536];
     loop {
         let Ok((n, from)) = sock.recv_from(&mut buf).await else {
             continue;
         };
+        // Never a reflector: nothing to privileged ports (DNS, NTP, ...), to its own port (an
+        // echo server on another host), or to itself (a spoofed source).
+        if from.port() < 1024 || local.is_some_and(|l| from.port() == l.port() || from == l) {
+            continue;
+        }
+        // A datagram equal to a reply just sent to that source is the reply coming back: two
+        // echo servers set ping-ponging by one spoofed packet. Break the loop.
+        let now = Instant::now();
+        if now.duration_since(generation) > LOOP_WINDOW {
+            older = std::mem::take(&mut replied);
+            generation = now;
+        }
+        let key = std::hash::BuildHasher::hash_one(&hasher, (from, &buf[..n]));
+        if replied.contains(&key) || older.contains(&key) {
+            continue;
+        }
         // The reply is the request: never larger, only to the sender, within the cap.
-        if cap.allow(from.ip(), n, Instant::now()) {
+        if cap.allow(from.ip(), n, now) {
+            if replied.len() >= RECENT_REPLIES {
+                replied.clear();
+            }
+            replied.insert(key);
             let _ = sock.send_to(&buf[..n], from).await;
         }
     }

@@ -648,36 +648,38 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
             }
             Plan::Echo => {
                 observed.layer = Layer::Udp;
-                let direct = futures::future::join_all(
-                    addrs
-                        .iter()
-                        .filter(|(_, s)| *s == AddrSource::Vantage)
-                        .map(|(ip, _)| {
-                            let to = ctx.conn.remap.apply(SocketAddr::new(*ip, target.port));
-                            crate::probe::echo::probe(to, ctx.conn.timeout)
-                        }),
-                );
-                let control = async {
-                    match ctx.proxy {
-                        Some(p) => Some(
-                            crate::probe::echo::probe_via_proxy(
-                                p,
-                                &target.host.to_string(),
-                                target.port,
-                                ctx.conn.timeout,
-                            )
-                            .await,
-                        ),
-                        None => None,
-                    }
-                };
-                let (direct, control) = tokio::join!(direct, control);
-                observed
-                    .tries
-                    .push(Conn::Echo(crate::probe::echo::EchoObservation {
-                        direct,
-                        control,
-                    }));
+                for _ in 0..ctx.repeat {
+                    let direct = futures::future::join_all(
+                        addrs
+                            .iter()
+                            .filter(|(_, s)| *s == AddrSource::Vantage)
+                            .map(|(ip, _)| {
+                                let to = ctx.conn.remap.apply(SocketAddr::new(*ip, target.port));
+                                crate::probe::echo::probe(to, ctx.conn.timeout)
+                            }),
+                    );
+                    let control = async {
+                        match ctx.proxy {
+                            Some(p) => Some(
+                                crate::probe::echo::probe_via_proxy(
+                                    p,
+                                    &target.host.to_string(),
+                                    target.port,
+                                    ctx.conn.timeout,
+                                )
+                                .await,
+                            ),
+                            None => None,
+                        }
+                    };
+                    let (direct, control) = tokio::join!(direct, control);
+                    observed
+                        .tries
+                        .push(Conn::Echo(crate::probe::echo::EchoObservation {
+                            direct,
+                            control,
+                        }));
+                }
             }
             Plan::Wireguard => {
                 use crate::probe::wireguard;

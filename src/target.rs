@@ -253,7 +253,7 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         }
     };
     if matches!(scheme, Scheme::Stun | Scheme::Tcp | Scheme::Echo)
-        && !matches!(url.path(), "" | "/")
+        && (!matches!(url.path(), "" | "/") || url.query().is_some())
     {
         return Err(format!(
             "`{text}`: a {}:// target is HOST:PORT only",
@@ -261,10 +261,7 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         ));
     }
     if matches!(scheme, Scheme::Tcp | Scheme::Echo) && url.port().is_none() {
-        return Err(format!(
-            "`{text}`: a {}:// target needs a port",
-            url.scheme()
-        ));
+        return Err(format!("`{text}`: {}:// targets need a port", url.scheme()));
     }
     let host = match url.host() {
         // Non-special schemes (stun://) leave addresses as opaque hosts.
@@ -305,8 +302,15 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         }
         crate::probe::wireguard::Keys::of_path(&path).map_err(|e| format!("`{text}`: {e}"))?;
     }
+    // A client's private key is a secret: reports, the store and messages show the target
+    // without it (the probe reads it from `path`).
+    let input = if scheme == Scheme::Wireguard {
+        redact_keys(input)
+    } else {
+        input.to_owned()
+    };
     Ok(Target {
-        input: input.to_owned(),
+        input,
         kind: TargetKind::Url,
         host,
         port: url.port_or_known_default().unwrap_or(match scheme {
@@ -320,6 +324,21 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         category: None,
         method: Method::Get,
     })
+}
+
+/// `private_key=` and `preshared_key=` values replaced by `REDACTED`.
+fn redact_keys(input: &str) -> String {
+    let Some((head, query)) = input.split_once('?') else {
+        return input.to_owned();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k @ ("private_key" | "preshared_key"), _)) => format!("{k}=REDACTED"),
+            _ => p.to_owned(),
+        })
+        .collect();
+    format!("{head}?{}", pairs.join("&"))
 }
 
 /// IDNA (UTS #46) to ASCII, lowercase, without a trailing dot; rejects what DNS cannot carry.

@@ -24,9 +24,15 @@ fn control(o: &OpenvpnObservation) -> Control<'_> {
         (Phase::Connect, Some(k)) if message.contains("SOCKS5 proxy:") => {
             Control::Failed(format!("cannot connect (the proxy reports {})", k.as_str()))
         }
-        (_, Some(k @ (FailureKind::Reset | FailureKind::Eof | FailureKind::Malformed))) => {
+        (_, Some(k @ FailureKind::Malformed)) => {
             Control::Failed(format!("gets no OpenVPN answer ({})", k.as_str()))
         }
+        // A server with tls-auth or tls-crypt over TCP closes on an unwrapped reset: the same
+        // from outside says nothing about censorship, nor that the server is dead.
+        (_, Some(k @ (FailureKind::Reset | FailureKind::Eof))) => Control::Unavailable(format!(
+            "is closed after the reset too ({}), as a server with tls-auth or tls-crypt does",
+            k.as_str()
+        )),
         (_, k) => Control::Unavailable(format!(
             "gets no OpenVPN answer ({}; a server with tls-auth or tls-crypt is silent without its key)",
             k.map_or("no answer", FailureKind::as_str)

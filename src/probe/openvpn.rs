@@ -44,7 +44,11 @@ impl Proto {
     pub fn of_path(path: &str) -> Result<Self, String> {
         let query = path.split_once('?').map_or("", |(_, q)| q);
         let mut proto = Self::Udp;
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+        if pairs.len() > 1 {
+            return Err("give `proto=` once".into());
+        }
+        for pair in pairs {
             match pair {
                 "proto=udp" => proto = Self::Udp,
                 "proto=tcp" => proto = Self::Tcp,
@@ -123,14 +127,13 @@ pub fn server_reset(d: &[u8], ours: [u8; 8]) -> Option<[u8; 8]> {
         return None;
     }
     let session: [u8; 8] = d.get(1..9)?.try_into().ok()?;
+    // It must acknowledge our reset: packet id 0, our session id.
     let acks = usize::from(*d.get(9)?);
-    if acks > 0 {
-        let remote = d.get(10 + 4 * acks..18 + 4 * acks)?;
-        if remote != ours {
-            return None;
-        }
+    if acks == 0 || d.get(10..14)? != [0, 0, 0, 0] {
+        return None;
     }
-    Some(session)
+    let remote = d.get(10 + 4 * acks..18 + 4 * acks)?;
+    (remote == ours).then_some(session)
 }
 
 /// The answer to a reset, for the mock network's responder: the server's reset acknowledging

@@ -1327,3 +1327,44 @@ fn an_unreachable_proxy_is_not_the_origin_refusing() {
         assert_eq!(f.verdict, verdict, "{message}: {}", f.detail);
     }
 }
+
+/// Issue 16's hostile pass: a lossy path is not signature filtering. A shape that never came
+/// back is singled out only when its random control came back at least twice of three.
+#[test]
+fn echo_signature_needs_a_clear_margin() {
+    use blockprobe::classify::Conn;
+    use blockprobe::probe::echo::{EchoObservation, EchoRun, Shape, ShapeExchange};
+    for (control_echoed, verdict) in [(1, Verdict::Reachable), (2, Verdict::Blocked)] {
+        let exchanges = Shape::ALL
+            .iter()
+            .map(|s| ShapeExchange {
+                shape: *s,
+                size: 10,
+                sent: 3,
+                echoed: if *s == Shape::Wireguard { 0 } else { 3 },
+                control_echoed: if *s == Shape::Wireguard {
+                    control_echoed
+                } else {
+                    3
+                },
+                rtt: None,
+            })
+            .collect();
+        let ev = Evidence {
+            dns: None,
+            control: None,
+            conn: Some(Conn::Echo(EchoObservation {
+                direct: vec![EchoRun {
+                    server: "192.0.2.7:7007".into(),
+                    exchanges,
+                    failure: None,
+                    elapsed: Duration::ZERO,
+                }],
+                control: None,
+            })),
+            ..evidence("93.184.216.34", PathObservation::default(), None)
+        };
+        let f = classify(ev, &Rules::default(), Layer::Udp);
+        assert_eq!(f.verdict, verdict, "{control_echoed}: {}", f.detail);
+    }
+}

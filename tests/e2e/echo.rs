@@ -43,6 +43,19 @@ async fn issue_16_echo_answers_the_sender_within_its_cap() {
         .unwrap()
         .unwrap();
     assert_eq!(&buf[..n], b"hello");
+    // The same datagram again at once is the reply coming back (two echo servers set
+    // ping-ponging by a spoofed packet): not echoed a second time.
+    sock.send(b"hello").await.unwrap();
+    sock.send(b"after").await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(2), sock.recv(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        &buf[..n],
+        b"after",
+        "a repeated datagram is not echoed again"
+    );
     // A flood gets at most the burst (10) and what refills meanwhile, never the whole flood.
     for i in 0..200u16 {
         sock.send(&i.to_be_bytes()).await.unwrap();

@@ -355,12 +355,22 @@ async fn issue_16_real_wireguard_server_behind_the_mock_censor() {
     args.push(format!("socks5://{}", proxy.addr));
     let out = run(&args).await;
     assert!(out.status.success(), "{}", stderr(&out));
+    // The client's private key is a secret: no report carries it.
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains(&enc(&client_key)),
+        "the private key leaked: {text}"
+    );
     let recs = jsonl(&out.stdout);
     for (t, verdict, reason) in &targets {
+        let shown = match t.split_once("&private_key=") {
+            Some((head, _)) => format!("{head}&private_key=REDACTED"),
+            None => t.clone(),
+        };
         let r = recs
             .iter()
-            .find(|r| r["target"] == t.as_str())
-            .unwrap_or_else(|| panic!("no record for {t}: {recs:#?}"));
+            .find(|r| r["target"] == shown.as_str())
+            .unwrap_or_else(|| panic!("no record for {shown}: {recs:#?}"));
         assert_eq!(
             (r["verdict"].as_str(), r["reason"].as_str()),
             (Some(*verdict), *reason),

@@ -73,6 +73,24 @@ pub fn reserved_answer(ip: IpAddr, controls: &BTreeSet<IpAddr>, loopback_net: bo
         && !(ip.is_loopback() && (loopback_net || controls.iter().any(IpAddr::is_loopback)))
 }
 
+/// The wildcard address of `addr`'s family, port 0: where a socket towards `addr` binds.
+pub fn unspecified_for(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    if addr.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    }
+}
+
+/// `host:port`, with an IPv6 host in brackets.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

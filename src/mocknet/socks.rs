@@ -41,11 +41,7 @@ pub struct Outside {
 
 /// The exact table key of `host:port` (IPv6 in brackets).
 pub fn key(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
+    crate::net::host_port(host, port)
 }
 
 fn lookup(table: &HashMap<String, SocketAddr>, host: &str, port: u16) -> Option<SocketAddr> {

@@ -5,7 +5,7 @@
 //! protocol-signature DPI — found without any VPN credentials. The same exchange through the
 //! control proxy's UDP ASSOCIATE tells a blocked address from a dead server.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -262,19 +262,11 @@ async fn run(sock: UdpSocket, route: Route, server: String, timeout: Duration) -
     }
 }
 
-fn unspecified_for(addr: SocketAddr) -> SocketAddr {
-    if addr.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    }
-}
-
 /// The exchange with the echo server at `addr` from here.
 pub async fn probe(addr: SocketAddr, timeout: Duration) -> EchoRun {
     let server = addr.to_string();
     let sock = async {
-        let s = UdpSocket::bind(unspecified_for(addr)).await?;
+        let s = UdpSocket::bind(crate::net::unspecified_for(addr)).await?;
         s.connect(addr).await?;
         Ok::<_, std::io::Error>(s)
     };
@@ -303,30 +295,16 @@ pub async fn probe_via_proxy(
     port: u16,
     timeout: Duration,
 ) -> EchoRun {
-    let server = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
+    let server = crate::net::host_port(host, port);
     let start = Instant::now();
-    let setup = async {
-        let (control, relay) = socks::udp_associate(proxy).await?;
-        let sock = UdpSocket::bind(unspecified_for(relay)).await?;
-        sock.connect(relay).await?;
-        Ok::<_, socks::SocksError>((control, sock, socks::udp_header(host, port)?))
-    };
-    let proxy_failure = |f: Failure| {
-        Failure::new(
-            f.kind,
-            format!("{}{}", crate::probe::quic::PROXY_SETUP, f.message),
-        )
-    };
-    match tokio::time::timeout(timeout, setup).await {
-        Err(_) => failed(server, proxy_failure(Failure::timeout())),
-        Ok(Err(e)) => failed(server, proxy_failure(Failure::from_error(&e))),
-        Ok(Ok((_control, sock, header))) => {
+    match tokio::time::timeout(timeout, socks::udp_relay(proxy, host, port)).await {
+        Err(_) => failed(server, socks::setup_timeout()),
+        Ok(Err(e)) => failed(server, socks::setup_failure(&e)),
+        Ok(Ok(relay)) => {
             let left = timeout.saturating_sub(start.elapsed());
-            run(sock, Route::Relay { header }, server, left).await
+            let header = relay.header;
+            let _control = relay.control;
+            run(relay.sock, Route::Relay { header }, server, left).await
         }
     }
 }

@@ -4,7 +4,7 @@
 //! (`tls-auth`, `tls-crypt`): such a server is silent to an unwrapped reset by design, which
 //! the verdict must not call a block. TCP frames each packet with a 2-byte length.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -13,7 +13,6 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
 use crate::probe::failure::{Failure, FailureKind};
-use crate::probe::quic::PROXY_SETUP;
 use crate::probe::ser_ms;
 use crate::probe::socks;
 use crate::probe::tcp::AddrSource;
@@ -248,14 +247,6 @@ async fn tcp_exchange(mut s: TcpStream, a: &mut OpenvpnAttempt, timeout: Duratio
     }
 }
 
-fn unspecified_for(addr: SocketAddr) -> SocketAddr {
-    if addr.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    }
-}
-
 /// The handshake with `addr` from here.
 pub async fn probe(addr: SocketAddr, proto: Proto, timeout: Duration) -> OpenvpnAttempt {
     let start = Instant::now();
@@ -263,7 +254,7 @@ pub async fn probe(addr: SocketAddr, proto: Proto, timeout: Duration) -> Openvpn
     match proto {
         Proto::Udp => {
             let sock = async {
-                let s = UdpSocket::bind(unspecified_for(addr)).await?;
+                let s = UdpSocket::bind(crate::net::unspecified_for(addr)).await?;
                 s.connect(addr).await?;
                 Ok::<_, std::io::Error>(s)
             };
@@ -300,34 +291,15 @@ pub async fn probe_via_proxy(
     timeout: Duration,
 ) -> OpenvpnAttempt {
     let start = Instant::now();
-    let server = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
+    let server = crate::net::host_port(host, port);
     let mut a = attempt(server, AddrSource::Control, proto);
-    let setup_failed = |e: &socks::SocksError| {
-        let f = Failure::from_error(e);
-        // The proxy's own report (a SOCKS reply) speaks for the origin; anything else is the
-        // proxy's failure.
-        if f.message.contains("SOCKS5 proxy:") {
-            f
-        } else {
-            Failure::new(f.kind, format!("{PROXY_SETUP}{}", f.message))
-        }
-    };
     match proto {
         Proto::Tcp => {
             match tokio::time::timeout(timeout, socks::connect(proxy, host, port)).await {
-                Err(_) => {
-                    a.failure = Some(Failure::new(
-                        FailureKind::Timeout,
-                        format!("{PROXY_SETUP}no answer"),
-                    ))
-                }
+                Err(_) => a.failure = Some(socks::setup_timeout()),
                 Ok(Err(e)) => {
                     a.phase = Phase::Connect;
-                    a.failure = Some(setup_failed(&e));
+                    a.failure = Some(socks::setup_failure(&e));
                 }
                 Ok(Ok(s)) => {
                     let left = timeout.saturating_sub(start.elapsed());
@@ -336,23 +308,12 @@ pub async fn probe_via_proxy(
             }
         }
         Proto::Udp => {
-            let setup = async {
-                let (control, relay) = socks::udp_associate(proxy).await?;
-                let sock = UdpSocket::bind(unspecified_for(relay)).await?;
-                sock.connect(relay).await?;
-                Ok::<_, socks::SocksError>((control, sock, socks::udp_header(host, port)?))
-            };
-            match tokio::time::timeout(timeout, setup).await {
-                Err(_) => {
-                    a.failure = Some(Failure::new(
-                        FailureKind::Timeout,
-                        format!("{PROXY_SETUP}no answer"),
-                    ))
-                }
-                Ok(Err(e)) => a.failure = Some(setup_failed(&e)),
-                Ok(Ok((_control, sock, header))) => {
+            match tokio::time::timeout(timeout, socks::udp_relay(proxy, host, port)).await {
+                Err(_) => a.failure = Some(socks::setup_timeout()),
+                Ok(Err(e)) => a.failure = Some(socks::setup_failure(&e)),
+                Ok(Ok(relay)) => {
                     let left = timeout.saturating_sub(start.elapsed());
-                    udp_exchange(&sock, &mut a, left, &header).await;
+                    udp_exchange(&relay.sock, &mut a, left, &relay.header).await;
                 }
             }
         }

@@ -22,9 +22,7 @@ use crate::probe::ser_ms;
 use crate::probe::socks;
 use crate::probe::tcp::AddrSource;
 
-/// How a failure to set up the control path itself (the proxy) starts: it says nothing about
-/// the target.
-pub const PROXY_SETUP: &str = "control proxy: ";
+pub use crate::probe::socks::PROXY_SETUP;
 
 /// The reserved version (`0x?a?a?a?a`, RFC 9000 §15) of the version-negotiation ping.
 pub const RESERVED_VERSION: u32 = 0x1a2a_3a4a;

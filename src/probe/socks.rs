@@ -205,3 +205,47 @@ pub fn parse_proxy(url: &str) -> Option<SocketAddr> {
         _ => None,
     }
 }
+
+/// How a failure to set up the control path itself (reaching the proxy, its association)
+/// starts: it says nothing about the target.
+pub const PROXY_SETUP: &str = "control proxy: ";
+
+/// A setup error as a failure: the proxy's own report about the destination (a SOCKS reply)
+/// stays as it is; anything else is marked [`PROXY_SETUP`].
+pub fn setup_failure(e: &SocksError) -> crate::probe::failure::Failure {
+    let f = crate::probe::failure::Failure::from_error(e);
+    if f.message.contains("SOCKS5 proxy:") {
+        f
+    } else {
+        crate::probe::failure::Failure::new(f.kind, format!("{PROXY_SETUP}{}", f.message))
+    }
+}
+
+/// The proxy did not set up the path in time.
+pub fn setup_timeout() -> crate::probe::failure::Failure {
+    crate::probe::failure::Failure::new(
+        crate::probe::failure::FailureKind::Timeout,
+        format!("{PROXY_SETUP}no answer"),
+    )
+}
+
+/// A UDP association through the proxy for datagrams to `host:port`.
+pub struct UdpRelay {
+    /// The association lives as long as this connection.
+    pub control: TcpStream,
+    /// Connected to the relay.
+    pub sock: tokio::net::UdpSocket,
+    /// The SOCKS5 UDP header every datagram to `host:port` carries.
+    pub header: Vec<u8>,
+}
+
+pub async fn udp_relay(proxy: SocketAddr, host: &str, port: u16) -> Result<UdpRelay, SocksError> {
+    let (control, relay) = udp_associate(proxy).await?;
+    let sock = tokio::net::UdpSocket::bind(crate::net::unspecified_for(relay)).await?;
+    sock.connect(relay).await?;
+    Ok(UdpRelay {
+        control,
+        sock,
+        header: udp_header(host, port)?,
+    })
+}

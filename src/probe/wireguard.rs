@@ -4,7 +4,7 @@
 //! A WireGuard server answers only its peers: without a client key registered at the server the
 //! probe still sends a well-formed initiation (a fresh key), but silence then proves nothing.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -15,7 +15,6 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 use crate::probe::failure::{Failure, FailureKind};
-use crate::probe::quic::PROXY_SETUP;
 use crate::probe::ser_ms;
 use crate::probe::socks;
 use crate::probe::tcp::AddrSource;
@@ -102,14 +101,6 @@ pub struct WireguardObservation {
     pub direct: Vec<WireguardAttempt>,
     /// Through the control proxy's UDP ASSOCIATE; `None` without one.
     pub control: Option<WireguardAttempt>,
-}
-
-fn unspecified_for(addr: SocketAddr) -> SocketAddr {
-    if addr.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    }
 }
 
 async fn exchange(
@@ -199,7 +190,7 @@ pub async fn probe(addr: SocketAddr, keys: &Keys, timeout: Duration) -> Wireguar
     let start = Instant::now();
     let mut a = attempt(addr.to_string(), AddrSource::Vantage, keys);
     let sock = async {
-        let s = UdpSocket::bind(unspecified_for(addr)).await?;
+        let s = UdpSocket::bind(crate::net::unspecified_for(addr)).await?;
         s.connect(addr).await?;
         Ok::<_, std::io::Error>(s)
     };
@@ -220,32 +211,14 @@ pub async fn probe_via_proxy(
     timeout: Duration,
 ) -> WireguardAttempt {
     let start = Instant::now();
-    let server = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
+    let server = crate::net::host_port(host, port);
     let mut a = attempt(server, AddrSource::Control, keys);
-    let setup = async {
-        let (control, relay) = socks::udp_associate(proxy).await?;
-        let sock = UdpSocket::bind(unspecified_for(relay)).await?;
-        sock.connect(relay).await?;
-        Ok::<_, socks::SocksError>((control, sock, socks::udp_header(host, port)?))
-    };
-    match tokio::time::timeout(timeout, setup).await {
-        Err(_) => {
-            a.failure = Some(Failure::new(
-                FailureKind::Timeout,
-                format!("{PROXY_SETUP}no answer"),
-            ));
-        }
-        Ok(Err(e)) => {
-            let f = Failure::from_error(&e);
-            a.failure = Some(Failure::new(f.kind, format!("{PROXY_SETUP}{}", f.message)));
-        }
-        Ok(Ok((_control, sock, header))) => {
+    match tokio::time::timeout(timeout, socks::udp_relay(proxy, host, port)).await {
+        Err(_) => a.failure = Some(socks::setup_timeout()),
+        Ok(Err(e)) => a.failure = Some(socks::setup_failure(&e)),
+        Ok(Ok(relay)) => {
             let left = timeout.saturating_sub(start.elapsed());
-            exchange(&sock, &header, keys, left, &mut a).await;
+            exchange(&relay.sock, &relay.header, keys, left, &mut a).await;
         }
     }
     a.elapsed = start.elapsed();

@@ -208,8 +208,9 @@ Exit status: 0 scan completed, 1 a --fail-on verdict was seen, 2 usage or input 
 pub struct ScanArgs {
     /// Targets: a domain (whatsapp.com), a URL (https://youtube.com/x), an endpoint (host:port,
     /// tcp://host:port), a STUN server (stun://host:port), HTTP/3 (quic://host/path), a VPN
-    /// server (openvpn://host:port?proto=udp|tcp, wireguard://host:port?public_key=…) or your
-    /// echo server abroad (echo://host:port, see `blockprobe echo --help`).
+    /// server (openvpn://host:port?proto=udp|tcp, wireguard://host:port?public_key=…), a Tor
+    /// relay's OR port (tor://host:port) or your echo server abroad (echo://host:port, see
+    /// `blockprobe echo --help`).
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
 

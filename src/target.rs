@@ -65,6 +65,8 @@ pub enum Scheme {
     /// `wireguard://HOST[:PORT]?public_key=…[&private_key=…]`: a WireGuard handshake (port
     /// 51820 by default).
     Wireguard,
+    /// `tor://HOST:PORT`: a Tor relay's OR-port link handshake (TLS, then `VERSIONS`).
+    Tor,
 }
 
 impl Scheme {
@@ -246,21 +248,24 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         "echo" => Scheme::Echo,
         "openvpn" => Scheme::Openvpn,
         "wireguard" => Scheme::Wireguard,
+        "tor" => Scheme::Tor,
         other => {
             return Err(format!(
-                "unsupported URL scheme `{other}` (use http, https, quic, tcp, stun, echo, openvpn or wireguard)"
+                "unsupported URL scheme `{other}` (use http, https, quic, tcp, stun, echo, openvpn, wireguard or tor)"
             ));
         }
     };
-    if matches!(scheme, Scheme::Stun | Scheme::Tcp | Scheme::Echo)
-        && (!matches!(url.path(), "" | "/") || url.query().is_some())
+    if matches!(
+        scheme,
+        Scheme::Stun | Scheme::Tcp | Scheme::Echo | Scheme::Tor
+    ) && (!matches!(url.path(), "" | "/") || url.query().is_some())
     {
         return Err(format!(
             "`{text}`: a {}:// target is HOST:PORT only",
             url.scheme()
         ));
     }
-    if matches!(scheme, Scheme::Tcp | Scheme::Echo) && url.port().is_none() {
+    if matches!(scheme, Scheme::Tcp | Scheme::Echo | Scheme::Tor) && url.port().is_none() {
         return Err(format!("`{text}`: {}:// targets need a port", url.scheme()));
     }
     let host = match url.host() {

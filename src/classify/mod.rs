@@ -10,6 +10,7 @@ mod openvpn;
 mod path;
 mod quic;
 mod stun;
+mod tor;
 mod wireguard;
 
 use std::collections::BTreeSet;
@@ -112,6 +113,8 @@ pub enum Conn {
     Openvpn(crate::probe::openvpn::OpenvpnObservation),
     /// A WireGuard handshake ([`wireguard`]).
     Wireguard(crate::probe::wireguard::WireguardObservation),
+    /// A Tor relay's link handshake ([`tor`]).
+    Tor(crate::probe::tor::TorObservation),
 }
 
 /// The evidence of a fetch (TCP, TLS, HTTP, transfer).
@@ -136,7 +139,8 @@ impl Conn {
             | Self::Quic(_)
             | Self::Echo(_)
             | Self::Openvpn(_)
-            | Self::Wireguard(_) => None,
+            | Self::Wireguard(_)
+            | Self::Tor(_) => None,
         }
     }
 
@@ -168,6 +172,7 @@ impl Conn {
                 .iter()
                 .any(crate::probe::openvpn::OpenvpnAttempt::answered),
             Self::Wireguard(w) => w.direct.iter().any(|a| a.answered),
+            Self::Tor(t) => t.direct.iter().any(crate::probe::tor::TorAttempt::answered),
         }
     }
 
@@ -189,6 +194,12 @@ impl Conn {
             Self::Stun(_) => out.push("udp"),
             Self::Quic(_) => out.push("quic"),
             Self::Echo(_) => out.push("udp"),
+            Self::Tor(t) => {
+                if t.direct.iter().any(|a| a.tls.is_some()) {
+                    out.push("tls");
+                }
+                out.push("vpn");
+            }
             Self::Openvpn(_) | Self::Wireguard(_) => out.push("vpn"),
         }
     }
@@ -231,6 +242,7 @@ impl Serialize for Evidence {
             Some(Conn::Echo(e)) => m.serialize_entry("echo", e)?,
             Some(Conn::Openvpn(o)) => m.serialize_entry("openvpn", o)?,
             Some(Conn::Wireguard(w)) => m.serialize_entry("wireguard", w)?,
+            Some(Conn::Tor(t)) => m.serialize_entry("tor", t)?,
             None => {}
         }
         if !self.tries.is_empty() {
@@ -399,7 +411,24 @@ fn connection(ev: &Evidence, rules: &Rules, layer: Layer, notes: &mut Notes) -> 
         Conn::Echo(e) => echo::decide(e, notes),
         Conn::Openvpn(o) => openvpn::decide(o, notes),
         Conn::Wireguard(w) => wireguard::decide(w, notes),
+        Conn::Tor(t) => tor::decide(t, notes),
     })
+}
+
+/// Every attempt's TCP connection failed: a TCP-level verdict (handshake probes).
+fn connect_failed(
+    servers: &str,
+    kind: crate::probe::failure::FailureKind,
+    what: &str,
+    c: &Control<'_>,
+    notes: &mut Notes,
+) -> Decision {
+    judge(
+        path::tcp_reason(kind),
+        format!("{servers}: TCP to {what} fails ({})", kind.as_str()),
+        c,
+        notes,
+    )
 }
 
 /// The control path's state, as the authority for `down` versus `blocked`.

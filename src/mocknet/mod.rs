@@ -77,6 +77,7 @@ pub struct MockNet {
     /// The scenario's reference (`--reference`), not a target of the scan.
     pub reference_url: Option<String>,
     _censors: Vec<Censor>,
+    _relays: Vec<vpn::TorRelay>,
     _stun: Vec<StunServer>,
     _udp: (
         Vec<quic::H3Origin>,
@@ -165,6 +166,7 @@ impl MockNet {
         let mut quic_targets = Vec::new();
         let mut echo_servers = Vec::new();
         let mut vpn_servers = Vec::new();
+        let mut tor_relays = Vec::new();
         let mut quic_censors = Vec::new();
         for (t, p) in plan.scenario.targets.iter().zip(&plan.placed) {
             let n = p.n;
@@ -255,6 +257,33 @@ impl MockNet {
                         to
                     };
                     vpn_servers.push(server);
+                    to
+                };
+                connect_to.push((SocketAddr::new(orig, target.port), to));
+                urls.push(target.input.clone());
+                continue;
+            }
+            if target.scheme == Scheme::Tor {
+                let to = if down {
+                    SocketAddr::new(ip, closed_port(ip)?)
+                } else {
+                    let relay = vpn::TorRelay::start(
+                        SocketAddr::new(lo, 0),
+                        pki.server_config(&["www.mockrelay.net"], &[])?,
+                    )
+                    .await?;
+                    outside.tcp.insert(key, relay.addr);
+                    let b = match t.vpn {
+                        Some(VpnMode::Drop) => CensorBehaviour::FreezeUpload(0),
+                        Some(VpnMode::Reset) => CensorBehaviour::ResetAfterFirst,
+                        _ => CensorBehaviour::Pass,
+                    };
+                    let c = Censor::start(SocketAddr::new(ip, 0), relay.addr, b)
+                        .await
+                        .with_context(|| format!("cannot bind the censor for {}", t.target))?;
+                    let to = c.addr;
+                    censors.push(c);
+                    tor_relays.push(relay);
                     to
                 };
                 connect_to.push((SocketAddr::new(orig, target.port), to));
@@ -557,6 +586,7 @@ impl MockNet {
             urls,
             reference_url,
             _censors: censors,
+            _relays: tor_relays,
             _stun: stun_servers,
             _udp: (quic_servers, quic_censors, echo_servers, vpn_servers),
             _dir: dir,

@@ -101,7 +101,8 @@ pub struct ScenarioTarget {
     pub shapes: Vec<String>,
     /// OpenVPN targets (`openvpn://`): `drop` swallows the hard reset (UDP: by signature; TCP:
     /// the client's data), `reset` resets TCP after the first packet, `tls-auth` makes the
-    /// server itself silent to an unwrapped reset (no censor).
+    /// server itself silent to an unwrapped reset (no censor). Tor targets (`tor://`): `drop`
+    /// swallows the ClientHello, `reset` resets after it (a DPI box that knows Tor's TLS).
     #[serde(default)]
     pub vpn: Option<VpnMode>,
     /// QUIC targets (`quic://`): what the censor does to their UDP.
@@ -176,7 +177,7 @@ pub enum UdpMode {
     Garbage,
 }
 
-/// What happens to an `openvpn://` target's handshake.
+/// What happens to an `openvpn://` or `tor://` target's handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum VpnMode {
@@ -574,11 +575,19 @@ fn check_behaviours(t: &ScenarioTarget, target: &Target, literal: bool) -> Resul
         );
     }
     let openvpn = target.scheme == Scheme::Openvpn;
-    if t.vpn.is_some() && !openvpn {
-        return Err("`vpn = ...` needs an openvpn:// target".into());
+    let tor = target.scheme == Scheme::Tor;
+    if t.vpn.is_some() && !openvpn && !tor {
+        return Err("`vpn = ...` needs an openvpn:// or tor:// target".into());
     }
-    if openvpn && (censors.iter().any(|c| *c) || t.proxy.is_some() || !t.shapes.is_empty()) {
-        return Err("an openvpn:// target takes `vpn = ...`, not another behaviour".into());
+    if (openvpn || tor) && (censors.iter().any(|c| *c) || t.proxy.is_some() || !t.shapes.is_empty())
+    {
+        return Err(format!(
+            "an {}:// target takes `vpn = ...`, not another behaviour",
+            if tor { "tor" } else { "openvpn" }
+        ));
+    }
+    if tor && t.vpn == Some(VpnMode::TlsAuth) {
+        return Err("`vpn = \"tls-auth\"` needs an openvpn:// target".into());
     }
     if openvpn
         && t.vpn == Some(VpnMode::Reset)

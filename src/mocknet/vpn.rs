@@ -1,6 +1,7 @@
 //! VPN servers in the mock network: an OpenVPN responder that answers the client's hard
 //! reset (UDP and TCP on one port) — or, like a server with `tls-auth`/`tls-crypt`, stays
-//! silent to an unwrapped one.
+//! silent to an unwrapped one — and a Tor relay's OR port (TLS, then `VERSIONS` answered by
+//! `VERSIONS` and `CERTS`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,5 +70,57 @@ impl OpenvpnServer {
             tcp: tcp_addr,
             tasks: vec![u, t],
         })
+    }
+}
+
+/// A Tor relay's OR port: TLS with a self-signed `www.….net` certificate, then the link
+/// handshake's first cells.
+pub struct TorRelay {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for TorRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TorRelay {
+    pub async fn start(bind: SocketAddr, tls: Arc<rustls::ServerConfig>) -> std::io::Result<Self> {
+        use crate::probe::tor;
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let task = tokio::spawn(async move {
+            while let Ok((c, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut s) = acceptor.accept(c).await else {
+                        return;
+                    };
+                    match tor::read_var_cell(&mut s, 2).await {
+                        Ok((tor::VERSIONS, _)) => {}
+                        _ => return,
+                    }
+                    let mut answer = tor::versions_cell(&tor::OFFERED);
+                    let body = [0u8; 32];
+                    answer.extend(tor::certs_cell(&[
+                        (1, &body),
+                        (2, &body),
+                        (4, &body),
+                        (5, &body),
+                        (7, &body),
+                    ]));
+                    if s.write_all(&answer).await.is_err() || s.flush().await.is_err() {
+                        return;
+                    }
+                    // Hold the link until the client goes.
+                    let mut sink = [0u8; 512];
+                    while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        Ok(Self { addr, task })
     }
 }

@@ -109,6 +109,7 @@ impl Dest {
             Scheme::Echo => format!("echo://{host}:{}", self.port),
             Scheme::Openvpn => format!("openvpn://{host}:{}{}", self.port, self.path),
             Scheme::Wireguard => format!("wireguard://{host}:{}", self.port),
+            Scheme::Tor => format!("tor://{host}:{}", self.port),
             Scheme::Http | Scheme::Https => {
                 let scheme = if self.scheme == Scheme::Http {
                     "http"

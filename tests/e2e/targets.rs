@@ -36,6 +36,8 @@ fn each_form() {
     let ip4 = parse("149.154.167.51:443");
     assert_eq!(ip4.host, Host::Ip("149.154.167.51".parse().unwrap()));
     assert_eq!(ip4.name(), None);
+    let tor = parse("tor://192.0.2.7:9001");
+    assert_eq!((tor.scheme, tor.port), (Scheme::Tor, 9001));
     let ip6 = parse("[2001:67c:4e8:f004::a]:443");
     assert_eq!(ip6.port, 443);
     assert!(matches!(ip6.host, Host::Ip(_)));
@@ -70,6 +72,10 @@ fn rejects_garbage() {
         "https://user:pw@example.org/",
         "http://example.org:0/",
         "stun://stun.example:0",
+        // A Tor relay's OR port has no default and no path.
+        "tor://relay.example",
+        "tor://relay.example:9001/x",
+        "tor://relay.example:9001?fingerprint=AB",
     ] {
         assert!(Target::parse(bad).is_err(), "{bad:?} should not parse");
     }

@@ -13,12 +13,16 @@ use blockprobe::probe::echo::Shape;
 
 use crate::support::{jsonl, run, stderr};
 
-fn openvpn_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join("openvpn"))
-        .find(|p| p.is_file())
+/// A lab server's program, or `None` (the test is skipped) — unless `require` names a set
+/// environment variable, as in CI, where a missing program fails the test.
+fn lab_tool(name: &str, require: &str, install: &str) -> Option<PathBuf> {
+    let found = tool(name);
+    if found.is_none() {
+        let required = std::env::var(require).is_ok_and(|v| !v.is_empty() && v != "0");
+        assert!(!required, "{require} is set but `{name}` is not installed");
+        eprintln!("SKIPPED: `{name}` is not installed ({install})");
+    }
+    found
 }
 
 fn free_port(udp: bool) -> u16 {
@@ -84,14 +88,11 @@ async fn openvpn(
 
 #[tokio::test]
 async fn issue_16_real_openvpn_servers_behind_the_mock_censor() {
-    let Some(bin) = openvpn_binary() else {
-        let required =
-            std::env::var("BLOCKPROBE_REQUIRE_OPENVPN").is_ok_and(|v| !v.is_empty() && v != "0");
-        assert!(
-            !required,
-            "BLOCKPROBE_REQUIRE_OPENVPN is set but `openvpn` is not installed"
-        );
-        eprintln!("SKIPPED: `openvpn` is not installed (apt-get install openvpn)");
+    let Some(bin) = lab_tool(
+        "openvpn",
+        "BLOCKPROBE_REQUIRE_OPENVPN",
+        "apt-get install openvpn",
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -157,6 +158,12 @@ async fn issue_16_real_openvpn_servers_behind_the_mock_censor() {
             Some("vpn.timeout"),
         ),
     ];
+    expect_verdicts(&targets, proxy.addr).await;
+}
+
+/// Scans `targets` with the mock proxy as the control path and checks each one's verdict and
+/// reason.
+async fn expect_verdicts(targets: &[(String, &str, Option<&str>)], proxy: SocketAddr) {
     let mut args: Vec<String> = vec!["scan".into()];
     args.extend(targets.iter().map(|t| t.0.clone()));
     args.extend(
@@ -172,11 +179,11 @@ async fn issue_16_real_openvpn_servers_behind_the_mock_censor() {
         ]
         .map(String::from),
     );
-    args.push(format!("socks5://{}", proxy.addr));
+    args.push(format!("socks5://{proxy}"));
     let out = run(&args).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let recs = jsonl(&out.stdout);
-    for (t, verdict, reason) in &targets {
+    for (t, verdict, reason) in targets {
         let r = recs
             .iter()
             .find(|r| r["target"] == t.as_str())
@@ -378,4 +385,106 @@ async fn issue_16_real_wireguard_server_behind_the_mock_censor() {
             r["detail"]
         );
     }
+}
+
+/// A real Tor relay (Debian's `tor`, on loopback, its directory authority a dead loopback port
+/// so it never reaches out) directly, behind the mock censor resetting after the ClientHello
+/// and swallowing it, and a dead port: the link handshake proves the relay (VERSIONS with link
+/// protocol 5, CERTS with the RSA identity and Ed25519 certificates), the censored paths are
+/// blocked with the mock proxy as the outside view.
+#[tokio::test]
+async fn issue_16_a_real_tor_relay_behind_the_mock_censor() {
+    use blockprobe::mocknet::censor::{Behaviour, Censor};
+    use tokio::io::AsyncBufReadExt as _;
+    let Some(bin) = lab_tool("tor", "BLOCKPROBE_REQUIRE_TOR", "apt-get install tor") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let or_port = free_port(false);
+    let torrc = format!(
+        "DataDirectory {data}\nSocksPort 0\nORPort 127.0.0.1:{or_port}\nAddress 127.0.0.1\n\
+         AssumeReachable 1\nPublishServerDescriptor 0\nExitRelay 0\nNickname blockprobelab\n\
+         ContactInfo lab\nDirAuthority lab orport=9 no-v2 127.0.0.1:9 \
+         0000000000000000000000000000000000000000\nUseDefaultFallbackDirs 0\n\
+         Log notice stdout\n",
+        data = dir.path().join("data").display()
+    );
+    std::fs::write(dir.path().join("torrc"), torrc).unwrap();
+    let mut relay = tokio::process::Command::new(&bin)
+        .arg("-f")
+        .arg(dir.path().join("torrc"))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Ready once its keys exist: the TLS context is built before it logs its fingerprint.
+    let mut lines = tokio::io::BufReader::new(relay.stdout.take().unwrap()).lines();
+    let mut log = Vec::new();
+    loop {
+        match lines.next_line().await.unwrap() {
+            Some(l) if l.contains("identity key fingerprint") => break,
+            Some(l) => log.push(l),
+            None => panic!("tor exited before it was ready: {log:#?}"),
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    let reset = Censor::start(at(0), at(or_port), Behaviour::ResetAfterFirst)
+        .await
+        .unwrap();
+    let swallow = Censor::start(at(0), at(or_port), Behaviour::FreezeUpload(0))
+        .await
+        .unwrap();
+    let dead = free_port(false);
+    let mut outside = Outside::default();
+    for p in [or_port, reset.addr.port(), swallow.addr.port()] {
+        outside.tcp.insert(key("127.0.0.1", p), at(or_port));
+    }
+    let proxy = SocksProxy::start("127.0.0.1".parse().unwrap(), outside)
+        .await
+        .unwrap();
+    let open = format!("tor://127.0.0.1:{or_port}");
+    let targets = [
+        (open.clone(), "reachable", None),
+        (
+            format!("tor://127.0.0.1:{}", reset.addr.port()),
+            "blocked",
+            Some("vpn.reset"),
+        ),
+        (
+            format!("tor://127.0.0.1:{}", swallow.addr.port()),
+            "blocked",
+            Some("vpn.timeout"),
+        ),
+        (format!("tor://127.0.0.1:{dead}"), "down", None),
+    ];
+    expect_verdicts(&targets, proxy.addr).await;
+
+    // The evidence names what proves a relay.
+    let out = run(&[
+        "scan",
+        &open,
+        "--control-resolver",
+        "c=udp://127.0.0.1:9",
+        "--canary",
+        "",
+        "--quiet",
+    ])
+    .await;
+    let recs = jsonl(&out.stdout);
+    let tor = &recs[0]["evidence"]["tor"]["direct"][0];
+    assert_eq!(tor["phase"], "answered", "{tor:#}");
+    assert!(
+        tor["link_versions"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(5)),
+        "{tor:#}"
+    );
+    let certs = tor["cert_types"].as_array().unwrap();
+    for t in [2, 4, 5, 7] {
+        assert!(certs.contains(&serde_json::json!(t)), "type {t}: {tor:#}");
+    }
+    assert_eq!(tor["tls"]["ok"], true, "{tor:#}");
 }

@@ -720,13 +720,13 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
             Plan::Tor => {
                 use crate::probe::tor;
                 observed.layer = Layer::Vpn;
-                let (t, tls) = (ctx.conn.timeout, &ctx.tls);
+                let (t, tls, decoy) = (ctx.conn.timeout, &ctx.tls, &*ctx.conn.decoy_sni);
                 let runs =
                     handshakes(
                         ctx,
                         target,
                         &addrs,
-                        |to| tor::probe(to, tls, t),
+                        |to| tor::probe(to, tls, decoy, t),
                         |p, host, port| async move {
                             tor::probe_via_proxy(p, &host, port, tls, t).await
                         },

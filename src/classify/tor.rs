@@ -2,6 +2,8 @@
 //! control path. Every relay answers it to anyone, so a reset or silence where the control path
 //! gets an answer is a block — at the TLS handshake (Tor's TLS fingerprint, the relay's
 //! address) or after the `VERSIONS` cell (a DPI box that recognises the link protocol).
+//! Without a control path, a decoy-SNI handshake completing on the same address settles a
+//! TLS-stage block the same way.
 
 use super::{Control, Decision, Notes, connect_failed, judge};
 use crate::probe::Phase;
@@ -106,5 +108,23 @@ pub(super) fn decide(o: &TorObservation, notes: &mut Notes) -> Decision {
         .failure
         .as_ref()
         .map_or(String::new(), |f| format!(" ({})", f.message));
-    judge(reason, format!("{servers}: {what}{detail}"), &c, notes)
+    let what = format!("{servers}: {what}{detail}");
+    // Without a working control path, the same address completing a handshake with the decoy
+    // SNI shows the relay is up and the Tor-looking ClientHello is what is stopped.
+    let decoy = o
+        .direct
+        .iter()
+        .filter(|a| !a.tls_ok())
+        .find_map(|a| a.decoy.as_ref().filter(|d| d.ok));
+    if let (Control::Absent | Control::Unavailable(_), Some(d), Some(r)) = (&c, decoy, reason) {
+        return (
+            r.verdict(),
+            Some(r),
+            format!(
+                "{what}; a TLS handshake with the decoy SNI {} on the same address completes, and Tor's failed again: the relay is up, its handshake is stopped",
+                d.sni
+            ),
+        );
+    }
+    judge(reason, what, &c, notes)
 }

@@ -276,6 +276,7 @@ impl MockNet {
                     let b = match t.vpn {
                         Some(VpnMode::Drop) => CensorBehaviour::FreezeUpload(0),
                         Some(VpnMode::Reset) => CensorBehaviour::ResetAfterFirst,
+                        Some(VpnMode::ResetTorTls) => CensorBehaviour::ResetTorTls,
                         _ => CensorBehaviour::Pass,
                     };
                     let c = Censor::start(SocketAddr::new(ip, 0), relay.addr, b)

@@ -102,7 +102,8 @@ pub struct ScenarioTarget {
     /// OpenVPN targets (`openvpn://`): `drop` swallows the hard reset (UDP: by signature; TCP:
     /// the client's data), `reset` resets TCP after the first packet, `tls-auth` makes the
     /// server itself silent to an unwrapped reset (no censor). Tor targets (`tor://`): `drop`
-    /// swallows the ClientHello, `reset` resets after it (a DPI box that knows Tor's TLS).
+    /// swallows the ClientHello, `reset` resets after it, `reset-tor-tls` resets only a ClientHello
+    /// whose SNI has Tor's shape (a decoy handshake passes).
     #[serde(default)]
     pub vpn: Option<VpnMode>,
     /// QUIC targets (`quic://`): what the censor does to their UDP.
@@ -184,6 +185,8 @@ pub enum VpnMode {
     Drop,
     Reset,
     TlsAuth,
+    /// Tor only: reset ClientHellos whose SNI has Tor's shape; a decoy SNI passes.
+    ResetTorTls,
 }
 
 /// What the censor does to a `quic://` target's datagrams.
@@ -588,6 +591,9 @@ fn check_behaviours(t: &ScenarioTarget, target: &Target, literal: bool) -> Resul
     }
     if tor && t.vpn == Some(VpnMode::TlsAuth) {
         return Err("`vpn = \"tls-auth\"` needs an openvpn:// target".into());
+    }
+    if !tor && t.vpn == Some(VpnMode::ResetTorTls) {
+        return Err("`vpn = \"reset-tor-tls\"` needs a tor:// target".into());
     }
     if openvpn
         && t.vpn == Some(VpnMode::Reset)

@@ -41,6 +41,11 @@ pub struct TorAttempt {
     /// signing, 5 TLS link, 7 RSA→Ed25519 cross-certificate).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cert_types: Vec<u8>,
+    /// When the TLS handshake failed here: one with the decoy SNI (`--decoy-sni`) on the same
+    /// address. Its completing shows the relay is up and the Tor-looking ClientHello is what
+    /// is stopped (the handshake with Tor's SNI was then tried once more before this record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decoy: Option<TlsObservation>,
     pub failure: Option<Failure>,
     #[serde(rename = "elapsed_ms", serialize_with = "ser_ms")]
     pub elapsed: Duration,
@@ -159,6 +164,19 @@ pub fn random_sni() -> String {
     format!("www.{name}.com")
 }
 
+/// Whether an SNI has the shape of Tor's (what a DPI box keying on it, as the mock censor's
+/// `reset-tor-tls` does, matches).
+pub fn looks_like_tor_sni(sni: &str) -> bool {
+    sni.strip_prefix("www.")
+        .and_then(|r| r.strip_suffix(".com"))
+        .is_some_and(|mid| {
+            (4..=25).contains(&mid.len())
+                && mid
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+        })
+}
+
 fn attempt(server: String, source: AddrSource) -> TorAttempt {
     TorAttempt {
         server,
@@ -167,6 +185,7 @@ fn attempt(server: String, source: AddrSource) -> TorAttempt {
         tls: None,
         link_versions: Vec::new(),
         cert_types: Vec::new(),
+        decoy: None,
         failure: None,
         elapsed: Duration::ZERO,
     }
@@ -219,17 +238,44 @@ where
     }
 }
 
-/// The link handshake with `addr` from here.
-pub async fn probe(addr: SocketAddr, tls: &TlsClient, timeout: Duration) -> TorAttempt {
+/// The link handshake with `addr` from here; when its TLS handshake fails, a handshake with
+/// `decoy_sni` on the same address, and if that completes, the link handshake once more.
+pub async fn probe(
+    addr: SocketAddr,
+    tls: &TlsClient,
+    decoy_sni: &str,
+    timeout: Duration,
+) -> TorAttempt {
     let start = Instant::now();
     let mut a = attempt(addr.to_string(), AddrSource::Vantage);
     let (stream, _) = crate::probe::tcp::connect(addr, timeout).await;
     match stream {
-        Ok(s) => link(s, &mut a, tls, timeout.saturating_sub(start.elapsed())).await,
+        Ok(s) => link(s, &mut a, tls, timeout).await,
         Err(f) => {
             a.phase = Phase::Connect;
             a.failure = Some(f);
         }
+    }
+    if a.phase == Phase::Handshake && !a.tls_ok() {
+        let decoy = match crate::probe::tcp::connect(addr, timeout).await {
+            (Ok(s), _) => tls.handshake(s, decoy_sni, &[], timeout).await.0,
+            (Err(f), elapsed) => TlsObservation {
+                failure: Some(f),
+                elapsed,
+                ..TlsObservation::new(decoy_sni)
+            },
+        };
+        // The address answers a decoy: one lost flight is not a block, so ask again.
+        if decoy.ok {
+            let mut again = attempt(a.server.clone(), AddrSource::Vantage);
+            if let (Ok(s), _) = crate::probe::tcp::connect(addr, timeout).await {
+                link(s, &mut again, tls, timeout).await;
+                if again.answered() || again.tls_ok() {
+                    a = again;
+                }
+            }
+        }
+        a.decoy = Some(decoy);
     }
     a.elapsed = start.elapsed();
     a
@@ -276,12 +322,16 @@ mod tests {
     fn sni_looks_like_tors() {
         for _ in 0..50 {
             let s = random_sni();
-            let mid = s
-                .strip_prefix("www.")
-                .and_then(|r| r.strip_suffix(".com"))
-                .unwrap();
-            assert!((4..=25).contains(&mid.len()), "{s}");
+            assert!(looks_like_tor_sni(&s), "{s}");
             assert!(rustls_pki_types::ServerName::try_from(s.clone()).is_ok());
+        }
+        for other in [
+            "example.com",
+            "www.example.org",
+            "www.abc.com",
+            "www.Example1.com",
+        ] {
+            assert!(!looks_like_tor_sni(other), "{other}");
         }
     }
 }

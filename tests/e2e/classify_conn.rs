@@ -1390,6 +1390,7 @@ fn tor_table() {
             Vec::new()
         },
         cert_types: Vec::new(),
+        decoy: None,
         failure: failure.map(|k| Failure::new(k, "x")),
         elapsed: Duration::ZERO,
     };
@@ -1473,5 +1474,22 @@ fn tor_table() {
             "{tls_ok:?} {failure:?}: {}",
             f.detail
         );
+    }
+    // No control path: the decoy SNI completing on the same address settles a TLS-stage block;
+    // a decoy that fails too leaves it open.
+    for (decoy_ok, verdict) in [(true, Verdict::Blocked), (false, Verdict::Inconclusive)] {
+        let mut a = attempt(AddrSource::Vantage, Some(false), Some(K::Reset));
+        a.decoy = Some(tls_obs(decoy_ok, (!decoy_ok).then_some(K::Reset), None));
+        let ev = Evidence {
+            dns: None,
+            control: None,
+            conn: Some(Conn::Tor(TorObservation {
+                direct: vec![a],
+                control: None,
+            })),
+            ..evidence("93.184.216.34", PathObservation::default(), None)
+        };
+        let f = classify(ev, &Rules::default(), Layer::Vpn);
+        assert_eq!(f.verdict, verdict, "decoy {decoy_ok}: {}", f.detail);
     }
 }

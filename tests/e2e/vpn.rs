@@ -391,7 +391,8 @@ async fn issue_16_real_wireguard_server_behind_the_mock_censor() {
 /// so it never reaches out) directly, behind the mock censor resetting after the ClientHello
 /// and swallowing it, and a dead port: the link handshake proves the relay (VERSIONS with link
 /// protocol 5, CERTS with the RSA identity and Ed25519 certificates), the censored paths are
-/// blocked with the mock proxy as the outside view.
+/// blocked with the mock proxy as the outside view — and, without it, a censor that resets
+/// only Tor-shaped ClientHellos is blocked on the decoy handshake's evidence.
 #[tokio::test]
 async fn issue_16_a_real_tor_relay_behind_the_mock_censor() {
     use blockprobe::mocknet::censor::{Behaviour, Censor};
@@ -461,10 +462,16 @@ async fn issue_16_a_real_tor_relay_behind_the_mock_censor() {
     ];
     expect_verdicts(&targets, proxy.addr).await;
 
-    // The evidence names what proves a relay.
+    // Without a control path: a censor resetting only Tor-shaped ClientHellos is settled by the
+    // decoy handshake on the same address; the evidence names what proves a relay.
+    let tor_tls = Censor::start(at(0), at(or_port), Behaviour::ResetTorTls)
+        .await
+        .unwrap();
+    let fingerprinted = format!("tor://127.0.0.1:{}", tor_tls.addr.port());
     let out = run(&[
         "scan",
         &open,
+        &fingerprinted,
         "--control-resolver",
         "c=udp://127.0.0.1:9",
         "--canary",
@@ -473,7 +480,16 @@ async fn issue_16_a_real_tor_relay_behind_the_mock_censor() {
     ])
     .await;
     let recs = jsonl(&out.stdout);
-    let tor = &recs[0]["evidence"]["tor"]["direct"][0];
+    let rec = |t: &str| recs.iter().find(|r| r["target"] == t).unwrap().clone();
+    let blocked = rec(&fingerprinted);
+    assert_eq!(
+        (blocked["verdict"].as_str(), blocked["reason"].as_str()),
+        (Some("blocked"), Some("vpn.reset")),
+        "{blocked:#}"
+    );
+    assert_eq!(blocked["evidence"]["tor"]["direct"][0]["decoy"]["ok"], true);
+    let open = rec(&open);
+    let tor = &open["evidence"]["tor"]["direct"][0];
     assert_eq!(tor["phase"], "answered", "{tor:#}");
     assert!(
         tor["link_versions"]

@@ -193,6 +193,7 @@ impl ProbeCtx {
                 },
                 max_redirects: cfg.conn.max_redirects,
                 decoy_sni: cfg.conn.decoy_sni.clone(),
+                tunnel_check: cfg.conn.tunnel_check.clone(),
                 tls: cfg.probes.contains(&Probe::Tls),
                 http_step: cfg.probes.contains(&Probe::Http),
                 remap: crate::probe::tcp::Remap::new(cfg.conn.connect_to.iter().copied()),
@@ -578,6 +579,8 @@ pub enum Plan {
     Wireguard,
     /// A Tor relay's link handshake.
     Tor,
+    /// A Shadowsocks tunnel to the tunnel-check URL.
+    Shadowsocks,
 }
 
 impl Plan {
@@ -595,6 +598,8 @@ impl Plan {
             Self::Wireguard
         } else if target.scheme == Scheme::Tor {
             Self::Tor
+        } else if target.scheme == Scheme::Shadowsocks {
+            Self::Shadowsocks
         } else if target.scheme == Scheme::Stun {
             Self::Stun
         } else {
@@ -736,6 +741,34 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                     .into_iter()
                     .map(|(direct, control)| Conn::Tor(tor::TorObservation { direct, control }))
                     .collect();
+            }
+            Plan::Shadowsocks => {
+                use crate::probe::shadowsocks as ss;
+                observed.layer = Layer::Vpn;
+                if let Some(creds) = ss::Credentials::of_path(&target.path) {
+                    let (t, creds, check) = (ctx.conn.timeout, &creds, &ctx.conn.tunnel_check);
+                    let runs = handshakes(
+                        ctx,
+                        target,
+                        &addrs,
+                        |to| ss::probe(to, creds, check, t),
+                        |p, host, port| async move {
+                            ss::probe_via_proxy(p, &host, port, creds, check, t).await
+                        },
+                    )
+                    .await;
+                    observed.tries = runs
+                        .into_iter()
+                        .map(|(direct, control)| {
+                            Conn::Shadowsocks(ss::ShadowsocksObservation {
+                                method: creds.method,
+                                check: check.url.clone(),
+                                direct,
+                                control,
+                            })
+                        })
+                        .collect();
+                }
             }
             Plan::Quic => {
                 observed.layer = Layer::Quic;

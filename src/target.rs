@@ -67,6 +67,8 @@ pub enum Scheme {
     Wireguard,
     /// `tor://HOST:PORT`: a Tor relay's OR-port link handshake (TLS, then `VERSIONS`).
     Tor,
+    /// `ss://…` (SIP002): a Shadowsocks AEAD tunnel to the `--tunnel-check` URL.
+    Shadowsocks,
 }
 
 impl Scheme {
@@ -169,6 +171,9 @@ impl Target {
         let text = input.trim();
         if text.is_empty() {
             return Err("empty target".into());
+        }
+        if text.starts_with("ss://") {
+            return parse_shadowsocks(text);
         }
         if text.contains("://") {
             return parse_url(text, input);
@@ -326,6 +331,45 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         }),
         scheme,
         path,
+        category: None,
+        method: Method::Get,
+    })
+}
+
+/// A SIP002 URI (not a URL `url` can read: base64 user info holds `/`). The password is a
+/// secret: the target's `input` shows it as `REDACTED`; the probe reads it from `path`.
+fn parse_shadowsocks(text: &str) -> Result<Target, String> {
+    let shown: String = text.chars().take(48).collect();
+    let uri =
+        crate::probe::shadowsocks::Uri::parse(text).map_err(|e| format!("`{shown}…`: {e}"))?;
+    let host = match uri.host.parse::<IpAddr>() {
+        Ok(ip) => Host::Ip(ip),
+        Err(_) => Host::Name(normalize_domain(&uri.host)?),
+    };
+    let authority = match &host {
+        Host::Ip(IpAddr::V6(v6)) => format!("[{v6}]:{}", uri.port),
+        h => format!("{h}:{}", uri.port),
+    };
+    let tag = uri
+        .tag
+        .as_ref()
+        .map(|t| {
+            format!(
+                "#{}",
+                url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()
+            )
+        })
+        .unwrap_or_default();
+    Ok(Target {
+        input: format!(
+            "ss://{}:REDACTED@{authority}{tag}",
+            uri.credentials.method.as_str()
+        ),
+        kind: TargetKind::Url,
+        host,
+        port: uri.port,
+        scheme: Scheme::Shadowsocks,
+        path: uri.credentials.to_path(),
         category: None,
         method: Method::Get,
     })

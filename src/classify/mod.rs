@@ -9,6 +9,7 @@ mod echo;
 mod openvpn;
 mod path;
 mod quic;
+mod shadowsocks;
 mod stun;
 mod tor;
 mod wireguard;
@@ -115,6 +116,8 @@ pub enum Conn {
     Wireguard(crate::probe::wireguard::WireguardObservation),
     /// A Tor relay's link handshake ([`tor`]).
     Tor(crate::probe::tor::TorObservation),
+    /// A Shadowsocks tunnel ([`shadowsocks`]).
+    Shadowsocks(crate::probe::shadowsocks::ShadowsocksObservation),
 }
 
 /// The evidence of a fetch (TCP, TLS, HTTP, transfer).
@@ -140,7 +143,8 @@ impl Conn {
             | Self::Echo(_)
             | Self::Openvpn(_)
             | Self::Wireguard(_)
-            | Self::Tor(_) => None,
+            | Self::Tor(_)
+            | Self::Shadowsocks(_) => None,
         }
     }
 
@@ -173,6 +177,7 @@ impl Conn {
                 .any(crate::probe::openvpn::OpenvpnAttempt::answered),
             Self::Wireguard(w) => w.direct.iter().any(|a| a.answered),
             Self::Tor(t) => t.direct.iter().any(crate::probe::tor::TorAttempt::answered),
+            Self::Shadowsocks(s) => s.direct.iter().any(|a| a.answered()),
         }
     }
 
@@ -200,7 +205,7 @@ impl Conn {
                 }
                 out.push("vpn");
             }
-            Self::Openvpn(_) | Self::Wireguard(_) => out.push("vpn"),
+            Self::Openvpn(_) | Self::Wireguard(_) | Self::Shadowsocks(_) => out.push("vpn"),
         }
     }
 }
@@ -243,6 +248,7 @@ impl Serialize for Evidence {
             Some(Conn::Openvpn(o)) => m.serialize_entry("openvpn", o)?,
             Some(Conn::Wireguard(w)) => m.serialize_entry("wireguard", w)?,
             Some(Conn::Tor(t)) => m.serialize_entry("tor", t)?,
+            Some(Conn::Shadowsocks(s)) => m.serialize_entry("shadowsocks", s)?,
             None => {}
         }
         if !self.tries.is_empty() {
@@ -412,6 +418,7 @@ fn connection(ev: &Evidence, rules: &Rules, layer: Layer, notes: &mut Notes) -> 
         Conn::Openvpn(o) => openvpn::decide(o, notes),
         Conn::Wireguard(w) => wireguard::decide(w, notes),
         Conn::Tor(t) => tor::decide(t, notes),
+        Conn::Shadowsocks(s) => shadowsocks::decide(s, notes),
     })
 }
 

@@ -579,14 +579,25 @@ fn check_behaviours(t: &ScenarioTarget, target: &Target, literal: bool) -> Resul
     }
     let openvpn = target.scheme == Scheme::Openvpn;
     let tor = target.scheme == Scheme::Tor;
-    if t.vpn.is_some() && !openvpn && !tor {
-        return Err("`vpn = ...` needs an openvpn:// or tor:// target".into());
+    let ss = target.scheme == Scheme::Shadowsocks;
+    if t.vpn.is_some() && !openvpn && !tor && !ss {
+        return Err("`vpn = ...` needs an openvpn://, tor:// or ss:// target".into());
     }
-    if (openvpn || tor) && (censors.iter().any(|c| *c) || t.proxy.is_some() || !t.shapes.is_empty())
+    if ss && matches!(t.vpn, Some(VpnMode::TlsAuth | VpnMode::ResetTorTls)) {
+        return Err("an ss:// target takes `vpn = \"drop\"` or `\"reset\"`".into());
+    }
+    if (openvpn || tor || ss)
+        && (censors.iter().any(|c| *c) || t.proxy.is_some() || !t.shapes.is_empty())
     {
         return Err(format!(
             "an {}:// target takes `vpn = ...`, not another behaviour",
-            if tor { "tor" } else { "openvpn" }
+            if tor {
+                "tor"
+            } else if ss {
+                "ss"
+            } else {
+                "openvpn"
+            }
         ));
     }
     if tor && t.vpn == Some(VpnMode::TlsAuth) {

@@ -1,7 +1,8 @@
 //! VPN servers in the mock network: an OpenVPN responder that answers the client's hard
 //! reset (UDP and TCP on one port) — or, like a server with `tls-auth`/`tls-crypt`, stays
-//! silent to an unwrapped one — and a Tor relay's OR port (TLS, then `VERSIONS` answered by
-//! `VERSIONS` and `CERTS`).
+//! silent to an unwrapped one —, a Tor relay's OR port (TLS, then `VERSIONS` answered by
+//! `VERSIONS` and `CERTS`), and a Shadowsocks server (AEAD; it answers a tunnel to any address
+//! itself with `204 No Content`, and is silent to a request that does not decrypt).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -118,6 +119,60 @@ impl TorRelay {
                     // Hold the link until the client goes.
                     let mut sink = [0u8; 512];
                     while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        Ok(Self { addr, task })
+    }
+}
+
+/// A Shadowsocks AEAD server with one password: a request that decrypts gets the server's salt
+/// and an HTTP `204` from "the destination" (answered here, nothing is dialled); one that does
+/// not decrypt gets silence until the client goes, as shadowsocks-libev does.
+pub struct ShadowsocksServer {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for ShadowsocksServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ShadowsocksServer {
+    pub async fn start(
+        bind: SocketAddr,
+        creds: crate::probe::shadowsocks::Credentials,
+    ) -> std::io::Result<Self> {
+        use crate::probe::shadowsocks::Cipher;
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        let master = Arc::new(creds.master_key());
+        let method = creds.method;
+        let task = tokio::spawn(async move {
+            while let Ok((mut c, _)) = listener.accept().await {
+                let master = master.clone();
+                tokio::spawn(async move {
+                    let mut salt = vec![0u8; method.key_len()];
+                    if c.read_exact(&mut salt).await.is_err() {
+                        return;
+                    }
+                    let mut theirs = Cipher::new(method, &master, &salt);
+                    if let Ok(Some(_request)) = theirs.read_chunk(&mut c).await {
+                        let ours_salt = rand::random::<[u8; 32]>()[..method.key_len()].to_vec();
+                        let mut ours = Cipher::new(method, &master, &ours_salt);
+                        let mut out = ours_salt;
+                        ours.seal_chunks(
+                            &mut out,
+                            b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+                        );
+                        let _ = c.write_all(&out).await;
+                        return;
+                    }
+                    // Silent to what does not decrypt.
+                    let mut sink = [0u8; 512];
+                    while matches!(c.read(&mut sink).await, Ok(n) if n > 0) {}
                 });
             }
         });

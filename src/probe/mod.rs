@@ -7,6 +7,7 @@ pub mod http;
 pub mod openvpn;
 pub mod path;
 pub mod quic;
+pub mod shadowsocks;
 pub mod socks;
 pub mod stun;
 pub mod tcp;

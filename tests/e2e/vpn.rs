@@ -164,8 +164,19 @@ async fn issue_16_real_openvpn_servers_behind_the_mock_censor() {
 /// Scans `targets` with the mock proxy as the control path and checks each one's verdict and
 /// reason.
 async fn expect_verdicts(targets: &[(String, &str, Option<&str>)], proxy: SocketAddr) {
+    expect_verdicts_with(targets, proxy, &[]).await;
+}
+
+/// [`expect_verdicts`] with more scan options; records are found by their target as shown
+/// (secrets redacted).
+async fn expect_verdicts_with(
+    targets: &[(String, &str, Option<&str>)],
+    proxy: SocketAddr,
+    extra: &[String],
+) {
     let mut args: Vec<String> = vec!["scan".into()];
     args.extend(targets.iter().map(|t| t.0.clone()));
+    args.extend(extra.iter().cloned());
     args.extend(
         [
             "--control-resolver",
@@ -184,9 +195,10 @@ async fn expect_verdicts(targets: &[(String, &str, Option<&str>)], proxy: Socket
     assert!(out.status.success(), "{}", stderr(&out));
     let recs = jsonl(&out.stdout);
     for (t, verdict, reason) in targets {
+        let shown = blockprobe::target::Target::parse(t).unwrap().input;
         let r = recs
             .iter()
-            .find(|r| r["target"] == t.as_str())
+            .find(|r| r["target"] == shown.as_str())
             .unwrap_or_else(|| panic!("no record for {t}: {recs:#?}"));
         assert_eq!(
             (r["verdict"].as_str(), r["reason"].as_str()),
@@ -503,4 +515,113 @@ async fn issue_16_a_real_tor_relay_behind_the_mock_censor() {
         assert!(certs.contains(&serde_json::json!(t)), "type {t}: {tor:#}");
     }
     assert_eq!(tor["tls"]["ok"], true, "{tor:#}");
+}
+
+/// Starts `ss-server` (shadowsocks-libev) on `port` and waits until it accepts connections.
+async fn ss_server(bin: &Path, port: u16, method: &str, password: &str) -> tokio::process::Child {
+    let child = tokio::process::Command::new(bin)
+        .args(["-s", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-k", password, "-m", method])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Its readiness signal is the listening socket itself (it logs nothing when quiet).
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return child;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("ss-server never listened on {port}");
+}
+
+/// Real Shadowsocks servers (Debian's shadowsocks-libev `ss-server`) with chacha20-ietf-poly1305
+/// and aes-256-gcm, directly, behind the mock censor resetting after the first packet and
+/// swallowing the request, with a wrong password, and a dead port; the tunnel check is a mock
+/// origin on loopback. Only the control path can tell a swallowed request from a wrong
+/// password: both are silence here, and the wrong password is silence outside too.
+#[tokio::test]
+async fn issue_16_real_shadowsocks_servers_behind_the_mock_censor() {
+    use blockprobe::mocknet::censor::{Behaviour, Censor};
+    let Some(bin) = lab_tool(
+        "ss-server",
+        "BLOCKPROBE_REQUIRE_SHADOWSOCKS",
+        "apt-get install shadowsocks-libev",
+    ) else {
+        return;
+    };
+    let origin = blockprobe::mocknet::origin::Origin::start("127.0.0.1".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let (chacha, aes) = (free_port(false), free_port(false));
+    let _s1 = ss_server(&bin, chacha, "chacha20-ietf-poly1305", "lab-secret").await;
+    let _s2 = ss_server(&bin, aes, "aes-256-gcm", "lab-secret").await;
+    let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    let reset = Censor::start(at(0), at(chacha), Behaviour::ResetAfterFirst)
+        .await
+        .unwrap();
+    let swallow = Censor::start(at(0), at(aes), Behaviour::FreezeUpload(0))
+        .await
+        .unwrap();
+    let mut outside = Outside::default();
+    outside.tcp.insert(key("127.0.0.1", chacha), at(chacha));
+    outside.tcp.insert(key("127.0.0.1", aes), at(aes));
+    outside
+        .tcp
+        .insert(key("127.0.0.1", reset.addr.port()), at(chacha));
+    outside
+        .tcp
+        .insert(key("127.0.0.1", swallow.addr.port()), at(aes));
+    let proxy = SocksProxy::start("127.0.0.1".parse().unwrap(), outside)
+        .await
+        .unwrap();
+    let b64 = |s: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    };
+    let chacha_user = b64("chacha20-ietf-poly1305:lab-secret");
+    let targets = [
+        (
+            format!("ss://{chacha_user}@127.0.0.1:{chacha}#lab"),
+            "reachable",
+            None,
+        ),
+        (
+            format!("ss://aes-256-gcm:lab-secret@127.0.0.1:{aes}"),
+            "reachable",
+            None,
+        ),
+        (
+            format!("ss://{chacha_user}@127.0.0.1:{}", reset.addr.port()),
+            "blocked",
+            Some("vpn.reset"),
+        ),
+        (
+            format!(
+                "ss://aes-256-gcm:lab-secret@127.0.0.1:{}",
+                swallow.addr.port()
+            ),
+            "blocked",
+            Some("vpn.timeout"),
+        ),
+        // Silent here and outside: the server ignores what does not decrypt.
+        (
+            // (A tag tells it apart: records show passwords redacted.)
+            format!("ss://aes-256-gcm:wrong@127.0.0.1:{aes}#wrong"),
+            "inconclusive",
+            None,
+        ),
+        (
+            format!("ss://aes-256-gcm:lab-secret@127.0.0.1:{}", free_port(false)),
+            "down",
+            None,
+        ),
+    ];
+    let check = format!("http://{}/", origin.addr);
+    expect_verdicts_with(&targets, proxy.addr, &["--tunnel-check".into(), check]).await;
 }

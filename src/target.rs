@@ -339,9 +339,9 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
 /// A SIP002 URI (not a URL `url` can read: base64 user info holds `/`). The password is a
 /// secret: the target's `input` shows it as `REDACTED`; the probe reads it from `path`.
 fn parse_shadowsocks(text: &str) -> Result<Target, String> {
-    let shown: String = text.chars().take(48).collect();
-    let uri =
-        crate::probe::shadowsocks::Uri::parse(text).map_err(|e| format!("`{shown}…`: {e}"))?;
+    // Errors show where, never the credentials.
+    let shown = format!("ss://…@{}", text.rsplit_once('@').map_or("…", |(_, h)| h));
+    let uri = crate::probe::shadowsocks::Uri::parse(text).map_err(|e| format!("`{shown}`: {e}"))?;
     let host = match uri.host.parse::<IpAddr>() {
         Ok(ip) => Host::Ip(ip),
         Err(_) => Host::Name(normalize_domain(&uri.host)?),

@@ -209,7 +209,8 @@ pub struct ScanArgs {
     /// Targets: a domain (whatsapp.com), a URL (https://youtube.com/x), an endpoint (host:port,
     /// tcp://host:port), a STUN server (stun://host:port), HTTP/3 (quic://host/path), a VPN
     /// server (openvpn://host:port?proto=udp|tcp, wireguard://host:port?public_key=…, a
-    /// Shadowsocks ss:// URI), a Tor relay's OR port (tor://host:port) or your echo server
+    /// Shadowsocks ss:// URI), a Tor relay's OR port (tor://host:port), an obfs4 bridge
+    /// (obfs4://host:port?cert=…&iat-mode=0, or its bridge line in a file) or your echo server
     /// abroad (echo://host:port, see `blockprobe echo --help`).
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,

@@ -581,6 +581,8 @@ pub enum Plan {
     Tor,
     /// A Shadowsocks tunnel to the tunnel-check URL.
     Shadowsocks,
+    /// obfs4's handshake.
+    Obfs4,
 }
 
 impl Plan {
@@ -600,6 +602,8 @@ impl Plan {
             Self::Tor
         } else if target.scheme == Scheme::Shadowsocks {
             Self::Shadowsocks
+        } else if target.scheme == Scheme::Obfs4 {
+            Self::Obfs4
         } else if target.scheme == Scheme::Stun {
             Self::Stun
         } else {
@@ -763,6 +767,33 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                             Conn::Shadowsocks(ss::ShadowsocksObservation {
                                 method: creds.method,
                                 check: check.url.clone(),
+                                direct,
+                                control,
+                            })
+                        })
+                        .collect();
+                }
+            }
+            Plan::Obfs4 => {
+                use crate::probe::obfs4;
+                observed.layer = Layer::Vpn;
+                if let Ok(bridge) = obfs4::Bridge::of_path(&target.path) {
+                    let (t, bridge) = (ctx.conn.timeout, &bridge);
+                    let runs = handshakes(
+                        ctx,
+                        target,
+                        &addrs,
+                        |to| obfs4::probe(to, bridge, t),
+                        |p, host, port| async move {
+                            obfs4::probe_via_proxy(p, &host, port, bridge, t).await
+                        },
+                    )
+                    .await;
+                    observed.tries = runs
+                        .into_iter()
+                        .map(|(direct, control)| {
+                            Conn::Obfs4(obfs4::Obfs4Observation {
+                                iat_mode: bridge.iat_mode,
                                 direct,
                                 control,
                             })

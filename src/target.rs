@@ -69,6 +69,8 @@ pub enum Scheme {
     Tor,
     /// `ss://…` (SIP002): a Shadowsocks AEAD tunnel to the `--tunnel-check` URL.
     Shadowsocks,
+    /// `obfs4://HOST:PORT?cert=…&iat-mode=N` (or a Tor bridge line): obfs4's handshake.
+    Obfs4,
 }
 
 impl Scheme {
@@ -175,6 +177,12 @@ impl Target {
         if text.starts_with("ss://") {
             return parse_shadowsocks(text);
         }
+        // A Tor bridge line (`[Bridge] obfs4 IP:PORT FINGERPRINT cert=… iat-mode=N`).
+        if let Some(url) = crate::probe::obfs4::from_bridge_line(text) {
+            let mut t = parse_url(&url, &url)?;
+            t.input = input.trim().to_owned();
+            return Ok(t);
+        }
         if text.contains("://") {
             return parse_url(text, input);
         }
@@ -254,9 +262,10 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         "openvpn" => Scheme::Openvpn,
         "wireguard" => Scheme::Wireguard,
         "tor" => Scheme::Tor,
+        "obfs4" => Scheme::Obfs4,
         other => {
             return Err(format!(
-                "unsupported URL scheme `{other}` (use http, https, quic, tcp, stun, echo, openvpn, wireguard or tor)"
+                "unsupported URL scheme `{other}` (use http, https, quic, tcp, stun, echo, openvpn, wireguard, tor, obfs4 or ss)"
             ));
         }
     };
@@ -270,7 +279,11 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
             url.scheme()
         ));
     }
-    if matches!(scheme, Scheme::Tcp | Scheme::Echo | Scheme::Tor) && url.port().is_none() {
+    if matches!(
+        scheme,
+        Scheme::Tcp | Scheme::Echo | Scheme::Tor | Scheme::Obfs4
+    ) && url.port().is_none()
+    {
         return Err(format!("`{text}`: {}:// targets need a port", url.scheme()));
     }
     let host = match url.host() {
@@ -303,6 +316,14 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
             ));
         }
         crate::probe::openvpn::Proto::of_path(&path).map_err(|e| format!("`{text}`: {e}"))?;
+    }
+    if scheme == Scheme::Obfs4 {
+        if !matches!(url.path(), "" | "/") {
+            return Err(format!(
+                "`{text}`: an obfs4:// target is HOST:PORT?cert=…&iat-mode=N"
+            ));
+        }
+        crate::probe::obfs4::Bridge::of_path(&path).map_err(|e| format!("`{text}`: {e}"))?;
     }
     if scheme == Scheme::Wireguard {
         if !matches!(url.path(), "" | "/") {

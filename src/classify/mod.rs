@@ -6,6 +6,7 @@
 
 mod dns;
 mod echo;
+mod obfs4;
 mod openvpn;
 mod path;
 mod quic;
@@ -118,6 +119,8 @@ pub enum Conn {
     Tor(crate::probe::tor::TorObservation),
     /// A Shadowsocks tunnel ([`shadowsocks`]).
     Shadowsocks(crate::probe::shadowsocks::ShadowsocksObservation),
+    /// obfs4's handshake ([`obfs4`]).
+    Obfs4(crate::probe::obfs4::Obfs4Observation),
 }
 
 /// The evidence of a fetch (TCP, TLS, HTTP, transfer).
@@ -144,7 +147,8 @@ impl Conn {
             | Self::Openvpn(_)
             | Self::Wireguard(_)
             | Self::Tor(_)
-            | Self::Shadowsocks(_) => None,
+            | Self::Shadowsocks(_)
+            | Self::Obfs4(_) => None,
         }
     }
 
@@ -178,6 +182,7 @@ impl Conn {
             Self::Wireguard(w) => w.direct.iter().any(|a| a.answered),
             Self::Tor(t) => t.direct.iter().any(crate::probe::tor::TorAttempt::answered),
             Self::Shadowsocks(s) => s.direct.iter().any(|a| a.answered()),
+            Self::Obfs4(o) => o.direct.iter().any(|a| a.answered()),
         }
     }
 
@@ -205,7 +210,9 @@ impl Conn {
                 }
                 out.push("vpn");
             }
-            Self::Openvpn(_) | Self::Wireguard(_) | Self::Shadowsocks(_) => out.push("vpn"),
+            Self::Openvpn(_) | Self::Wireguard(_) | Self::Shadowsocks(_) | Self::Obfs4(_) => {
+                out.push("vpn");
+            }
         }
     }
 }
@@ -249,6 +256,7 @@ impl Serialize for Evidence {
             Some(Conn::Wireguard(w)) => m.serialize_entry("wireguard", w)?,
             Some(Conn::Tor(t)) => m.serialize_entry("tor", t)?,
             Some(Conn::Shadowsocks(s)) => m.serialize_entry("shadowsocks", s)?,
+            Some(Conn::Obfs4(o)) => m.serialize_entry("obfs4", o)?,
             None => {}
         }
         if !self.tries.is_empty() {
@@ -419,6 +427,7 @@ fn connection(ev: &Evidence, rules: &Rules, layer: Layer, notes: &mut Notes) -> 
         Conn::Wireguard(w) => wireguard::decide(w, notes),
         Conn::Tor(t) => tor::decide(t, notes),
         Conn::Shadowsocks(s) => shadowsocks::decide(s, notes),
+        Conn::Obfs4(o) => obfs4::decide(o, notes),
     })
 }
 

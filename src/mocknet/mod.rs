@@ -77,7 +77,8 @@ pub struct MockNet {
     /// The scenario's reference (`--reference`), not a target of the scan.
     pub reference_url: Option<String>,
     _censors: Vec<Censor>,
-    _relays: (Vec<vpn::TorRelay>, Vec<vpn::ShadowsocksServer>),
+    /// Tor relays, Shadowsocks servers, obfs4 bridges.
+    _vpn: Vec<Box<dyn Send + Sync>>,
     _stun: Vec<StunServer>,
     _udp: (
         Vec<quic::H3Origin>,
@@ -166,8 +167,7 @@ impl MockNet {
         let mut quic_targets = Vec::new();
         let mut echo_servers = Vec::new();
         let mut vpn_servers = Vec::new();
-        let mut tor_relays = Vec::new();
-        let mut ss_servers = Vec::new();
+        let mut vpn_held = Vec::new();
         let mut quic_censors = Vec::new();
         for (t, p) in plan.scenario.targets.iter().zip(&plan.placed) {
             let n = p.n;
@@ -264,59 +264,52 @@ impl MockNet {
                 urls.push(target.input.clone());
                 continue;
             }
-            if target.scheme == Scheme::Shadowsocks {
+            // The TCP handshake protocols: a server of the kind outside, a censor in front.
+            if matches!(
+                target.scheme,
+                Scheme::Tor | Scheme::Shadowsocks | Scheme::Obfs4
+            ) {
                 let to = if down {
                     SocketAddr::new(ip, closed_port(ip)?)
                 } else {
-                    let creds = crate::probe::shadowsocks::Credentials::of_path(&target.path)
-                        .context("ss:// credentials")?;
-                    let server =
-                        vpn::ShadowsocksServer::start(SocketAddr::new(lo, 0), creds).await?;
-                    outside.tcp.insert(key, server.addr);
-                    let b = match t.vpn {
-                        Some(VpnMode::Drop) => CensorBehaviour::FreezeUpload(0),
-                        Some(VpnMode::Reset) => CensorBehaviour::ResetAfterFirst,
-                        _ => CensorBehaviour::Pass,
+                    let bind = SocketAddr::new(lo, 0);
+                    let (server, held): (SocketAddr, Box<dyn Send + Sync>) = match target.scheme {
+                        Scheme::Tor => {
+                            let tls = pki.server_config(&["www.mockrelay.net"], &[])?;
+                            let r = vpn::TorRelay::start(bind, tls).await?;
+                            (r.addr, Box::new(r))
+                        }
+                        Scheme::Obfs4 => {
+                            let b = vpn::Obfs4Bridge::start(bind).await?;
+                            (b.addr, Box::new(b))
+                        }
+                        _ => {
+                            let creds =
+                                crate::probe::shadowsocks::Credentials::of_path(&target.path)
+                                    .context("ss:// credentials")?;
+                            let s = vpn::ShadowsocksServer::start(bind, creds).await?;
+                            (s.addr, Box::new(s))
+                        }
                     };
-                    let c = Censor::start(SocketAddr::new(ip, 0), server.addr, b)
-                        .await
-                        .with_context(|| format!("cannot bind the censor for {}", t.target))?;
-                    let to = c.addr;
-                    censors.push(c);
-                    ss_servers.push(server);
-                    to
-                };
-                connect_to.push((SocketAddr::new(orig, target.port), to));
-                // The scan reads the password from the URI; records show it redacted.
-                urls.push(t.target.clone());
-                continue;
-            }
-            if target.scheme == Scheme::Tor {
-                let to = if down {
-                    SocketAddr::new(ip, closed_port(ip)?)
-                } else {
-                    let relay = vpn::TorRelay::start(
-                        SocketAddr::new(lo, 0),
-                        pki.server_config(&["www.mockrelay.net"], &[])?,
-                    )
-                    .await?;
-                    outside.tcp.insert(key, relay.addr);
+                    outside.tcp.insert(key, server);
                     let b = match t.vpn {
                         Some(VpnMode::Drop) => CensorBehaviour::FreezeUpload(0),
                         Some(VpnMode::Reset) => CensorBehaviour::ResetAfterFirst,
                         Some(VpnMode::ResetTorTls) => CensorBehaviour::ResetTorTls,
                         _ => CensorBehaviour::Pass,
                     };
-                    let c = Censor::start(SocketAddr::new(ip, 0), relay.addr, b)
+                    let c = Censor::start(SocketAddr::new(ip, 0), server, b)
                         .await
                         .with_context(|| format!("cannot bind the censor for {}", t.target))?;
                     let to = c.addr;
                     censors.push(c);
-                    tor_relays.push(relay);
+                    vpn_held.push(held);
                     to
                 };
                 connect_to.push((SocketAddr::new(orig, target.port), to));
-                urls.push(target.input.clone());
+                // The scan reads secrets (ss:// passwords) from the text; records show the
+                // target redacted.
+                urls.push(t.target.clone());
                 continue;
             }
             if target.scheme == Scheme::Quic {
@@ -615,7 +608,7 @@ impl MockNet {
             urls,
             reference_url,
             _censors: censors,
-            _relays: (tor_relays, ss_servers),
+            _vpn: vpn_held,
             _stun: stun_servers,
             _udp: (quic_servers, quic_censors, echo_servers, vpn_servers),
             _dir: dir,

@@ -579,12 +579,12 @@ fn check_behaviours(t: &ScenarioTarget, target: &Target, literal: bool) -> Resul
     }
     let openvpn = target.scheme == Scheme::Openvpn;
     let tor = target.scheme == Scheme::Tor;
-    let ss = target.scheme == Scheme::Shadowsocks;
+    let ss = matches!(target.scheme, Scheme::Shadowsocks | Scheme::Obfs4);
     if t.vpn.is_some() && !openvpn && !tor && !ss {
-        return Err("`vpn = ...` needs an openvpn://, tor:// or ss:// target".into());
+        return Err("`vpn = ...` needs an openvpn://, tor://, ss:// or obfs4:// target".into());
     }
     if ss && matches!(t.vpn, Some(VpnMode::TlsAuth | VpnMode::ResetTorTls)) {
-        return Err("an ss:// target takes `vpn = \"drop\"` or `\"reset\"`".into());
+        return Err("an ss:// or obfs4:// target takes `vpn = \"drop\"` or `\"reset\"`".into());
     }
     if (openvpn || tor || ss)
         && (censors.iter().any(|c| *c) || t.proxy.is_some() || !t.shapes.is_empty())
@@ -593,6 +593,8 @@ fn check_behaviours(t: &ScenarioTarget, target: &Target, literal: bool) -> Resul
             "an {}:// target takes `vpn = ...`, not another behaviour",
             if tor {
                 "tor"
+            } else if target.scheme == Scheme::Obfs4 {
+                "obfs4"
             } else if ss {
                 "ss"
             } else {

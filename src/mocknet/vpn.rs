@@ -2,7 +2,8 @@
 //! reset (UDP and TCP on one port) — or, like a server with `tls-auth`/`tls-crypt`, stays
 //! silent to an unwrapped one —, a Tor relay's OR port (TLS, then `VERSIONS` answered by
 //! `VERSIONS` and `CERTS`), and a Shadowsocks server (AEAD; it answers a tunnel to any address
-//! itself with `204 No Content`, and is silent to a request that does not decrypt).
+//! itself with `204 No Content`, and is silent to a request that does not decrypt), and an
+//! obfs4 bridge (the fixed mock identity; silent to a handshake made with another cert).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -173,6 +174,50 @@ impl ShadowsocksServer {
                     // Silent to what does not decrypt.
                     let mut sink = [0u8; 512];
                     while matches!(c.read(&mut sink).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        Ok(Self { addr, task })
+    }
+}
+
+/// An obfs4 bridge with the mock identity ([`crate::probe::obfs4::mock_bridge`]): it answers a
+/// handshake that verifies and, like a real bridge, stays silent to anything else until the
+/// client goes.
+pub struct Obfs4Bridge {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Obfs4Bridge {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Obfs4Bridge {
+    pub async fn start(bind: SocketAddr) -> std::io::Result<Self> {
+        use crate::probe::obfs4;
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            while let Ok((mut c, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (bridge, b) = obfs4::mock_bridge();
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while let Ok(n) = c.read(&mut chunk).await {
+                        if n == 0 {
+                            return;
+                        }
+                        if buf.len() < 8192 {
+                            buf.extend_from_slice(&chunk[..n]);
+                            if let Some(reply) = obfs4::server_reply(&bridge, &b, &buf) {
+                                let _ = c.write_all(&reply).await;
+                                buf = vec![0; 8192];
+                            }
+                        }
+                    }
                 });
             }
         });

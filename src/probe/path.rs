@@ -113,6 +113,7 @@ impl Dest {
             Scheme::Wireguard => format!("wireguard://{host}:{}", self.port),
             Scheme::Tor => format!("tor://{host}:{}", self.port),
             Scheme::Shadowsocks => format!("ss://{host}:{}", self.port),
+            Scheme::Obfs4 => format!("obfs4://{host}:{}", self.port),
             Scheme::Http | Scheme::Https => {
                 let scheme = if self.scheme == Scheme::Http {
                     "http"

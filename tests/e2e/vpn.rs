@@ -625,3 +625,98 @@ async fn issue_16_real_shadowsocks_servers_behind_the_mock_censor() {
     let check = format!("http://{}/", origin.addr);
     expect_verdicts_with(&targets, proxy.addr, &["--tunnel-check".into(), check]).await;
 }
+
+/// A real obfs4 bridge (Debian's `obfs4proxy` as a standalone server, its ORPort a dead
+/// loopback port: the handshake is answered before it is dialled) given as an `obfs4://` target
+/// and as a pasted bridge line, behind the mock censor resetting after the client handshake and
+/// swallowing it, with a stale cert, and a dead port.
+#[tokio::test]
+async fn issue_16_a_real_obfs4_bridge_behind_the_mock_censor() {
+    use blockprobe::mocknet::censor::{Behaviour, Censor};
+    use tokio::io::AsyncBufReadExt as _;
+    let Some(bin) = lab_tool(
+        "obfs4proxy",
+        "BLOCKPROBE_REQUIRE_OBFS4",
+        "apt-get install obfs4proxy",
+    ) else {
+        return;
+    };
+    let state = tempfile::tempdir().unwrap();
+    let mut bridge = tokio::process::Command::new(&bin)
+        .env("TOR_PT_MANAGED_TRANSPORT_VER", "1")
+        .env("TOR_PT_SERVER_TRANSPORTS", "obfs4")
+        .env("TOR_PT_STATE_LOCATION", state.path())
+        .env("TOR_PT_SERVER_BINDADDR", "obfs4-127.0.0.1:0")
+        .env("TOR_PT_ORPORT", "127.0.0.1:9")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Ready when it names its listener: `SMETHOD obfs4 127.0.0.1:PORT ARGS:cert=…,iat-mode=0`.
+    let mut lines = tokio::io::BufReader::new(bridge.stdout.take().unwrap()).lines();
+    let (port, cert) = loop {
+        let l = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("obfs4proxy exited before its SMETHOD line");
+        if let Some(rest) = l.strip_prefix("SMETHOD obfs4 127.0.0.1:") {
+            let (port, args) = rest.split_once(' ').unwrap();
+            let cert = args
+                .trim_start_matches("ARGS:cert=")
+                .split(',')
+                .next()
+                .unwrap();
+            break (port.parse::<u16>().unwrap(), cert.to_owned());
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    let reset = Censor::start(at(0), at(port), Behaviour::ResetAfterFirst)
+        .await
+        .unwrap();
+    let swallow = Censor::start(at(0), at(port), Behaviour::FreezeUpload(0))
+        .await
+        .unwrap();
+    let mut outside = Outside::default();
+    for p in [port, reset.addr.port(), swallow.addr.port()] {
+        outside.tcp.insert(key("127.0.0.1", p), at(port));
+    }
+    let proxy = SocksProxy::start("127.0.0.1".parse().unwrap(), outside)
+        .await
+        .unwrap();
+    let target = |p: u16, cert: &str| format!("obfs4://127.0.0.1:{p}?cert={cert}&iat-mode=0");
+    // The same bridge with the first byte of its node id changed: a stale bridge line.
+    let stale = {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+        let mut raw = b64.decode(&cert).unwrap();
+        raw[0] ^= 1;
+        b64.encode(raw)
+    };
+    let targets = [
+        (target(port, &cert), "reachable", None),
+        (
+            format!(
+                "Bridge obfs4 127.0.0.1:{port} 0123456789ABCDEF0123456789ABCDEF01234567 cert={cert} iat-mode=0"
+            ),
+            "reachable",
+            None,
+        ),
+        (
+            target(reset.addr.port(), &cert),
+            "blocked",
+            Some("vpn.reset"),
+        ),
+        (
+            target(swallow.addr.port(), &cert),
+            "blocked",
+            Some("vpn.timeout"),
+        ),
+        (target(port, &stale), "inconclusive", None),
+        (target(free_port(false), &cert), "down", None),
+    ];
+    expect_verdicts(&targets, proxy.addr).await;
+}

@@ -208,8 +208,10 @@ Exit status: 0 scan completed, 1 a --fail-on verdict was seen, 2 usage or input 
 pub struct ScanArgs {
     /// Targets: a domain (whatsapp.com), a URL (https://youtube.com/x), an endpoint (host:port,
     /// tcp://host:port), a STUN server (stun://host:port), HTTP/3 (quic://host/path), a VPN
-    /// server (openvpn://host:port?proto=udp|tcp, wireguard://host:port?public_key=…) or your
-    /// echo server abroad (echo://host:port, see `blockprobe echo --help`).
+    /// server (openvpn://host:port?proto=udp|tcp, wireguard://host:port?public_key=…, a
+    /// Shadowsocks ss:// URI), a Tor relay's OR port (tor://host:port), an obfs4 bridge
+    /// (obfs4://host:port?cert=…&iat-mode=0, or its bridge line in a file) or your echo server
+    /// abroad (echo://host:port, see `blockprobe echo --help`).
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
 
@@ -265,6 +267,11 @@ pub struct ScanArgs {
     /// [default: example.com].
     #[arg(long, value_name = "NAME")]
     pub decoy_sni: Option<String>,
+
+    /// Plain-HTTP URL fetched through each Shadowsocks (ss://) server's tunnel to prove it
+    /// works; any HTTP answer counts [default: http://www.gstatic.com/generate_204].
+    #[arg(long, value_name = "URL")]
+    pub tunnel_check: Option<String>,
 
     /// Redirects followed at most [default: 10].
     #[arg(long, value_name = "N")]

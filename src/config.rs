@@ -85,6 +85,7 @@ pub struct FileConfig {
     pub canaries: Option<Vec<String>>,
     pub injection_window: Option<String>,
     pub decoy_sni: Option<String>,
+    pub tunnel_check: Option<String>,
     pub rate: Option<f64>,
     pub max_redirects: Option<u32>,
     pub max_body: Option<String>,
@@ -241,6 +242,8 @@ pub struct DnsOptions {
 pub struct ConnSettings {
     pub control_proxy: Option<std::net::SocketAddr>,
     pub decoy_sni: String,
+    /// `--tunnel-check`: fetched through Shadowsocks tunnels.
+    pub tunnel_check: crate::probe::shadowsocks::TunnelCheck,
     pub max_redirects: u32,
     pub max_body: u64,
     pub stall_timeout: Duration,
@@ -515,9 +518,17 @@ impl ScanConfig {
             .unwrap_or_else(|| DEFAULT_DECOY_SNI.to_owned());
         let decoy_sni =
             normalize_domain(&decoy_sni).map_err(|e| anyhow::anyhow!("--decoy-sni: {e}"))?;
+        let tunnel_check = crate::probe::shadowsocks::TunnelCheck::parse(
+            args.tunnel_check
+                .as_deref()
+                .or(file.tunnel_check.as_deref())
+                .unwrap_or(crate::probe::shadowsocks::DEFAULT_TUNNEL_CHECK),
+        )
+        .map_err(|e| anyhow::anyhow!("--tunnel-check: {e}"))?;
         let conn = ConnSettings {
             control_proxy,
             decoy_sni,
+            tunnel_check,
             max_redirects: layered.get(
                 "max-redirects",
                 args.max_redirects,

@@ -193,6 +193,7 @@ impl ProbeCtx {
                 },
                 max_redirects: cfg.conn.max_redirects,
                 decoy_sni: cfg.conn.decoy_sni.clone(),
+                tunnel_check: cfg.conn.tunnel_check.clone(),
                 tls: cfg.probes.contains(&Probe::Tls),
                 http_step: cfg.probes.contains(&Probe::Http),
                 remap: crate::probe::tcp::Remap::new(cfg.conn.connect_to.iter().copied()),
@@ -576,6 +577,12 @@ pub enum Plan {
     Openvpn,
     /// A WireGuard handshake initiation.
     Wireguard,
+    /// A Tor relay's link handshake.
+    Tor,
+    /// A Shadowsocks tunnel to the tunnel-check URL.
+    Shadowsocks,
+    /// obfs4's handshake.
+    Obfs4,
 }
 
 impl Plan {
@@ -591,6 +598,12 @@ impl Plan {
             Self::Openvpn
         } else if target.scheme == Scheme::Wireguard {
             Self::Wireguard
+        } else if target.scheme == Scheme::Tor {
+            Self::Tor
+        } else if target.scheme == Scheme::Shadowsocks {
+            Self::Shadowsocks
+        } else if target.scheme == Scheme::Obfs4 {
+            Self::Obfs4
         } else if target.scheme == Scheme::Stun {
             Self::Stun
         } else {
@@ -647,116 +660,145 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                 observed.tries.push(Conn::Stun(s));
             }
             Plan::Echo => {
+                use crate::probe::echo;
                 observed.layer = Layer::Udp;
-                for _ in 0..ctx.repeat {
-                    let direct = futures::future::join_all(
-                        addrs
-                            .iter()
-                            .filter(|(_, s)| *s == AddrSource::Vantage)
-                            .map(|(ip, _)| {
-                                let to = ctx.conn.remap.apply(SocketAddr::new(*ip, target.port));
-                                crate::probe::echo::probe(to, ctx.conn.timeout)
-                            }),
-                    );
-                    let control = async {
-                        match ctx.proxy {
-                            Some(p) => Some(
-                                crate::probe::echo::probe_via_proxy(
-                                    p,
-                                    &target.host.to_string(),
-                                    target.port,
-                                    ctx.conn.timeout,
-                                )
-                                .await,
-                            ),
-                            None => None,
-                        }
-                    };
-                    let (direct, control) = tokio::join!(direct, control);
-                    observed
-                        .tries
-                        .push(Conn::Echo(crate::probe::echo::EchoObservation {
-                            direct,
-                            control,
-                        }));
-                }
+                let t = ctx.conn.timeout;
+                let runs = handshakes(
+                    ctx,
+                    target,
+                    &addrs,
+                    |to| echo::probe(to, t),
+                    |p, host, port| async move { echo::probe_via_proxy(p, &host, port, t).await },
+                )
+                .await;
+                observed.tries = runs
+                    .into_iter()
+                    .map(|(direct, control)| Conn::Echo(echo::EchoObservation { direct, control }))
+                    .collect();
             }
             Plan::Wireguard => {
                 use crate::probe::wireguard;
                 observed.layer = Layer::Vpn;
+                let t = ctx.conn.timeout;
                 if let Ok(keys) = wireguard::Keys::of_path(&target.path) {
-                    for _ in 0..ctx.repeat {
-                        let direct = futures::future::join_all(
-                            addrs.iter().filter(|(_, s)| *s == AddrSource::Vantage).map(
-                                |(ip, _)| {
-                                    let to =
-                                        ctx.conn.remap.apply(SocketAddr::new(*ip, target.port));
-                                    wireguard::probe(to, &keys, ctx.conn.timeout)
-                                },
-                            ),
-                        );
-                        let control = async {
-                            match ctx.proxy {
-                                Some(p) => Some(
-                                    wireguard::probe_via_proxy(
-                                        p,
-                                        &target.host.to_string(),
-                                        target.port,
-                                        &keys,
-                                        ctx.conn.timeout,
-                                    )
-                                    .await,
-                                ),
-                                None => None,
-                            }
-                        };
-                        let (direct, control) = tokio::join!(direct, control);
-                        observed
-                            .tries
-                            .push(Conn::Wireguard(wireguard::WireguardObservation {
-                                direct,
-                                control,
-                            }));
-                    }
+                    let keys = &keys;
+                    let runs = handshakes(
+                        ctx,
+                        target,
+                        &addrs,
+                        |to| wireguard::probe(to, keys, t),
+                        |p, host, port| async move {
+                            wireguard::probe_via_proxy(p, &host, port, keys, t).await
+                        },
+                    )
+                    .await;
+                    observed.tries = runs
+                        .into_iter()
+                        .map(|(direct, control)| {
+                            Conn::Wireguard(wireguard::WireguardObservation { direct, control })
+                        })
+                        .collect();
                 }
             }
             Plan::Openvpn => {
                 use crate::probe::openvpn;
                 observed.layer = Layer::Vpn;
                 let proto = openvpn::Proto::of_path(&target.path).unwrap_or(openvpn::Proto::Udp);
-                for _ in 0..ctx.repeat {
-                    let direct = futures::future::join_all(
-                        addrs
-                            .iter()
-                            .filter(|(_, s)| *s == AddrSource::Vantage)
-                            .map(|(ip, _)| {
-                                let to = ctx.conn.remap.apply(SocketAddr::new(*ip, target.port));
-                                openvpn::probe(to, proto, ctx.conn.timeout)
-                            }),
-                    );
-                    let control = async {
-                        match ctx.proxy {
-                            Some(p) => Some(
-                                openvpn::probe_via_proxy(
-                                    p,
-                                    &target.host.to_string(),
-                                    target.port,
-                                    proto,
-                                    ctx.conn.timeout,
-                                )
-                                .await,
-                            ),
-                            None => None,
-                        }
-                    };
-                    let (direct, control) = tokio::join!(direct, control);
-                    observed
-                        .tries
-                        .push(Conn::Openvpn(openvpn::OpenvpnObservation {
+                let t = ctx.conn.timeout;
+                let runs = handshakes(
+                    ctx,
+                    target,
+                    &addrs,
+                    |to| openvpn::probe(to, proto, t),
+                    |p, host, port| async move {
+                        openvpn::probe_via_proxy(p, &host, port, proto, t).await
+                    },
+                )
+                .await;
+                observed.tries = runs
+                    .into_iter()
+                    .map(|(direct, control)| {
+                        Conn::Openvpn(openvpn::OpenvpnObservation {
                             proto,
                             direct,
                             control,
-                        }));
+                        })
+                    })
+                    .collect();
+            }
+            Plan::Tor => {
+                use crate::probe::tor;
+                observed.layer = Layer::Vpn;
+                let (t, tls, decoy) = (ctx.conn.timeout, &ctx.tls, &*ctx.conn.decoy_sni);
+                let runs =
+                    handshakes(
+                        ctx,
+                        target,
+                        &addrs,
+                        |to| tor::probe(to, tls, decoy, t),
+                        |p, host, port| async move {
+                            tor::probe_via_proxy(p, &host, port, tls, t).await
+                        },
+                    )
+                    .await;
+                observed.tries = runs
+                    .into_iter()
+                    .map(|(direct, control)| Conn::Tor(tor::TorObservation { direct, control }))
+                    .collect();
+            }
+            Plan::Shadowsocks => {
+                use crate::probe::shadowsocks as ss;
+                observed.layer = Layer::Vpn;
+                if let Some(creds) = ss::Credentials::of_path(&target.path) {
+                    let (t, creds, check) = (ctx.conn.timeout, &creds, &ctx.conn.tunnel_check);
+                    let runs = handshakes(
+                        ctx,
+                        target,
+                        &addrs,
+                        |to| ss::probe(to, creds, check, t),
+                        |p, host, port| async move {
+                            ss::probe_via_proxy(p, &host, port, creds, check, t).await
+                        },
+                    )
+                    .await;
+                    observed.tries = runs
+                        .into_iter()
+                        .map(|(direct, control)| {
+                            Conn::Shadowsocks(ss::ShadowsocksObservation {
+                                method: creds.method,
+                                check: check.url.clone(),
+                                direct,
+                                control,
+                            })
+                        })
+                        .collect();
+                }
+            }
+            Plan::Obfs4 => {
+                use crate::probe::obfs4;
+                observed.layer = Layer::Vpn;
+                if let Ok(bridge) = obfs4::Bridge::of_path(&target.path) {
+                    let (t, bridge) = (ctx.conn.timeout, &bridge);
+                    let runs = handshakes(
+                        ctx,
+                        target,
+                        &addrs,
+                        |to| obfs4::probe(to, bridge, t),
+                        |p, host, port| async move {
+                            obfs4::probe_via_proxy(p, &host, port, bridge, t).await
+                        },
+                    )
+                    .await;
+                    observed.tries = runs
+                        .into_iter()
+                        .map(|(direct, control)| {
+                            Conn::Obfs4(obfs4::Obfs4Observation {
+                                iat_mode: bridge.iat_mode,
+                                direct,
+                                control,
+                            })
+                        })
+                        .collect();
                 }
             }
             Plan::Quic => {
@@ -783,6 +825,42 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
     }
     observed.dns = dns;
     observed
+}
+
+/// `--repeat` tries of a handshake-style probe: to every vantage address from here and, at the
+/// same time, once through the control proxy (to the target by name). The shape the echo and
+/// VPN probes share; each try is `(from here, through the proxy)`.
+async fn handshakes<T, D, DF, C, CF>(
+    ctx: &ProbeCtx,
+    target: &Target,
+    addrs: &[(IpAddr, AddrSource)],
+    direct: D,
+    control: C,
+) -> Vec<(Vec<T>, Option<T>)>
+where
+    D: Fn(SocketAddr) -> DF,
+    DF: std::future::Future<Output = T>,
+    C: Fn(SocketAddr, String, u16) -> CF,
+    CF: std::future::Future<Output = T>,
+{
+    let host = target.host.to_string();
+    let mut runs = Vec::with_capacity(ctx.repeat as usize);
+    for _ in 0..ctx.repeat {
+        let ours = futures::future::join_all(
+            addrs
+                .iter()
+                .filter(|(_, s)| *s == AddrSource::Vantage)
+                .map(|(ip, _)| direct(ctx.conn.remap.apply(SocketAddr::new(*ip, target.port)))),
+        );
+        let outside = async {
+            match ctx.proxy {
+                Some(p) => Some(control(p, host.clone(), target.port).await),
+                None => None,
+            }
+        };
+        runs.push(tokio::join!(ours, outside));
+    }
+    runs
 }
 
 /// The QUIC step: an HTTP/3 GET to every vantage address and through the control proxy, the

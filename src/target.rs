@@ -65,6 +65,12 @@ pub enum Scheme {
     /// `wireguard://HOST[:PORT]?public_key=…[&private_key=…]`: a WireGuard handshake (port
     /// 51820 by default).
     Wireguard,
+    /// `tor://HOST:PORT`: a Tor relay's OR-port link handshake (TLS, then `VERSIONS`).
+    Tor,
+    /// `ss://…` (SIP002): a Shadowsocks AEAD tunnel to the `--tunnel-check` URL.
+    Shadowsocks,
+    /// `obfs4://HOST:PORT?cert=…&iat-mode=N` (or a Tor bridge line): obfs4's handshake.
+    Obfs4,
 }
 
 impl Scheme {
@@ -168,6 +174,15 @@ impl Target {
         if text.is_empty() {
             return Err("empty target".into());
         }
+        if text.starts_with("ss://") {
+            return parse_shadowsocks(text);
+        }
+        // A Tor bridge line (`[Bridge] obfs4 IP:PORT FINGERPRINT cert=… iat-mode=N`).
+        if let Some(url) = crate::probe::obfs4::from_bridge_line(text) {
+            let mut t = parse_url(&url, &url)?;
+            t.input = input.trim().to_owned();
+            return Ok(t);
+        }
         if text.contains("://") {
             return parse_url(text, input);
         }
@@ -246,21 +261,29 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         "echo" => Scheme::Echo,
         "openvpn" => Scheme::Openvpn,
         "wireguard" => Scheme::Wireguard,
+        "tor" => Scheme::Tor,
+        "obfs4" => Scheme::Obfs4,
         other => {
             return Err(format!(
-                "unsupported URL scheme `{other}` (use http, https, quic, tcp, stun, echo, openvpn or wireguard)"
+                "unsupported URL scheme `{other}` (use http, https, quic, tcp, stun, echo, openvpn, wireguard, tor, obfs4 or ss)"
             ));
         }
     };
-    if matches!(scheme, Scheme::Stun | Scheme::Tcp | Scheme::Echo)
-        && (!matches!(url.path(), "" | "/") || url.query().is_some())
+    if matches!(
+        scheme,
+        Scheme::Stun | Scheme::Tcp | Scheme::Echo | Scheme::Tor
+    ) && (!matches!(url.path(), "" | "/") || url.query().is_some())
     {
         return Err(format!(
             "`{text}`: a {}:// target is HOST:PORT only",
             url.scheme()
         ));
     }
-    if matches!(scheme, Scheme::Tcp | Scheme::Echo) && url.port().is_none() {
+    if matches!(
+        scheme,
+        Scheme::Tcp | Scheme::Echo | Scheme::Tor | Scheme::Obfs4
+    ) && url.port().is_none()
+    {
         return Err(format!("`{text}`: {}:// targets need a port", url.scheme()));
     }
     let host = match url.host() {
@@ -294,6 +317,14 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         }
         crate::probe::openvpn::Proto::of_path(&path).map_err(|e| format!("`{text}`: {e}"))?;
     }
+    if scheme == Scheme::Obfs4 {
+        if !matches!(url.path(), "" | "/") {
+            return Err(format!(
+                "`{text}`: an obfs4:// target is HOST:PORT?cert=…&iat-mode=N"
+            ));
+        }
+        crate::probe::obfs4::Bridge::of_path(&path).map_err(|e| format!("`{text}`: {e}"))?;
+    }
     if scheme == Scheme::Wireguard {
         if !matches!(url.path(), "" | "/") {
             return Err(format!(
@@ -321,6 +352,45 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         }),
         scheme,
         path,
+        category: None,
+        method: Method::Get,
+    })
+}
+
+/// A SIP002 URI (not a URL `url` can read: base64 user info holds `/`). The password is a
+/// secret: the target's `input` shows it as `REDACTED`; the probe reads it from `path`.
+fn parse_shadowsocks(text: &str) -> Result<Target, String> {
+    // Errors show where, never the credentials.
+    let shown = format!("ss://…@{}", text.rsplit_once('@').map_or("…", |(_, h)| h));
+    let uri = crate::probe::shadowsocks::Uri::parse(text).map_err(|e| format!("`{shown}`: {e}"))?;
+    let host = match uri.host.parse::<IpAddr>() {
+        Ok(ip) => Host::Ip(ip),
+        Err(_) => Host::Name(normalize_domain(&uri.host)?),
+    };
+    let authority = match &host {
+        Host::Ip(IpAddr::V6(v6)) => format!("[{v6}]:{}", uri.port),
+        h => format!("{h}:{}", uri.port),
+    };
+    let tag = uri
+        .tag
+        .as_ref()
+        .map(|t| {
+            format!(
+                "#{}",
+                url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()
+            )
+        })
+        .unwrap_or_default();
+    Ok(Target {
+        input: format!(
+            "ss://{}:REDACTED@{authority}{tag}",
+            uri.credentials.method.as_str()
+        ),
+        kind: TargetKind::Url,
+        host,
+        port: uri.port,
+        scheme: Scheme::Shadowsocks,
+        path: uri.credentials.to_path(),
         category: None,
         method: Method::Get,
     })

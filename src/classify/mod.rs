@@ -6,10 +6,13 @@
 
 mod dns;
 mod echo;
+mod obfs4;
 mod openvpn;
 mod path;
 mod quic;
+mod shadowsocks;
 mod stun;
+mod tor;
 mod wireguard;
 
 use std::collections::BTreeSet;
@@ -112,6 +115,12 @@ pub enum Conn {
     Openvpn(crate::probe::openvpn::OpenvpnObservation),
     /// A WireGuard handshake ([`wireguard`]).
     Wireguard(crate::probe::wireguard::WireguardObservation),
+    /// A Tor relay's link handshake ([`tor`]).
+    Tor(crate::probe::tor::TorObservation),
+    /// A Shadowsocks tunnel ([`shadowsocks`]).
+    Shadowsocks(crate::probe::shadowsocks::ShadowsocksObservation),
+    /// obfs4's handshake ([`obfs4`]).
+    Obfs4(crate::probe::obfs4::Obfs4Observation),
 }
 
 /// The evidence of a fetch (TCP, TLS, HTTP, transfer).
@@ -136,7 +145,10 @@ impl Conn {
             | Self::Quic(_)
             | Self::Echo(_)
             | Self::Openvpn(_)
-            | Self::Wireguard(_) => None,
+            | Self::Wireguard(_)
+            | Self::Tor(_)
+            | Self::Shadowsocks(_)
+            | Self::Obfs4(_) => None,
         }
     }
 
@@ -168,6 +180,9 @@ impl Conn {
                 .iter()
                 .any(crate::probe::openvpn::OpenvpnAttempt::answered),
             Self::Wireguard(w) => w.direct.iter().any(|a| a.answered),
+            Self::Tor(t) => t.direct.iter().any(crate::probe::tor::TorAttempt::answered),
+            Self::Shadowsocks(s) => s.direct.iter().any(|a| a.answered()),
+            Self::Obfs4(o) => o.direct.iter().any(|a| a.answered()),
         }
     }
 
@@ -189,7 +204,15 @@ impl Conn {
             Self::Stun(_) => out.push("udp"),
             Self::Quic(_) => out.push("quic"),
             Self::Echo(_) => out.push("udp"),
-            Self::Openvpn(_) | Self::Wireguard(_) => out.push("vpn"),
+            Self::Tor(t) => {
+                if t.direct.iter().any(|a| a.tls.is_some()) {
+                    out.push("tls");
+                }
+                out.push("vpn");
+            }
+            Self::Openvpn(_) | Self::Wireguard(_) | Self::Shadowsocks(_) | Self::Obfs4(_) => {
+                out.push("vpn");
+            }
         }
     }
 }
@@ -231,6 +254,9 @@ impl Serialize for Evidence {
             Some(Conn::Echo(e)) => m.serialize_entry("echo", e)?,
             Some(Conn::Openvpn(o)) => m.serialize_entry("openvpn", o)?,
             Some(Conn::Wireguard(w)) => m.serialize_entry("wireguard", w)?,
+            Some(Conn::Tor(t)) => m.serialize_entry("tor", t)?,
+            Some(Conn::Shadowsocks(s)) => m.serialize_entry("shadowsocks", s)?,
+            Some(Conn::Obfs4(o)) => m.serialize_entry("obfs4", o)?,
             None => {}
         }
         if !self.tries.is_empty() {
@@ -399,7 +425,26 @@ fn connection(ev: &Evidence, rules: &Rules, layer: Layer, notes: &mut Notes) -> 
         Conn::Echo(e) => echo::decide(e, notes),
         Conn::Openvpn(o) => openvpn::decide(o, notes),
         Conn::Wireguard(w) => wireguard::decide(w, notes),
+        Conn::Tor(t) => tor::decide(t, notes),
+        Conn::Shadowsocks(s) => shadowsocks::decide(s, notes),
+        Conn::Obfs4(o) => obfs4::decide(o, notes),
     })
+}
+
+/// Every attempt's TCP connection failed: a TCP-level verdict (handshake probes).
+fn connect_failed(
+    servers: &str,
+    kind: crate::probe::failure::FailureKind,
+    what: &str,
+    c: &Control<'_>,
+    notes: &mut Notes,
+) -> Decision {
+    judge(
+        path::tcp_reason(kind),
+        format!("{servers}: TCP to {what} fails ({})", kind.as_str()),
+        c,
+        notes,
+    )
 }
 
 /// The control path's state, as the authority for `down` versus `blocked`.

@@ -2,7 +2,7 @@
 //! control path. A server that wraps its control channel (tls-auth, tls-crypt) is silent to an
 //! unwrapped reset by design: silence here *and* outside is never a block.
 
-use super::{Control, Decision, Notes, judge};
+use super::{Control, Decision, Notes, connect_failed, judge};
 use crate::probe::failure::FailureKind;
 use crate::probe::openvpn::{OpenvpnAttempt, OpenvpnObservation, Phase};
 use crate::probe::quic::PROXY_SETUP;
@@ -61,24 +61,9 @@ pub(super) fn decide(o: &OpenvpnObservation, notes: &mut Notes) -> Decision {
         .collect::<Vec<_>>()
         .join(", ");
     let kinds = |k: FailureKind| !ours.is_empty() && ours.iter().all(|a| a.kind() == Some(k));
-    // The TCP connection itself failed: a TCP-level verdict.
     if !ours.is_empty() && ours.iter().all(|a| a.phase == Phase::Connect) {
         let k = ours[0].kind().unwrap_or(FailureKind::Other);
-        let reason = match k {
-            FailureKind::Timeout => Some(Reason::TcpTimeout),
-            FailureKind::Refused => Some(Reason::TcpRefused),
-            FailureKind::Reset => Some(Reason::TcpReset),
-            _ => None,
-        };
-        return judge(
-            reason,
-            format!(
-                "{servers}: TCP to the OpenVPN server fails ({})",
-                k.as_str()
-            ),
-            &c,
-            notes,
-        );
+        return connect_failed(&servers, k, "the OpenVPN server", &c, notes);
     }
     if kinds(FailureKind::Reset) || kinds(FailureKind::Eof) {
         return judge(

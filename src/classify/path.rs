@@ -208,7 +208,7 @@ fn control_state(c: Option<&PathObservation>) -> Control<'_> {
     }
 }
 
-fn tcp_reason(k: FailureKind) -> Option<Reason> {
+pub(super) fn tcp_reason(k: FailureKind) -> Option<Reason> {
     match k {
         FailureKind::Timeout => Some(Reason::TcpTimeout),
         FailureKind::Refused => Some(Reason::TcpRefused),

@@ -41,6 +41,9 @@ pub enum Behaviour {
     FreezeUpload(u64),
     /// Read the client's first packet, then reset (RST): OpenVPN over TCP at the TSPU.
     ResetAfterFirst,
+    /// Reset (RST) after a ClientHello whose SNI has the shape of Tor's (`www.<base32>.com`);
+    /// other handshakes pass.
+    ResetTorTls,
 }
 
 /// How `splice` shapes the two directions.
@@ -123,6 +126,13 @@ async fn handle(mut client: TcpStream, upstream: SocketAddr, b: Behaviour) -> st
         Behaviour::ResetSni(names) => {
             let hello = read_client_hello(&mut client).await?;
             if listed(sni_of(&hello), &names) {
+                return reset(client);
+            }
+            splice(client, upstream, hello, Shape::default()).await
+        }
+        Behaviour::ResetTorTls => {
+            let hello = read_client_hello(&mut client).await?;
+            if sni_of(&hello).is_some_and(|s| crate::probe::tor::looks_like_tor_sni(&s)) {
                 return reset(client);
             }
             splice(client, upstream, hello, Shape::default()).await

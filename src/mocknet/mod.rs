@@ -77,6 +77,8 @@ pub struct MockNet {
     /// The scenario's reference (`--reference`), not a target of the scan.
     pub reference_url: Option<String>,
     _censors: Vec<Censor>,
+    /// Tor relays, Shadowsocks servers, obfs4 bridges.
+    _vpn: Vec<Box<dyn Send + Sync>>,
     _stun: Vec<StunServer>,
     _udp: (
         Vec<quic::H3Origin>,
@@ -165,6 +167,7 @@ impl MockNet {
         let mut quic_targets = Vec::new();
         let mut echo_servers = Vec::new();
         let mut vpn_servers = Vec::new();
+        let mut vpn_held = Vec::new();
         let mut quic_censors = Vec::new();
         for (t, p) in plan.scenario.targets.iter().zip(&plan.placed) {
             let n = p.n;
@@ -259,6 +262,54 @@ impl MockNet {
                 };
                 connect_to.push((SocketAddr::new(orig, target.port), to));
                 urls.push(target.input.clone());
+                continue;
+            }
+            // The TCP handshake protocols: a server of the kind outside, a censor in front.
+            if matches!(
+                target.scheme,
+                Scheme::Tor | Scheme::Shadowsocks | Scheme::Obfs4
+            ) {
+                let to = if down {
+                    SocketAddr::new(ip, closed_port(ip)?)
+                } else {
+                    let bind = SocketAddr::new(lo, 0);
+                    let (server, held): (SocketAddr, Box<dyn Send + Sync>) = match target.scheme {
+                        Scheme::Tor => {
+                            let tls = pki.server_config(&["www.mockrelay.net"], &[])?;
+                            let r = vpn::TorRelay::start(bind, tls).await?;
+                            (r.addr, Box::new(r))
+                        }
+                        Scheme::Obfs4 => {
+                            let b = vpn::Obfs4Bridge::start(bind).await?;
+                            (b.addr, Box::new(b))
+                        }
+                        _ => {
+                            let creds =
+                                crate::probe::shadowsocks::Credentials::of_path(&target.path)
+                                    .context("ss:// credentials")?;
+                            let s = vpn::ShadowsocksServer::start(bind, creds).await?;
+                            (s.addr, Box::new(s))
+                        }
+                    };
+                    outside.tcp.insert(key, server);
+                    let b = match t.vpn {
+                        Some(VpnMode::Drop) => CensorBehaviour::FreezeUpload(0),
+                        Some(VpnMode::Reset) => CensorBehaviour::ResetAfterFirst,
+                        Some(VpnMode::ResetTorTls) => CensorBehaviour::ResetTorTls,
+                        _ => CensorBehaviour::Pass,
+                    };
+                    let c = Censor::start(SocketAddr::new(ip, 0), server, b)
+                        .await
+                        .with_context(|| format!("cannot bind the censor for {}", t.target))?;
+                    let to = c.addr;
+                    censors.push(c);
+                    vpn_held.push(held);
+                    to
+                };
+                connect_to.push((SocketAddr::new(orig, target.port), to));
+                // The scan reads secrets (ss:// passwords) from the text; records show the
+                // target redacted.
+                urls.push(t.target.clone());
                 continue;
             }
             if target.scheme == Scheme::Quic {
@@ -557,6 +608,7 @@ impl MockNet {
             urls,
             reference_url,
             _censors: censors,
+            _vpn: vpn_held,
             _stun: stun_servers,
             _udp: (quic_servers, quic_censors, echo_servers, vpn_servers),
             _dir: dir,
@@ -631,7 +683,9 @@ impl MockNet {
                 Layer::Tls
             };
             let (want_verdict, want_reason) = expect.typed(transfer)?;
-            let Some(r) = records.iter().find(|r| r["target"] == url.as_str()) else {
+            // Records show a target as its parse does (secrets redacted).
+            let shown = crate::target::Target::parse(url).map_or_else(|_| url.clone(), |t| t.input);
+            let Some(r) = records.iter().find(|r| r["target"] == shown.as_str()) else {
                 mismatches.push(format!("{}: no record in the scan output", t.target));
                 continue;
             };

@@ -101,7 +101,9 @@ pub struct ScenarioTarget {
     pub shapes: Vec<String>,
     /// OpenVPN targets (`openvpn://`): `drop` swallows the hard reset (UDP: by signature; TCP:
     /// the client's data), `reset` resets TCP after the first packet, `tls-auth` makes the
-    /// server itself silent to an unwrapped reset (no censor).
+    /// server itself silent to an unwrapped reset (no censor). Tor targets (`tor://`): `drop`
+    /// swallows the ClientHello, `reset` resets after it, `reset-tor-tls` resets only a ClientHello
+    /// whose SNI has Tor's shape (a decoy handshake passes).
     #[serde(default)]
     pub vpn: Option<VpnMode>,
     /// QUIC targets (`quic://`): what the censor does to their UDP.
@@ -176,13 +178,15 @@ pub enum UdpMode {
     Garbage,
 }
 
-/// What happens to an `openvpn://` target's handshake.
+/// What happens to an `openvpn://` or `tor://` target's handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum VpnMode {
     Drop,
     Reset,
     TlsAuth,
+    /// Tor only: reset ClientHellos whose SNI has Tor's shape; a decoy SNI passes.
+    ResetTorTls,
 }
 
 /// What the censor does to a `quic://` target's datagrams.
@@ -574,11 +578,35 @@ fn check_behaviours(t: &ScenarioTarget, target: &Target, literal: bool) -> Resul
         );
     }
     let openvpn = target.scheme == Scheme::Openvpn;
-    if t.vpn.is_some() && !openvpn {
-        return Err("`vpn = ...` needs an openvpn:// target".into());
+    let tor = target.scheme == Scheme::Tor;
+    let ss = matches!(target.scheme, Scheme::Shadowsocks | Scheme::Obfs4);
+    if t.vpn.is_some() && !openvpn && !tor && !ss {
+        return Err("`vpn = ...` needs an openvpn://, tor://, ss:// or obfs4:// target".into());
     }
-    if openvpn && (censors.iter().any(|c| *c) || t.proxy.is_some() || !t.shapes.is_empty()) {
-        return Err("an openvpn:// target takes `vpn = ...`, not another behaviour".into());
+    if ss && matches!(t.vpn, Some(VpnMode::TlsAuth | VpnMode::ResetTorTls)) {
+        return Err("an ss:// or obfs4:// target takes `vpn = \"drop\"` or `\"reset\"`".into());
+    }
+    if (openvpn || tor || ss)
+        && (censors.iter().any(|c| *c) || t.proxy.is_some() || !t.shapes.is_empty())
+    {
+        return Err(format!(
+            "an {}:// target takes `vpn = ...`, not another behaviour",
+            if tor {
+                "tor"
+            } else if target.scheme == Scheme::Obfs4 {
+                "obfs4"
+            } else if ss {
+                "ss"
+            } else {
+                "openvpn"
+            }
+        ));
+    }
+    if tor && t.vpn == Some(VpnMode::TlsAuth) {
+        return Err("`vpn = \"tls-auth\"` needs an openvpn:// target".into());
+    }
+    if !tor && t.vpn == Some(VpnMode::ResetTorTls) {
+        return Err("`vpn = \"reset-tor-tls\"` needs a tor:// target".into());
     }
     if openvpn
         && t.vpn == Some(VpnMode::Reset)

@@ -1,6 +1,9 @@
 //! VPN servers in the mock network: an OpenVPN responder that answers the client's hard
 //! reset (UDP and TCP on one port) — or, like a server with `tls-auth`/`tls-crypt`, stays
-//! silent to an unwrapped one.
+//! silent to an unwrapped one —, a Tor relay's OR port (TLS, then `VERSIONS` answered by
+//! `VERSIONS` and `CERTS`), and a Shadowsocks server (AEAD; it answers a tunnel to any address
+//! itself with `204 No Content`, and is silent to a request that does not decrypt), and an
+//! obfs4 bridge (the fixed mock identity; silent to a handshake made with another cert).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,5 +72,155 @@ impl OpenvpnServer {
             tcp: tcp_addr,
             tasks: vec![u, t],
         })
+    }
+}
+
+/// A Tor relay's OR port: TLS with a self-signed `www.….net` certificate, then the link
+/// handshake's first cells.
+pub struct TorRelay {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for TorRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TorRelay {
+    pub async fn start(bind: SocketAddr, tls: Arc<rustls::ServerConfig>) -> std::io::Result<Self> {
+        use crate::probe::tor;
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let task = tokio::spawn(async move {
+            while let Ok((c, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut s) = acceptor.accept(c).await else {
+                        return;
+                    };
+                    match tor::read_var_cell(&mut s, 2).await {
+                        Ok((tor::VERSIONS, _)) => {}
+                        _ => return,
+                    }
+                    let mut answer = tor::versions_cell(&tor::OFFERED);
+                    let body = [0u8; 32];
+                    answer.extend(tor::certs_cell(&[
+                        (1, &body),
+                        (2, &body),
+                        (4, &body),
+                        (5, &body),
+                        (7, &body),
+                    ]));
+                    if s.write_all(&answer).await.is_err() || s.flush().await.is_err() {
+                        return;
+                    }
+                    // Hold the link until the client goes.
+                    let mut sink = [0u8; 512];
+                    while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        Ok(Self { addr, task })
+    }
+}
+
+/// A Shadowsocks AEAD server with one password: a request that decrypts gets the server's salt
+/// and an HTTP `204` from "the destination" (answered here, nothing is dialled); one that does
+/// not decrypt gets silence until the client goes, as shadowsocks-libev does.
+pub struct ShadowsocksServer {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for ShadowsocksServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ShadowsocksServer {
+    pub async fn start(
+        bind: SocketAddr,
+        creds: crate::probe::shadowsocks::Credentials,
+    ) -> std::io::Result<Self> {
+        use crate::probe::shadowsocks::Cipher;
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        let master = Arc::new(creds.master_key());
+        let method = creds.method;
+        let task = tokio::spawn(async move {
+            while let Ok((mut c, _)) = listener.accept().await {
+                let master = master.clone();
+                tokio::spawn(async move {
+                    let mut salt = vec![0u8; method.key_len()];
+                    if c.read_exact(&mut salt).await.is_err() {
+                        return;
+                    }
+                    let mut theirs = Cipher::new(method, &master, &salt);
+                    if let Ok(Some(_request)) = theirs.read_chunk(&mut c).await {
+                        let ours_salt = rand::random::<[u8; 32]>()[..method.key_len()].to_vec();
+                        let mut ours = Cipher::new(method, &master, &ours_salt);
+                        let mut out = ours_salt;
+                        ours.seal_chunks(
+                            &mut out,
+                            b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+                        );
+                        let _ = c.write_all(&out).await;
+                        return;
+                    }
+                    // Silent to what does not decrypt.
+                    let mut sink = [0u8; 512];
+                    while matches!(c.read(&mut sink).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        Ok(Self { addr, task })
+    }
+}
+
+/// An obfs4 bridge with the mock identity ([`crate::probe::obfs4::mock_bridge`]): it answers a
+/// handshake that verifies and, like a real bridge, stays silent to anything else until the
+/// client goes.
+pub struct Obfs4Bridge {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Obfs4Bridge {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Obfs4Bridge {
+    pub async fn start(bind: SocketAddr) -> std::io::Result<Self> {
+        use crate::probe::obfs4;
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            while let Ok((mut c, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (bridge, b) = obfs4::mock_bridge();
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while let Ok(n) = c.read(&mut chunk).await {
+                        if n == 0 {
+                            return;
+                        }
+                        if buf.len() < 8192 {
+                            buf.extend_from_slice(&chunk[..n]);
+                            if let Some(reply) = obfs4::server_reply(&bridge, &b, &buf) {
+                                let _ = c.write_all(&reply).await;
+                                buf = vec![0; 8192];
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Ok(Self { addr, task })
     }
 }

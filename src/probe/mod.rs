@@ -4,13 +4,16 @@ pub mod dns;
 pub mod echo;
 pub mod failure;
 pub mod http;
+pub mod obfs4;
 pub mod openvpn;
 pub mod path;
 pub mod quic;
+pub mod shadowsocks;
 pub mod socks;
 pub mod stun;
 pub mod tcp;
 pub mod tls;
+pub mod tor;
 pub mod wireguard;
 
 /// A duration in the reports: milliseconds with microsecond precision.
@@ -19,4 +22,16 @@ pub(crate) fn ser_ms<S: serde::Serializer>(
     s: S,
 ) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0)
+}
+
+/// Where a VPN or circumvention protocol's handshake died.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The TCP connection itself failed.
+    Connect,
+    /// The connection (or the first datagram) went out; the protocol's answer did not come.
+    Handshake,
+    /// The server answered as the protocol says.
+    Answered,
 }

@@ -62,17 +62,7 @@ impl Proto {
     }
 }
 
-/// Where a handshake died.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// The TCP connection itself failed.
-    Connect,
-    /// The reset went out; no server reset came back (dropped, or silent by design).
-    Handshake,
-    /// The server answered the reset.
-    Answered,
-}
+pub use crate::probe::Phase;
 
 /// One handshake attempt.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -23,6 +23,8 @@ pub struct ConnOptions {
     pub http: HttpOptions,
     pub max_redirects: u32,
     pub decoy_sni: String,
+    /// Fetched through Shadowsocks tunnels (`--tunnel-check`).
+    pub tunnel_check: crate::probe::shadowsocks::TunnelCheck,
     /// Run TLS and HTTP after TCP (`--probes` tls / http).
     pub tls: bool,
     pub http_step: bool,
@@ -109,6 +111,9 @@ impl Dest {
             Scheme::Echo => format!("echo://{host}:{}", self.port),
             Scheme::Openvpn => format!("openvpn://{host}:{}{}", self.port, self.path),
             Scheme::Wireguard => format!("wireguard://{host}:{}", self.port),
+            Scheme::Tor => format!("tor://{host}:{}", self.port),
+            Scheme::Shadowsocks => format!("ss://{host}:{}", self.port),
+            Scheme::Obfs4 => format!("obfs4://{host}:{}", self.port),
             Scheme::Http | Scheme::Https => {
                 let scheme = if self.scheme == Scheme::Http {
                     "http"

@@ -1368,3 +1368,128 @@ fn echo_signature_needs_a_clear_margin() {
         assert_eq!(f.verdict, verdict, "{control_echoed}: {}", f.detail);
     }
 }
+
+/// Tor's link handshake: where it died (TLS or after VERSIONS) and what the control path saw
+/// decide the verdict; something that is not a relay outside too is down, never blocked.
+#[test]
+fn tor_table() {
+    use blockprobe::probe::Phase;
+    use blockprobe::probe::tor::{TorAttempt, TorObservation};
+    let attempt = |source: AddrSource, tls_ok: Option<bool>, failure: Option<K>| TorAttempt {
+        server: "192.0.2.7:9001".into(),
+        source,
+        phase: match (tls_ok, failure) {
+            (_, None) => Phase::Answered,
+            (None, Some(_)) => Phase::Connect,
+            (Some(_), Some(_)) => Phase::Handshake,
+        },
+        tls: tls_ok.map(|ok| tls_obs(ok, (!ok).then_some(K::Reset), None)),
+        link_versions: if failure.is_none() {
+            vec![3, 4, 5]
+        } else {
+            Vec::new()
+        },
+        cert_types: Vec::new(),
+        decoy: None,
+        failure: failure.map(|k| Failure::new(k, "x")),
+        elapsed: Duration::ZERO,
+    };
+    let answered = Some(attempt(AddrSource::Control, Some(true), None));
+    // (direct: TLS completed?, failure; control; verdict, reason)
+    type TorRow = (
+        Option<bool>,
+        Option<K>,
+        Option<TorAttempt>,
+        Verdict,
+        Option<&'static str>,
+    );
+    let rows: Vec<TorRow> = vec![
+        (Some(true), None, None, Verdict::Reachable, None),
+        (
+            Some(false),
+            Some(K::Reset),
+            answered.clone(),
+            Verdict::Blocked,
+            Some("vpn.reset"),
+        ),
+        (
+            Some(true),
+            Some(K::Eof),
+            answered.clone(),
+            Verdict::Blocked,
+            Some("vpn.reset"),
+        ),
+        (
+            Some(false),
+            Some(K::Timeout),
+            answered.clone(),
+            Verdict::Blocked,
+            Some("vpn.timeout"),
+        ),
+        (
+            None,
+            Some(K::Timeout),
+            answered.clone(),
+            Verdict::Blocked,
+            Some("tcp.timeout"),
+        ),
+        (
+            Some(false),
+            Some(K::Reset),
+            None,
+            Verdict::Inconclusive,
+            None,
+        ),
+        // Not a Tor relay, here and outside: the server's own fault.
+        (
+            Some(true),
+            Some(K::Malformed),
+            Some(attempt(AddrSource::Control, Some(true), Some(K::Malformed))),
+            Verdict::Down,
+            None,
+        ),
+        // The proxy reset too: that says nothing about the relay.
+        (
+            Some(false),
+            Some(K::Reset),
+            Some(attempt(AddrSource::Control, Some(false), Some(K::Reset))),
+            Verdict::Inconclusive,
+            None,
+        ),
+    ];
+    for (tls_ok, failure, control, verdict, reason) in rows {
+        let ev = Evidence {
+            dns: None,
+            control: None,
+            conn: Some(Conn::Tor(TorObservation {
+                direct: vec![attempt(AddrSource::Vantage, tls_ok, failure)],
+                control,
+            })),
+            ..evidence("93.184.216.34", PathObservation::default(), None)
+        };
+        let f = classify(ev, &Rules::default(), Layer::Vpn);
+        assert_eq!(
+            (f.verdict, f.reason.map(|r| r.as_str())),
+            (verdict, reason),
+            "{tls_ok:?} {failure:?}: {}",
+            f.detail
+        );
+    }
+    // No control path: the decoy SNI completing on the same address settles a TLS-stage block;
+    // a decoy that fails too leaves it open.
+    for (decoy_ok, verdict) in [(true, Verdict::Blocked), (false, Verdict::Inconclusive)] {
+        let mut a = attempt(AddrSource::Vantage, Some(false), Some(K::Reset));
+        a.decoy = Some(tls_obs(decoy_ok, (!decoy_ok).then_some(K::Reset), None));
+        let ev = Evidence {
+            dns: None,
+            control: None,
+            conn: Some(Conn::Tor(TorObservation {
+                direct: vec![a],
+                control: None,
+            })),
+            ..evidence("93.184.216.34", PathObservation::default(), None)
+        };
+        let f = classify(ev, &Rules::default(), Layer::Vpn);
+        assert_eq!(f.verdict, verdict, "decoy {decoy_ok}: {}", f.detail);
+    }
+}

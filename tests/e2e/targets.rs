@@ -36,6 +36,22 @@ fn each_form() {
     let ip4 = parse("149.154.167.51:443");
     assert_eq!(ip4.host, Host::Ip("149.154.167.51".parse().unwrap()));
     assert_eq!(ip4.name(), None);
+    // A Shadowsocks URI: the password never shows.
+    let ss = parse("ss://YWVzLTI1Ni1nY206c2VjcmV0LXB3@Proxy.Example:8388#nl-1");
+    assert_eq!(ss.scheme, Scheme::Shadowsocks);
+    assert_eq!(
+        ss.input,
+        "ss://aes-256-gcm:REDACTED@proxy.example:8388#nl-1"
+    );
+    assert!(
+        ss.path.contains("secret-pw"),
+        "the probe reads it from the path"
+    );
+    // Nor does it in an error about the URI.
+    let err = Target::parse("ss://rc4-md5:secret-pw@h.example:1").unwrap_err();
+    assert!(!err.contains("secret-pw"), "{err}");
+    let tor = parse("tor://192.0.2.7:9001");
+    assert_eq!((tor.scheme, tor.port), (Scheme::Tor, 9001));
     let ip6 = parse("[2001:67c:4e8:f004::a]:443");
     assert_eq!(ip6.port, 443);
     assert!(matches!(ip6.host, Host::Ip(_)));
@@ -70,6 +86,15 @@ fn rejects_garbage() {
         "https://user:pw@example.org/",
         "http://example.org:0/",
         "stun://stun.example:0",
+        // A Tor relay's OR port has no default and no path.
+        "tor://relay.example",
+        "tor://relay.example:9001/x",
+        "tor://relay.example:9001?fingerprint=AB",
+        // Shadowsocks: plugins, AEAD-2022 and unknown ciphers are refused, not guessed at.
+        "ss://YWVzLTI1Ni1nY206eA@h.example:1/?plugin=v2ray-plugin",
+        "ss://2022-blake3-aes-256-gcm:eA@h.example:1",
+        "ss://rc4-md5:x@h.example:1",
+        "ss://aes-256-gcm:x@h.example",
     ] {
         assert!(Target::parse(bad).is_err(), "{bad:?} should not parse");
     }

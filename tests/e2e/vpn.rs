@@ -13,12 +13,16 @@ use blockprobe::probe::echo::Shape;
 
 use crate::support::{jsonl, run, stderr};
 
-fn openvpn_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join("openvpn"))
-        .find(|p| p.is_file())
+/// A lab server's program, or `None` (the test is skipped) — unless `require` names a set
+/// environment variable, as in CI, where a missing program fails the test.
+fn lab_tool(name: &str, require: &str, install: &str) -> Option<PathBuf> {
+    let found = tool(name);
+    if found.is_none() {
+        let required = std::env::var(require).is_ok_and(|v| !v.is_empty() && v != "0");
+        assert!(!required, "{require} is set but `{name}` is not installed");
+        eprintln!("SKIPPED: `{name}` is not installed ({install})");
+    }
+    found
 }
 
 fn free_port(udp: bool) -> u16 {
@@ -84,14 +88,11 @@ async fn openvpn(
 
 #[tokio::test]
 async fn issue_16_real_openvpn_servers_behind_the_mock_censor() {
-    let Some(bin) = openvpn_binary() else {
-        let required =
-            std::env::var("BLOCKPROBE_REQUIRE_OPENVPN").is_ok_and(|v| !v.is_empty() && v != "0");
-        assert!(
-            !required,
-            "BLOCKPROBE_REQUIRE_OPENVPN is set but `openvpn` is not installed"
-        );
-        eprintln!("SKIPPED: `openvpn` is not installed (apt-get install openvpn)");
+    let Some(bin) = lab_tool(
+        "openvpn",
+        "BLOCKPROBE_REQUIRE_OPENVPN",
+        "apt-get install openvpn",
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -157,8 +158,25 @@ async fn issue_16_real_openvpn_servers_behind_the_mock_censor() {
             Some("vpn.timeout"),
         ),
     ];
+    expect_verdicts(&targets, proxy.addr).await;
+}
+
+/// Scans `targets` with the mock proxy as the control path and checks each one's verdict and
+/// reason.
+async fn expect_verdicts(targets: &[(String, &str, Option<&str>)], proxy: SocketAddr) {
+    expect_verdicts_with(targets, proxy, &[]).await;
+}
+
+/// [`expect_verdicts`] with more scan options; records are found by their target as shown
+/// (secrets redacted).
+async fn expect_verdicts_with(
+    targets: &[(String, &str, Option<&str>)],
+    proxy: SocketAddr,
+    extra: &[String],
+) {
     let mut args: Vec<String> = vec!["scan".into()];
     args.extend(targets.iter().map(|t| t.0.clone()));
+    args.extend(extra.iter().cloned());
     args.extend(
         [
             "--control-resolver",
@@ -172,14 +190,15 @@ async fn issue_16_real_openvpn_servers_behind_the_mock_censor() {
         ]
         .map(String::from),
     );
-    args.push(format!("socks5://{}", proxy.addr));
+    args.push(format!("socks5://{proxy}"));
     let out = run(&args).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let recs = jsonl(&out.stdout);
-    for (t, verdict, reason) in &targets {
+    for (t, verdict, reason) in targets {
+        let shown = blockprobe::target::Target::parse(t).unwrap().input;
         let r = recs
             .iter()
-            .find(|r| r["target"] == t.as_str())
+            .find(|r| r["target"] == shown.as_str())
             .unwrap_or_else(|| panic!("no record for {t}: {recs:#?}"));
         assert_eq!(
             (r["verdict"].as_str(), r["reason"].as_str()),
@@ -378,4 +397,326 @@ async fn issue_16_real_wireguard_server_behind_the_mock_censor() {
             r["detail"]
         );
     }
+}
+
+/// A real Tor relay (Debian's `tor`, on loopback, its directory authority a dead loopback port
+/// so it never reaches out) directly, behind the mock censor resetting after the ClientHello
+/// and swallowing it, and a dead port: the link handshake proves the relay (VERSIONS with link
+/// protocol 5, CERTS with the RSA identity and Ed25519 certificates), the censored paths are
+/// blocked with the mock proxy as the outside view — and, without it, a censor that resets
+/// only Tor-shaped ClientHellos is blocked on the decoy handshake's evidence.
+#[tokio::test]
+async fn issue_16_a_real_tor_relay_behind_the_mock_censor() {
+    use blockprobe::mocknet::censor::{Behaviour, Censor};
+    use tokio::io::AsyncBufReadExt as _;
+    let Some(bin) = lab_tool("tor", "BLOCKPROBE_REQUIRE_TOR", "apt-get install tor") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let or_port = free_port(false);
+    let torrc = format!(
+        "DataDirectory {data}\nSocksPort 0\nORPort 127.0.0.1:{or_port}\nAddress 127.0.0.1\n\
+         AssumeReachable 1\nPublishServerDescriptor 0\nExitRelay 0\nNickname blockprobelab\n\
+         ContactInfo lab\nDirAuthority lab orport=9 no-v2 127.0.0.1:9 \
+         0000000000000000000000000000000000000000\nUseDefaultFallbackDirs 0\n\
+         Log notice stdout\n",
+        data = dir.path().join("data").display()
+    );
+    std::fs::write(dir.path().join("torrc"), torrc).unwrap();
+    let mut relay = tokio::process::Command::new(&bin)
+        .arg("-f")
+        .arg(dir.path().join("torrc"))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Ready once its keys exist: the TLS context is built before it logs its fingerprint.
+    let mut lines = tokio::io::BufReader::new(relay.stdout.take().unwrap()).lines();
+    let mut log = Vec::new();
+    loop {
+        match lines.next_line().await.unwrap() {
+            Some(l) if l.contains("identity key fingerprint") => break,
+            Some(l) => log.push(l),
+            None => panic!("tor exited before it was ready: {log:#?}"),
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    let reset = Censor::start(at(0), at(or_port), Behaviour::ResetAfterFirst)
+        .await
+        .unwrap();
+    let swallow = Censor::start(at(0), at(or_port), Behaviour::FreezeUpload(0))
+        .await
+        .unwrap();
+    let dead = free_port(false);
+    let mut outside = Outside::default();
+    for p in [or_port, reset.addr.port(), swallow.addr.port()] {
+        outside.tcp.insert(key("127.0.0.1", p), at(or_port));
+    }
+    let proxy = SocksProxy::start("127.0.0.1".parse().unwrap(), outside)
+        .await
+        .unwrap();
+    let open = format!("tor://127.0.0.1:{or_port}");
+    let targets = [
+        (open.clone(), "reachable", None),
+        (
+            format!("tor://127.0.0.1:{}", reset.addr.port()),
+            "blocked",
+            Some("vpn.reset"),
+        ),
+        (
+            format!("tor://127.0.0.1:{}", swallow.addr.port()),
+            "blocked",
+            Some("vpn.timeout"),
+        ),
+        (format!("tor://127.0.0.1:{dead}"), "down", None),
+    ];
+    expect_verdicts(&targets, proxy.addr).await;
+
+    // Without a control path: a censor resetting only Tor-shaped ClientHellos is settled by the
+    // decoy handshake on the same address; the evidence names what proves a relay.
+    let tor_tls = Censor::start(at(0), at(or_port), Behaviour::ResetTorTls)
+        .await
+        .unwrap();
+    let fingerprinted = format!("tor://127.0.0.1:{}", tor_tls.addr.port());
+    let out = run(&[
+        "scan",
+        &open,
+        &fingerprinted,
+        "--control-resolver",
+        "c=udp://127.0.0.1:9",
+        "--canary",
+        "",
+        "--quiet",
+    ])
+    .await;
+    let recs = jsonl(&out.stdout);
+    let rec = |t: &str| recs.iter().find(|r| r["target"] == t).unwrap().clone();
+    let blocked = rec(&fingerprinted);
+    assert_eq!(
+        (blocked["verdict"].as_str(), blocked["reason"].as_str()),
+        (Some("blocked"), Some("vpn.reset")),
+        "{blocked:#}"
+    );
+    assert_eq!(blocked["evidence"]["tor"]["direct"][0]["decoy"]["ok"], true);
+    let open = rec(&open);
+    let tor = &open["evidence"]["tor"]["direct"][0];
+    assert_eq!(tor["phase"], "answered", "{tor:#}");
+    assert!(
+        tor["link_versions"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(5)),
+        "{tor:#}"
+    );
+    let certs = tor["cert_types"].as_array().unwrap();
+    for t in [2, 4, 5, 7] {
+        assert!(certs.contains(&serde_json::json!(t)), "type {t}: {tor:#}");
+    }
+    assert_eq!(tor["tls"]["ok"], true, "{tor:#}");
+}
+
+/// Starts `ss-server` (shadowsocks-libev) on `port` and waits until it accepts connections.
+async fn ss_server(bin: &Path, port: u16, method: &str, password: &str) -> tokio::process::Child {
+    let child = tokio::process::Command::new(bin)
+        .args(["-s", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-k", password, "-m", method])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Its readiness signal is the listening socket itself (it logs nothing when quiet).
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return child;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("ss-server never listened on {port}");
+}
+
+/// Real Shadowsocks servers (Debian's shadowsocks-libev `ss-server`) with chacha20-ietf-poly1305
+/// and aes-256-gcm, directly, behind the mock censor resetting after the first packet and
+/// swallowing the request, with a wrong password, and a dead port; the tunnel check is a mock
+/// origin on loopback. Only the control path can tell a swallowed request from a wrong
+/// password: both are silence here, and the wrong password is silence outside too.
+#[tokio::test]
+async fn issue_16_real_shadowsocks_servers_behind_the_mock_censor() {
+    use blockprobe::mocknet::censor::{Behaviour, Censor};
+    let Some(bin) = lab_tool(
+        "ss-server",
+        "BLOCKPROBE_REQUIRE_SHADOWSOCKS",
+        "apt-get install shadowsocks-libev",
+    ) else {
+        return;
+    };
+    let origin = blockprobe::mocknet::origin::Origin::start("127.0.0.1".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let (chacha, aes) = (free_port(false), free_port(false));
+    let _s1 = ss_server(&bin, chacha, "chacha20-ietf-poly1305", "lab-secret").await;
+    let _s2 = ss_server(&bin, aes, "aes-256-gcm", "lab-secret").await;
+    let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    let reset = Censor::start(at(0), at(chacha), Behaviour::ResetAfterFirst)
+        .await
+        .unwrap();
+    let swallow = Censor::start(at(0), at(aes), Behaviour::FreezeUpload(0))
+        .await
+        .unwrap();
+    let mut outside = Outside::default();
+    outside.tcp.insert(key("127.0.0.1", chacha), at(chacha));
+    outside.tcp.insert(key("127.0.0.1", aes), at(aes));
+    outside
+        .tcp
+        .insert(key("127.0.0.1", reset.addr.port()), at(chacha));
+    outside
+        .tcp
+        .insert(key("127.0.0.1", swallow.addr.port()), at(aes));
+    let proxy = SocksProxy::start("127.0.0.1".parse().unwrap(), outside)
+        .await
+        .unwrap();
+    let b64 = |s: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    };
+    let chacha_user = b64("chacha20-ietf-poly1305:lab-secret");
+    let targets = [
+        (
+            format!("ss://{chacha_user}@127.0.0.1:{chacha}#lab"),
+            "reachable",
+            None,
+        ),
+        (
+            format!("ss://aes-256-gcm:lab-secret@127.0.0.1:{aes}"),
+            "reachable",
+            None,
+        ),
+        (
+            format!("ss://{chacha_user}@127.0.0.1:{}", reset.addr.port()),
+            "blocked",
+            Some("vpn.reset"),
+        ),
+        (
+            format!(
+                "ss://aes-256-gcm:lab-secret@127.0.0.1:{}",
+                swallow.addr.port()
+            ),
+            "blocked",
+            Some("vpn.timeout"),
+        ),
+        // Silent here and outside: the server ignores what does not decrypt.
+        (
+            // (A tag tells it apart: records show passwords redacted.)
+            format!("ss://aes-256-gcm:wrong@127.0.0.1:{aes}#wrong"),
+            "inconclusive",
+            None,
+        ),
+        (
+            format!("ss://aes-256-gcm:lab-secret@127.0.0.1:{}", free_port(false)),
+            "down",
+            None,
+        ),
+    ];
+    let check = format!("http://{}/", origin.addr);
+    expect_verdicts_with(&targets, proxy.addr, &["--tunnel-check".into(), check]).await;
+}
+
+/// A real obfs4 bridge (Debian's `obfs4proxy` as a standalone server, its ORPort a dead
+/// loopback port: the handshake is answered before it is dialled) given as an `obfs4://` target
+/// and as a pasted bridge line, behind the mock censor resetting after the client handshake and
+/// swallowing it, with a stale cert, and a dead port.
+#[tokio::test]
+async fn issue_16_a_real_obfs4_bridge_behind_the_mock_censor() {
+    use blockprobe::mocknet::censor::{Behaviour, Censor};
+    use tokio::io::AsyncBufReadExt as _;
+    let Some(bin) = lab_tool(
+        "obfs4proxy",
+        "BLOCKPROBE_REQUIRE_OBFS4",
+        "apt-get install obfs4proxy",
+    ) else {
+        return;
+    };
+    let state = tempfile::tempdir().unwrap();
+    let mut bridge = tokio::process::Command::new(&bin)
+        .env("TOR_PT_MANAGED_TRANSPORT_VER", "1")
+        .env("TOR_PT_SERVER_TRANSPORTS", "obfs4")
+        .env("TOR_PT_STATE_LOCATION", state.path())
+        .env("TOR_PT_SERVER_BINDADDR", "obfs4-127.0.0.1:0")
+        .env("TOR_PT_ORPORT", "127.0.0.1:9")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Ready when it names its listener: `SMETHOD obfs4 127.0.0.1:PORT ARGS:cert=…,iat-mode=0`.
+    let mut lines = tokio::io::BufReader::new(bridge.stdout.take().unwrap()).lines();
+    let (port, cert) = loop {
+        let l = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("obfs4proxy exited before its SMETHOD line");
+        if let Some(rest) = l.strip_prefix("SMETHOD obfs4 127.0.0.1:") {
+            let (port, args) = rest.split_once(' ').unwrap();
+            let cert = args
+                .trim_start_matches("ARGS:cert=")
+                .split(',')
+                .next()
+                .unwrap();
+            break (port.parse::<u16>().unwrap(), cert.to_owned());
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    let reset = Censor::start(at(0), at(port), Behaviour::ResetAfterFirst)
+        .await
+        .unwrap();
+    let swallow = Censor::start(at(0), at(port), Behaviour::FreezeUpload(0))
+        .await
+        .unwrap();
+    let mut outside = Outside::default();
+    for p in [port, reset.addr.port(), swallow.addr.port()] {
+        outside.tcp.insert(key("127.0.0.1", p), at(port));
+    }
+    let proxy = SocksProxy::start("127.0.0.1".parse().unwrap(), outside)
+        .await
+        .unwrap();
+    let target = |p: u16, cert: &str| format!("obfs4://127.0.0.1:{p}?cert={cert}&iat-mode=0");
+    // The same bridge with the first byte of its node id changed: a stale bridge line.
+    let stale = {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+        let mut raw = b64.decode(&cert).unwrap();
+        raw[0] ^= 1;
+        b64.encode(raw)
+    };
+    let targets = [
+        (target(port, &cert), "reachable", None),
+        (
+            format!(
+                "Bridge obfs4 127.0.0.1:{port} 0123456789ABCDEF0123456789ABCDEF01234567 cert={cert} iat-mode=0"
+            ),
+            "reachable",
+            None,
+        ),
+        (
+            target(reset.addr.port(), &cert),
+            "blocked",
+            Some("vpn.reset"),
+        ),
+        (
+            target(swallow.addr.port(), &cert),
+            "blocked",
+            Some("vpn.timeout"),
+        ),
+        (target(port, &stale), "inconclusive", None),
+        (target(free_port(false), &cert), "down", None),
+    ];
+    expect_verdicts(&targets, proxy.addr).await;
 }

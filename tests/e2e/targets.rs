@@ -163,3 +163,25 @@ fn unreadable_file_is_an_error_up_front() {
         .unwrap();
     assert!(err.to_string().contains("/nonexistent/list.txt"), "{err}");
 }
+
+/// A wg-quick configuration given with `-i`: one `wireguard://` target per peer with an
+/// endpoint (the interface's private key redacted in the records), a peer without one reported
+/// at its line; a Tor bridge line in a plain list is an obfs4 target.
+#[test]
+fn issue_16_wg_quick_files_and_bridge_lines() {
+    let conf = "# exported by a VPN provider\n[Interface]\nPrivateKey = 7oYLtPkdgaAFgZq5Hoy0XtOHe4FvpfcNgM7FAGF122o=\nAddress = 10.8.0.2/32\n\n[Peer]\nPublicKey = 5AhMecT+Jf4DuDzMuT4Ip1chDbmt71f38K7MAqNEsQs=\nEndpoint = nl.vpn.example:51820\n\n[Peer]\nPublicKey = 5AhMecT+Jf4DuDzMuT4Ip1chDbmt71f38K7MAqNEsQs=\n";
+    let (targets, errors) = collect(conf, "wg0.conf");
+    assert_eq!(targets.len(), 1, "{targets:?}");
+    assert_eq!(targets[0].scheme, Scheme::Wireguard);
+    assert_eq!(targets[0].port, 51820);
+    assert!(targets[0].input.contains("private_key=REDACTED"), "{}", targets[0].input);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, 10, "the second [Peer]'s line");
+
+    let (targets, errors) = collect(
+        "Bridge obfs4 192.0.2.5:443 4352E58420E68F5E40BF7C74FADDCCD9D1349413 cert=QkJCQkJCQkJCQkJCQkJCQkJCQkJWkXPm1QtWr6+AgWBVblOLZ5g4GvgLsy8+DC5dQBmvFw iat-mode=0\n",
+        "bridges.txt",
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!((targets[0].scheme, targets[0].port), (Scheme::Obfs4, 443));
+}

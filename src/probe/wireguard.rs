@@ -462,7 +462,10 @@ mod tests {
         assert_eq!(got.len(), 2, "{got:?}");
         assert_eq!(got[0].0, 6);
         let t = got[0].1.as_ref().unwrap();
-        assert!(t.starts_with("wireguard://vpn.example:51820?public_key=5AhMecT%2BJf4"), "{t}");
+        assert!(
+            t.starts_with("wireguard://vpn.example:51820?public_key=5AhMecT%2BJf4"),
+            "{t}"
+        );
         let keys = Keys::of_path(t.split_once(":51820").unwrap().1).unwrap();
         assert_eq!(keys.client_private, Some(mock_keys().1.to_bytes()));
         assert!(keys.preshared.is_some());

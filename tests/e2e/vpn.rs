@@ -398,10 +398,11 @@ async fn issue_16_real_wireguard_server_behind_the_mock_censor() {
     );
     let recs = jsonl(&out.stdout);
     for (t, verdict, reason) in &targets {
-        let shown = match t.split_once("&private_key=") {
-            Some((head, _)) => format!("{head}&private_key=REDACTED"),
-            None => t.clone(),
-        };
+        let shown = blockprobe::target::Target::parse(t).unwrap().input;
+        assert!(
+            !t.contains("private_key=") || shown.contains("private_key=REDACTED-"),
+            "{shown}"
+        );
         let r = recs
             .iter()
             .find(|r| r["target"] == shown.as_str())

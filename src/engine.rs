@@ -667,6 +667,7 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                     ctx,
                     target,
                     &addrs,
+                    false,
                     |to| echo::probe(to, t),
                     |p, host, port| async move { echo::probe_via_proxy(p, &host, port, t).await },
                 )
@@ -686,6 +687,7 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                         ctx,
                         target,
                         &addrs,
+                        true,
                         |to| wireguard::probe(to, keys, t),
                         |p, host, port| async move {
                             wireguard::probe_via_proxy(p, &host, port, keys, t).await
@@ -709,6 +711,7 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                     ctx,
                     target,
                     &addrs,
+                    false,
                     |to| openvpn::probe(to, proto, t),
                     |p, host, port| async move {
                         openvpn::probe_via_proxy(p, &host, port, proto, t).await
@@ -735,6 +738,7 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                         ctx,
                         target,
                         &addrs,
+                        false,
                         |to| tor::probe(to, tls, decoy, t),
                         |p, host, port| async move {
                             tor::probe_via_proxy(p, &host, port, tls, t).await
@@ -755,6 +759,7 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                         ctx,
                         target,
                         &addrs,
+                        false,
                         |to| ss::probe(to, creds, check, t),
                         |p, host, port| async move {
                             ss::probe_via_proxy(p, &host, port, creds, check, t).await
@@ -783,6 +788,7 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                         ctx,
                         target,
                         &addrs,
+                        false,
                         |to| obfs4::probe(to, bridge, t),
                         |p, host, port| async move {
                             obfs4::probe_via_proxy(p, &host, port, bridge, t).await
@@ -827,13 +833,16 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
     observed
 }
 
-/// `--repeat` tries of a handshake-style probe: to every vantage address from here and, at the
-/// same time, once through the control proxy (to the target by name). The shape the echo and
-/// VPN probes share; each try is `(from here, through the proxy)`.
+/// `--repeat` tries of a handshake-style probe: to every vantage address from here and once
+/// through the control proxy (to the target by name) — at the same time, or after it when
+/// `one_peer` (a WireGuard server takes one initiation per peer per 20 ms, and the same client
+/// key from two flows at once would lose one). The shape the echo and VPN probes share; each
+/// try is `(from here, through the proxy)`.
 async fn handshakes<T, D, DF, C, CF>(
     ctx: &ProbeCtx,
     target: &Target,
     addrs: &[(IpAddr, AddrSource)],
+    one_peer: bool,
     direct: D,
     control: C,
 ) -> Vec<(Vec<T>, Option<T>)>
@@ -858,7 +867,12 @@ where
                 None => None,
             }
         };
-        runs.push(tokio::join!(ours, outside));
+        runs.push(if one_peer {
+            let ours = ours.await;
+            (ours, outside.await)
+        } else {
+            tokio::join!(ours, outside)
+        });
     }
     runs
 }

@@ -293,9 +293,14 @@ pub(crate) fn read_list(
         if text.is_empty() || text.starts_with('#') {
             continue;
         }
-        if std::mem::take(&mut first_content) && looks_like_csv_header(text) {
+        let first = std::mem::take(&mut first_content);
+        if first && looks_like_csv_header(text) {
             let header = text.to_owned();
             return read_csv(origin, &header, line_no, r, emit);
+        }
+        // A wg-quick configuration: its peers are the targets.
+        if first && text.eq_ignore_ascii_case("[interface]") {
+            return read_wg_quick(origin, line_no, r, emit);
         }
         let item = match Target::parse(text) {
             Ok(t) => Item::Target(t),
@@ -305,6 +310,38 @@ pub(crate) fn read_list(
             return false;
         }
     }
+}
+
+/// The rest of a wg-quick configuration whose `[Interface]` line is `first`: one
+/// `wireguard://` target per peer with an endpoint. Such files are small: read whole (capped).
+fn read_wg_quick(
+    origin: &str,
+    first: u64,
+    r: impl BufRead,
+    emit: &mut impl FnMut(Item) -> bool,
+) -> bool {
+    let mut text = String::from("[Interface]\n");
+    if let Err(e) = r.take(1 << 20).read_to_string(&mut text) {
+        return emit(Item::Failed(InputError {
+            origin: origin.into(),
+            line: first,
+            message: format!("a wg-quick configuration that cannot be read: {e}"),
+        }));
+    }
+    for (line, target) in crate::probe::wireguard::wg_quick_targets(&text, first) {
+        let item = match target.and_then(|t| Target::parse(&t)) {
+            Ok(t) => Item::Target(t),
+            Err(message) => Item::Malformed(InputError {
+                origin: origin.into(),
+                line,
+                message,
+            }),
+        };
+        if !emit(item) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Feeds the CSV parser line by line through [`read_capped`], so a CSV list is bounded like a

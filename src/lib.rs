@@ -92,7 +92,9 @@ fn describe_sources(cfg: &ScanConfig) -> Vec<String> {
     cfg.sources
         .iter()
         .map(|s| match s {
-            input::Source::Arg(a) => a.clone(),
+            // As records show it: secrets redacted.
+            input::Source::Arg(a) => crate::target::Target::parse(a)
+                .map_or_else(|_| crate::target::scrub(a, a), |t| t.input),
             input::Source::File(p) => p.display().to_string(),
             input::Source::Stdin => "-".into(),
             input::Source::Suite(s) => format!("suite:{}", s.name),

@@ -117,3 +117,35 @@ mod tests {
         }
     }
 }
+
+/// Percent-decoding as URIs mean it: `%XX` only (no `+` for space, no splitting on `&`);
+/// invalid escapes stay as they are, invalid UTF-8 is replaced.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(u8::try_from(h * 16 + l).expect("two hex digits"));
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod percent_tests {
+    #[test]
+    fn percent_decoding_is_uri_decoding() {
+        assert_eq!(super::percent_decode("a%40b%3Ac+d&e%2"), "a@b:c+d&e%2");
+    }
+}

@@ -170,17 +170,27 @@ impl Target {
 
     /// Parses one target written by a user.
     pub fn parse(input: &str) -> Result<Self, String> {
+        // No error message repeats a secret the text carries (a password, a private key).
+        Self::parse_text(input).map_err(|e| scrub(input, &e))
+    }
+
+    fn parse_text(input: &str) -> Result<Self, String> {
         let text = input.trim();
         if text.is_empty() {
             return Err("empty target".into());
         }
-        if text.starts_with("ss://") {
-            return parse_shadowsocks(text);
+        if let Some(rest) = text
+            .get(..5)
+            .filter(|p| p.eq_ignore_ascii_case("ss://"))
+            .and_then(|_| text.get(5..))
+        {
+            return parse_shadowsocks(&format!("ss://{rest}"));
         }
         // A Tor bridge line (`[Bridge] obfs4 IP:PORT FINGERPRINT cert=… iat-mode=N`).
         if let Some(url) = crate::probe::obfs4::from_bridge_line(text) {
-            let mut t = parse_url(&url, &url)?;
-            t.input = input.trim().to_owned();
+            let url = url?;
+            let mut t = parse_url(&url, &url).map_err(|e| e.replace(&url, "the bridge line"))?;
+            t.input = text.split_whitespace().collect::<Vec<_>>().join(" ");
             return Ok(t);
         }
         if text.contains("://") {
@@ -374,17 +384,13 @@ fn parse_shadowsocks(text: &str) -> Result<Target, String> {
     let tag = uri
         .tag
         .as_ref()
-        .map(|t| {
-            format!(
-                "#{}",
-                url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()
-            )
-        })
+        .map(|t| format!("#{t}"))
         .unwrap_or_default();
     Ok(Target {
         input: format!(
-            "ss://{}:REDACTED@{authority}{tag}",
-            uri.credentials.method.as_str()
+            "ss://{}:{}@{authority}{tag}",
+            uri.credentials.method.as_str(),
+            redacted(&uri.credentials.password)
         ),
         kind: TargetKind::Url,
         host,
@@ -404,11 +410,67 @@ fn redact_keys(input: &str) -> String {
     let pairs: Vec<String> = query
         .split('&')
         .map(|p| match p.split_once('=') {
-            Some((k @ ("private_key" | "preshared_key"), _)) => format!("{k}=REDACTED"),
+            Some((k @ ("private_key" | "preshared_key"), v)) => format!("{k}={}", redacted(v)),
             _ => p.to_owned(),
         })
         .collect();
     format!("{head}?{}", pairs.join("&"))
+}
+
+/// A secret as records show it: `REDACTED-` and 24 bits of a hash of it, so that two targets
+/// that differ only in their secret stay two records (and keep their identity across runs)
+/// without the secret being recoverable from the report.
+pub fn redacted(secret: &str) -> String {
+    use sha2::Digest as _;
+    let h = sha2::Sha256::digest(format!("blockprobe-redacted:{secret}").as_bytes());
+    format!("REDACTED-{:02x}{:02x}{:02x}", h[0], h[1], h[2])
+}
+
+/// The secrets a target's text may carry: its user info (`ss://METHOD:PASSWORD@…`, raw,
+/// percent-decoded and base64-decoded, and their `:`-separated parts) and the values of
+/// `private_key=`, `preshared_key=` and `password=`.
+fn secrets_in(text: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let mut out = Vec::new();
+    let after_scheme = text.split_once("://").map_or(text, |(_, r)| r);
+    if let Some((userinfo, _)) = after_scheme.rsplit_once('@') {
+        let mut forms = vec![userinfo.to_owned(), crate::net::percent_decode(userinfo)];
+        for engine in [
+            base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            base64::engine::general_purpose::STANDARD_NO_PAD,
+        ] {
+            if let Some(d) = engine
+                .decode(userinfo.trim_end_matches('='))
+                .ok()
+                .and_then(|d| String::from_utf8(d).ok())
+            {
+                forms.push(d);
+            }
+        }
+        for f in forms {
+            out.extend(f.split([':', '@']).map(str::to_owned));
+            out.push(f);
+        }
+    }
+    for key in ["private_key=", "preshared_key=", "password="] {
+        for (i, _) in text.match_indices(key) {
+            let v = &text[i + key.len()..];
+            out.push(v.split(['&', '#', ' ']).next().unwrap_or("").to_owned());
+        }
+    }
+    // Cipher names and such are no secrets; short pieces would blank ordinary words.
+    out.retain(|s| s.len() >= 4 && crate::probe::shadowsocks::Method::parse(s).is_err());
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out
+}
+
+/// `message` with every secret of `text` replaced by `REDACTED`.
+pub fn scrub(text: &str, message: &str) -> String {
+    let mut m = message.to_owned();
+    for s in secrets_in(text) {
+        m = m.replace(&s, "REDACTED");
+    }
+    m
 }
 
 /// IDNA (UTS #46) to ASCII, lowercase, without a trailing dot; rejects what DNS cannot carry.

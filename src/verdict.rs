@@ -125,10 +125,13 @@ pub enum Reason {
     VpnTimeout,
     /// The connection is torn down after a VPN handshake's first packet (OpenVPN over TCP).
     VpnReset,
+    /// A VPN flow is cut after its handshake completed (WireGuard: a second handshake on the
+    /// flow goes unanswered while a fresh flow's is answered).
+    VpnCut,
 }
 
 impl Reason {
-    pub const ALL: [Self; 33] = [
+    pub const ALL: [Self; 34] = [
         Self::DnsNxdomain,
         Self::DnsNodata,
         Self::DnsServfail,
@@ -162,6 +165,7 @@ impl Reason {
         Self::QuicReset,
         Self::VpnTimeout,
         Self::VpnReset,
+        Self::VpnCut,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -197,6 +201,7 @@ impl Reason {
             Self::QuicReset => "quic.reset",
             Self::VpnTimeout => "vpn.timeout",
             Self::VpnReset => "vpn.reset",
+            Self::VpnCut => "vpn.cut",
         }
     }
 
@@ -232,7 +237,7 @@ impl Reason {
             | Self::QuicBlockedAddress
             | Self::QuicCertInvalid
             | Self::QuicReset => Layer::Quic,
-            Self::VpnTimeout | Self::VpnReset => Layer::Vpn,
+            Self::VpnTimeout | Self::VpnReset | Self::VpnCut => Layer::Vpn,
         }
     }
 

@@ -80,13 +80,13 @@ pub(super) fn decide(o: &OpenvpnObservation, notes: &mut Notes) -> Decision {
         )),
         c => c,
     };
-    judge(
-        Some(Reason::VpnTimeout),
+    let sent = ours.iter().map(|a| a.sent).sum::<u32>();
+    let what = if refused_here {
         format!(
-            "{servers}: no answer to the OpenVPN hard reset ({} sent)",
-            ours.iter().map(|a| a.sent).sum::<u32>()
-        ),
-        &c,
-        notes,
-    )
+            "{servers}: the hard reset ({sent} sent) is refused (ICMP port unreachable: nothing listens on the port here)"
+        )
+    } else {
+        format!("{servers}: no answer to the OpenVPN hard reset ({sent} sent)")
+    };
+    judge(Some(Reason::VpnTimeout), what, &c, notes)
 }

@@ -111,17 +111,31 @@ pub(super) fn decide(o: &TorObservation, notes: &mut Notes) -> Decision {
     let what = format!("{servers}: {what}{detail}");
     // Without a working control path, the same address completing a handshake with the decoy
     // SNI shows the relay is up and the Tor-looking ClientHello is what is stopped.
+    // Only when the relay answers the decoy's link handshake (it is a relay, whatever the SNI),
+    // and the control path did not meet the same failure (then the server does it).
     let decoy = o
         .direct
         .iter()
-        .filter(|a| !a.tls_ok())
-        .find_map(|a| a.decoy.as_ref().filter(|d| d.ok));
-    if let (Control::Absent | Control::Unavailable(_), Some(d), Some(r)) = (&c, decoy, reason) {
+        .filter(|a| !a.tls_ok() && a.decoy_answered)
+        .find_map(|a| a.decoy.as_ref());
+    let same_outside = o.control.as_ref().is_some_and(|c| {
+        !c.answered()
+            && c.phase == Phase::Handshake
+            && !c.tls_ok()
+            && c.kind() == first.kind()
+            && !c
+                .failure
+                .as_ref()
+                .is_some_and(|f| f.message.starts_with(PROXY_SETUP))
+    });
+    if let (Control::Absent | Control::Unavailable(_), Some(d), Some(r), false) =
+        (&c, decoy, reason, same_outside)
+    {
         return (
             r.verdict(),
             Some(r),
             format!(
-                "{what}; a TLS handshake with the decoy SNI {} on the same address completes, and Tor's failed again: the relay is up, its handshake is stopped",
+                "{what}; with the decoy SNI {} the same address completes TLS and answers VERSIONS, and Tor's handshake failed again: the relay is up, its handshake is stopped",
                 d.sni
             ),
         );

@@ -5,20 +5,27 @@
 use super::{Control, Decision, Notes, judge};
 use crate::probe::failure::FailureKind;
 use crate::probe::quic::PROXY_SETUP;
-use crate::probe::wireguard::WireguardObservation;
+use crate::probe::wireguard::{WireguardAttempt, WireguardObservation};
 use crate::verdict::{Reason, Verdict};
 
 pub(super) fn decide(w: &WireguardObservation, notes: &mut Notes) -> Decision {
-    if let Some(a) = w.direct.iter().find(|a| a.answered) {
+    if let Some(a) = w.direct.iter().find(|a| a.flow_ok()) {
         return (
             Verdict::Reachable,
             None,
             format!(
-                "{}: the WireGuard handshake completed (a verified 92-byte response) in {} ms",
+                "{}: the WireGuard handshake completed (a verified 92-byte response){}, in {} ms",
                 a.server,
+                a.data.as_ref().map_or(String::new(), |d| format!(
+                    " and the flow carried {} data packets and a second handshake",
+                    d.sent
+                )),
                 a.elapsed.as_millis()
             ),
         );
+    }
+    if let Some(a) = w.direct.iter().find(|a| a.answered) {
+        return after_handshake(w, a, notes);
     }
     let servers = w
         .direct
@@ -68,6 +75,45 @@ pub(super) fn decide(w: &WireguardObservation, notes: &mut Notes) -> Decision {
             "{servers}: no response to the WireGuard handshake initiation ({} sent)",
             w.direct.iter().map(|a| a.sent).sum::<u32>()
         ),
+        &c,
+        notes,
+    )
+}
+
+/// The handshake completed here, then the flow died: a flow cut after the handshake, when a
+/// fresh flow's handshake is answered (the server is up) and the control path's flow did not
+/// die the same way.
+fn after_handshake(w: &WireguardObservation, a: &WireguardAttempt, notes: &mut Notes) -> Decision {
+    let sent = a.data.as_ref().map_or(0, |d| d.sent);
+    let what = format!(
+        "{}: the WireGuard handshake completed, then after {sent} data packets a second handshake on the same flow got no response",
+        a.server
+    );
+    let control_flow = w.control.as_ref().filter(|c| c.answered);
+    if control_flow.is_some_and(|c| !c.flow_ok()) {
+        return (
+            Verdict::Inconclusive,
+            None,
+            format!("{what}; the control path's flow died the same way, so the server does it"),
+        );
+    }
+    if a.cut() {
+        return (
+            Verdict::Blocked,
+            Some(Reason::VpnCut),
+            format!(
+                "{what}, while a handshake on a fresh flow is answered: the server is up, the flow was cut after its handshake"
+            ),
+        );
+    }
+    let c = match control_flow {
+        Some(_) => Control::Ok(None),
+        None if w.control.is_some() => Control::Unavailable("gets no handshake response".into()),
+        None => Control::Absent,
+    };
+    judge(
+        Some(Reason::VpnCut),
+        format!("{what}, nor one on a fresh flow (the address went silent)"),
         &c,
         notes,
     )

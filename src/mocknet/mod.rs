@@ -167,7 +167,7 @@ impl MockNet {
         let mut quic_targets = Vec::new();
         let mut echo_servers = Vec::new();
         let mut vpn_servers = Vec::new();
-        let mut vpn_held = Vec::new();
+        let mut vpn_held: Vec<Box<dyn Send + Sync>> = Vec::new();
         let mut quic_censors = Vec::new();
         for (t, p) in plan.scenario.targets.iter().zip(&plan.placed) {
             let n = p.n;
@@ -215,6 +215,32 @@ impl MockNet {
                 };
                 connect_to.push((SocketAddr::new(orig, target.port), to));
                 urls.push(target.input.clone());
+                continue;
+            }
+            if target.scheme == Scheme::Wireguard {
+                let to = if down {
+                    SocketAddr::new(ip, closed_udp_port(ip)?)
+                } else {
+                    let server = vpn::WireguardServer::start(SocketAddr::new(lo, 0)).await?;
+                    outside.udp.insert(key, server.addr);
+                    let mode = match t.vpn {
+                        Some(VpnMode::Drop) => {
+                            udp::Mode::DropShapes(vec![crate::probe::echo::Shape::Wireguard])
+                        }
+                        Some(VpnMode::Cut) => udp::Mode::CutAfterHandshake,
+                        _ => udp::Mode::Pass,
+                    };
+                    let c = udp::UdpCensor::start(SocketAddr::new(ip, 0), server.addr, mode)
+                        .await
+                        .with_context(|| format!("cannot bind the censor for {}", t.target))?;
+                    let to = c.addr;
+                    quic_censors.push(c);
+                    vpn_held.push(Box::new(server));
+                    to
+                };
+                connect_to.push((SocketAddr::new(orig, target.port), to));
+                // The scan reads the client key from the text; records show it redacted.
+                urls.push(t.target.clone());
                 continue;
             }
             if target.scheme == Scheme::Openvpn {

@@ -187,6 +187,8 @@ pub enum VpnMode {
     TlsAuth,
     /// Tor only: reset ClientHellos whose SNI has Tor's shape; a decoy SNI passes.
     ResetTorTls,
+    /// WireGuard only: flows cut after their handshake (two data packets through).
+    Cut,
 }
 
 /// What the censor does to a `quic://` target's datagrams.
@@ -580,8 +582,11 @@ fn check_behaviours(t: &ScenarioTarget, target: &Target, literal: bool) -> Resul
     let openvpn = target.scheme == Scheme::Openvpn;
     let tor = target.scheme == Scheme::Tor;
     let ss = matches!(target.scheme, Scheme::Shadowsocks | Scheme::Obfs4);
-    if t.vpn.is_some() && !openvpn && !tor && !ss {
-        return Err("`vpn = ...` needs an openvpn://, tor://, ss:// or obfs4:// target".into());
+    if t.vpn.is_some() && !openvpn && !tor && !ss && target.scheme != Scheme::Wireguard {
+        return Err(
+            "`vpn = ...` needs an openvpn://, wireguard://, tor://, ss:// or obfs4:// target"
+                .into(),
+        );
     }
     if ss && matches!(t.vpn, Some(VpnMode::TlsAuth | VpnMode::ResetTorTls)) {
         return Err("an ss:// or obfs4:// target takes `vpn = \"drop\"` or `\"reset\"`".into());
@@ -607,6 +612,16 @@ fn check_behaviours(t: &ScenarioTarget, target: &Target, literal: bool) -> Resul
     }
     if !tor && t.vpn == Some(VpnMode::ResetTorTls) {
         return Err("`vpn = \"reset-tor-tls\"` needs a tor:// target".into());
+    }
+    let wireguard = target.scheme == Scheme::Wireguard;
+    if (t.vpn == Some(VpnMode::Cut)) != (wireguard && t.vpn == Some(VpnMode::Cut)) {
+        return Err("`vpn = \"cut\"` needs a wireguard:// target".into());
+    }
+    if wireguard && !matches!(t.vpn, None | Some(VpnMode::Drop | VpnMode::Cut)) {
+        return Err("a wireguard:// target takes `vpn = \"drop\"` or `\"cut\"`".into());
+    }
+    if wireguard && (censors.iter().any(|c| *c) || t.proxy.is_some() || !t.shapes.is_empty()) {
+        return Err("a wireguard:// target takes `vpn = ...`, not another behaviour".into());
     }
     if openvpn
         && t.vpn == Some(VpnMode::Reset)

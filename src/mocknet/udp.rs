@@ -25,6 +25,15 @@ pub enum Mode {
     DropSni(Vec<String>),
     /// Datagrams shaped like these protocols' first packets (signature DPI).
     DropShapes(Vec<Shape>),
+    /// WireGuard flows cut after their handshake: once a flow has carried two transport-data
+    /// packets, everything more it sends is dropped (the TSPU's treatment); new flows pass.
+    CutAfterHandshake,
+}
+
+/// WireGuard's transport-data message (type 4, three reserved zero bytes, at least the
+/// header and a tag).
+pub fn is_wireguard_data(d: &[u8]) -> bool {
+    d.len() >= 32 && d[..4] == [4, 0, 0, 0]
 }
 
 /// A UDP forwarder on the target's address that applies a [`Mode`] to what clients send.
@@ -71,8 +80,10 @@ const MAX_FLOWS: usize = 4096;
 
 async fn forward(sock: Arc<UdpSocket>, upstream: SocketAddr, mode: Mode, count: Arc<AtomicU64>) {
     let mut flows: HashMap<SocketAddr, Flow> = HashMap::new();
-    // Flows whose Initial carried a listed SNI: their retransmits die too.
+    // Flows whose Initial carried a listed SNI (or cut after their handshake): what they send
+    // next dies too.
     let mut dead: HashSet<SocketAddr> = HashSet::new();
+    let mut data_seen: HashMap<SocketAddr, u32> = HashMap::new();
     let mut hellos = SniReader::default();
     let mut buf = vec![0u8; 65_536];
     loop {
@@ -85,6 +96,22 @@ async fn forward(sock: Arc<UdpSocket>, upstream: SocketAddr, mode: Mode, count: 
             Mode::Drop => true,
             Mode::DropV1 => is_v1_long_header(d),
             Mode::DropShapes(shapes) => Shape::of(d).is_some_and(|s| shapes.contains(&s)),
+            Mode::CutAfterHandshake => {
+                if is_wireguard_data(d) && !dead.contains(&client) {
+                    if data_seen.len() >= MAX_FLOWS {
+                        data_seen.clear();
+                    }
+                    let n = data_seen.entry(client).or_default();
+                    *n += 1;
+                    if *n > 2 {
+                        if dead.len() >= MAX_FLOWS {
+                            dead.clear();
+                        }
+                        dead.insert(client);
+                    }
+                }
+                dead.contains(&client)
+            }
             Mode::DropSni(names) => {
                 dead.contains(&client)
                     || (matches!(hellos.read(client, d), Hello::Complete(Some(sni)) if names.contains(&sni))

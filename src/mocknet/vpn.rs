@@ -3,7 +3,8 @@
 //! silent to an unwrapped one —, a Tor relay's OR port (TLS, then `VERSIONS` answered by
 //! `VERSIONS` and `CERTS`), and a Shadowsocks server (AEAD; it answers a tunnel to any address
 //! itself with `204 No Content`, and is silent to a request that does not decrypt), and an
-//! obfs4 bridge (the fixed mock identity; silent to a handshake made with another cert).
+//! obfs4 bridge (the fixed mock identity; silent to a handshake made with another cert), and a
+//! WireGuard server (boringtun, the fixed mock keys; one registered client).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -219,6 +220,43 @@ impl Obfs4Bridge {
                         }
                     }
                 });
+            }
+        });
+        Ok(Self { addr, task })
+    }
+}
+
+/// A WireGuard server with the mock keys ([`crate::probe::wireguard::mock_keys`]): it answers
+/// the registered client's initiations (from any flow) and takes its data; a stranger's
+/// initiation gets nothing.
+pub struct WireguardServer {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for WireguardServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl WireguardServer {
+    pub async fn start(bind: SocketAddr) -> std::io::Result<Self> {
+        let sock = tokio::net::UdpSocket::bind(bind).await?;
+        let addr = sock.local_addr()?;
+        let task = tokio::spawn(async move {
+            let mut tunn = crate::probe::wireguard::mock_server();
+            let mut buf = vec![0u8; 2048];
+            let mut out = vec![0u8; 2048];
+            while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+                let mut packet = &buf[..n];
+                // A response, then whatever boringtun queued, until it is done.
+                while let boringtun::noise::TunnResult::WriteToNetwork(p) =
+                    tunn.decapsulate(Some(from.ip()), packet, &mut out)
+                {
+                    let _ = sock.send_to(p, from).await;
+                    packet = &[];
+                }
             }
         });
         Ok(Self { addr, task })

@@ -107,24 +107,48 @@ impl Bridge {
 }
 
 /// `obfs4 IP:PORT [FINGERPRINT] cert=… iat-mode=N` (a Tor bridge line, `Bridge ` optional) as
-/// an `obfs4://` target.
-pub fn from_bridge_line(line: &str) -> Option<String> {
+/// an `obfs4://` target; another transport's bridge line is an error that says so; `None` when
+/// the text is no bridge line.
+pub fn from_bridge_line(line: &str) -> Option<Result<String, String>> {
+    const OTHERS: [&str; 7] = [
+        "webtunnel",
+        "snowflake",
+        "meek_lite",
+        "meek",
+        "conjure",
+        "obfs3",
+        "scramblesuit",
+    ];
     let mut words = line.split_whitespace();
-    let mut first = words.next()?;
-    if first.eq_ignore_ascii_case("bridge") {
-        first = words.next()?;
+    let first = words.next()?;
+    let keyword = first.eq_ignore_ascii_case("bridge");
+    let transport = if keyword { words.next()? } else { first };
+    let rest: Vec<&str> = words.collect();
+    if !transport.eq_ignore_ascii_case("obfs4") {
+        let other = OTHERS.iter().any(|o| transport.eq_ignore_ascii_case(o));
+        return match (keyword, other) {
+            (_, true) if !rest.is_empty() => Some(Err(format!(
+                "a {transport} bridge line: only obfs4 bridges are probed (and plain relays as tor://IP:PORT)"
+            ))),
+            (true, false) => Some(Err(format!(
+                "a plain bridge line: probe its OR port as tor://{transport}"
+            ))),
+            _ => None,
+        };
     }
-    if first != "obfs4" {
-        return None;
-    }
-    let addr = words.next()?;
+    let Some(addr) = rest.first() else {
+        return Some(Err("an obfs4 bridge line without IP:PORT".into()));
+    };
     let mut query = Vec::new();
-    for w in words {
-        if w.starts_with("cert=") || w.starts_with("iat-mode=") {
-            query.push(w.replace('+', "%2B").replace('/', "%2F"));
+    for w in &rest[1..] {
+        for key in ["cert=", "iat-mode="] {
+            if let Some(v) = w.strip_prefix(key) {
+                let v: String = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
+                query.push(format!("{key}{v}"));
+            }
         }
     }
-    Some(format!("obfs4://{addr}?{}", query.join("&")))
+    Some(Ok(format!("obfs4://{addr}?{}", query.join("&"))))
 }
 
 fn hmac256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
@@ -223,6 +247,8 @@ fn client_handshake(bridge: &Bridge, eph: &Ephemeral, e: &str) -> Vec<u8> {
 #[derive(Debug, PartialEq, Eq)]
 enum Reply {
     NeedMore,
+    /// Our own handshake came back: a reflector, not a bridge.
+    Echo,
     Verified,
     /// The mark and MAC check out (whoever answered knows the bridge line) but `AUTH` does
     /// not (not the key holder — or a server before 0.0.12 and a top bit set).
@@ -232,6 +258,9 @@ enum Reply {
 }
 
 fn check_reply(bridge: &Bridge, eph: &Ephemeral, e: &str, buf: &[u8]) -> Reply {
+    if buf.len() >= REPR && buf[..REPR] == eph.representative {
+        return Reply::Echo;
+    }
     if buf.len() < SERVER_MIN {
         return Reply::NeedMore;
     }
@@ -437,6 +466,7 @@ async fn exchange<S>(
                         "the reply's MAC checks out but its ntor AUTH does not (not the bridge's key holder)"
                     }
                     Reply::BadMac => "the reply's MAC does not check out",
+                    Reply::Echo => "our own handshake came back (an echo server, not a bridge)",
                     _ => "no obfs4 server handshake in the first 8192 bytes",
                 },
             ));
@@ -560,7 +590,7 @@ mod tests {
         let line = format!(
             "Bridge obfs4 192.0.2.3:443 4352E58420E68F5E40BF7C74FADDCCD9D1349413 cert={cert} iat-mode=1"
         );
-        let url = from_bridge_line(&line).unwrap();
+        let url = from_bridge_line(&line).unwrap().unwrap();
         assert!(url.starts_with("obfs4://192.0.2.3:443?cert="), "{url}");
         let path = url.split_once(":443").unwrap().1;
         let parsed = Bridge::of_path(path).unwrap();
@@ -571,6 +601,21 @@ mod tests {
         assert!(Bridge::of_path("/?iat-mode=0").is_err());
         assert!(Bridge::of_path("/?cert=AAAA").is_err());
         assert!(Bridge::of_path(&format!("/?cert={cert}&iat-mode=3")).is_err());
-        assert_eq!(from_bridge_line("snowflake 192.0.2.3:1 x"), None);
+        assert!(
+            from_bridge_line("snowflake 192.0.2.3:1 x")
+                .unwrap()
+                .is_err()
+        );
+        assert!(
+            from_bridge_line("Bridge 192.0.2.3:443 ABCDEF")
+                .unwrap()
+                .is_err()
+        );
+        assert!(
+            from_bridge_line("BRIDGE OBFS4 192.0.2.3:443 x cert=y")
+                .unwrap()
+                .is_ok()
+        );
+        assert_eq!(from_bridge_line("example.com"), None);
     }
 }

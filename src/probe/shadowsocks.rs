@@ -139,13 +139,6 @@ pub struct Uri {
     pub tag: Option<String>,
 }
 
-fn pct_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
-}
-
 fn base64_any(s: &str) -> Option<Vec<u8>> {
     use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
     let t = s.trim_end_matches('=');
@@ -178,7 +171,7 @@ impl Uri {
     pub fn parse(text: &str) -> Result<Self, String> {
         let rest = text.strip_prefix("ss://").ok_or("not an ss:// URI")?.trim();
         let (rest, tag) = match rest.split_once('#') {
-            Some((r, t)) => (r, Some(pct_decode(t))),
+            Some((r, t)) => (r, Some(crate::net::percent_decode(t))),
             None => (rest, None),
         };
         let (rest, query) = match rest.split_once('?') {
@@ -187,7 +180,7 @@ impl Uri {
         };
         if let Some(plugin) = query.and_then(|q| {
             q.split('&')
-                .find_map(|kv| kv.strip_prefix("plugin=").map(pct_decode))
+                .find_map(|kv| kv.strip_prefix("plugin=").map(crate::net::percent_decode))
         }) {
             return Err(format!(
                 "Shadowsocks plugins are not supported (`{}`): the probe would not speak what the server expects",
@@ -195,8 +188,20 @@ impl Uri {
             ));
         }
         let rest = rest.trim_end_matches('/');
-        let (userinfo, hostport) = match rest.rsplit_once('@') {
-            Some((u, hp)) => (u.to_owned(), hp.to_owned()),
+        let (method_password, hostport) = match rest.rsplit_once('@') {
+            Some((userinfo, hp)) => {
+                // The plain form holds a `:` (or `%3A`); base64 never does.
+                let plain = userinfo.contains(':') || userinfo.to_ascii_lowercase().contains("%3a");
+                let mp = if plain {
+                    crate::net::percent_decode(userinfo)
+                } else {
+                    base64_any(&crate::net::percent_decode(userinfo))
+                        .and_then(|d| String::from_utf8(d).ok())
+                        .ok_or("USERINFO is neither base64 nor method:password")?
+                };
+                (mp, hp.to_owned())
+            }
+            // The legacy form: the decoded text is taken as it is (no escapes in it).
             None => {
                 let plain = base64_any(rest)
                     .and_then(|d| String::from_utf8(d).ok())
@@ -205,18 +210,12 @@ impl Uri {
                 (u.to_owned(), hp.to_owned())
             }
         };
-        // The plain form holds a `:` (or `%3A`); base64 never does.
-        let plain = userinfo.contains(':') || userinfo.to_ascii_lowercase().contains("%3a");
-        let method_password = if plain {
-            pct_decode(&userinfo)
-        } else {
-            base64_any(&pct_decode(&userinfo))
-                .and_then(|d| String::from_utf8(d).ok())
-                .ok_or("USERINFO is neither base64 nor method:password")?
-        };
         let (method, password) = method_password
             .split_once(':')
             .ok_or("USERINFO has no `method:password`")?;
+        if password.is_empty() {
+            return Err("an empty password".into());
+        }
         let (host, port) = split_host_port(&hostport)?;
         Ok(Self {
             credentials: Credentials {
@@ -472,15 +471,14 @@ async fn exchange<S>(
             if line.starts_with("HTTP/") {
                 a.phase = Phase::Answered;
                 a.status_line = Some(line);
-            } else if response.is_empty() {
+            } else if !response.is_empty() {
+                // It decrypted: the tunnel works; the check URL answers oddly.
+                a.phase = Phase::Answered;
+                a.status_line = Some(format!("not HTTP: {line:.60}"));
+            } else {
                 a.failure = Some(Failure::new(
                     FailureKind::Eof,
                     "the tunnel closed without a response from the check URL",
-                ));
-            } else {
-                a.failure = Some(Failure::new(
-                    FailureKind::Malformed,
-                    format!("the check URL's answer is not HTTP: {line:.80}"),
                 ));
             }
         }
@@ -554,6 +552,14 @@ mod tests {
         assert_eq!((u.host.as_str(), u.port), ("::1", 8388));
         let u = Uri::parse("ss://aes-256-gcm:p%40ss%3Aw@example.com:443").unwrap();
         assert_eq!(u.credentials.password, "p@ss:w");
+        // A raw `&` is the password's; so are `%` and `+` in the legacy form.
+        let u = Uri::parse("ss://aes-128-gcm:x&y@h.example:1").unwrap();
+        assert_eq!(u.credentials.password, "x&y");
+        let legacy = base64::engine::general_purpose::STANDARD
+            .encode("aes-128-gcm:p@ss:w/rd#1?&=+ %41@127.0.0.1:18390");
+        let u = Uri::parse(&format!("ss://{legacy}")).unwrap();
+        assert_eq!(u.credentials.password, "p@ss:w/rd#1?&=+ %41");
+        assert_eq!(u.port, 18390);
         // The legacy all-base64 form.
         let legacy = base64::engine::general_purpose::STANDARD
             .encode("aes-256-gcm:secret@198.51.100.2:8388");
@@ -566,6 +572,7 @@ mod tests {
             "ss://Y2hhY2hhMjAtaWV0Zi1wb2x5MTMwNTpwYXNz@h:1/?plugin=obfs-local%3Bobfs%3Dhttp",
             "ss://@host:1",
             "ss://aes-256-gcm:x@host:0",
+            "ss://aes-256-gcm:@host:1",
         ] {
             assert!(Uri::parse(bad).is_err(), "{bad}");
         }

@@ -46,6 +46,9 @@ pub struct TorAttempt {
     /// is stopped (the handshake with Tor's SNI was then tried once more before this record).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decoy: Option<TlsObservation>,
+    /// The relay answered `VERSIONS` over the decoy's TLS (it is a relay, whatever the SNI).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub decoy_answered: bool,
     pub failure: Option<Failure>,
     #[serde(rename = "elapsed_ms", serialize_with = "ser_ms")]
     pub elapsed: Duration,
@@ -186,18 +189,26 @@ fn attempt(server: String, source: AddrSource) -> TorAttempt {
         link_versions: Vec::new(),
         cert_types: Vec::new(),
         decoy: None,
+        decoy_answered: false,
         failure: None,
         elapsed: Duration::ZERO,
     }
 }
 
 /// TLS, `VERSIONS` out, the relay's `VERSIONS` and `CERTS` in, over an open connection.
-async fn link<S>(s: S, a: &mut TorAttempt, tls: &TlsClient, timeout: Duration)
-where
+/// `began`: when the attempt started (its `elapsed` is taken when `VERSIONS` arrives).
+async fn link<S>(
+    s: S,
+    a: &mut TorAttempt,
+    tls: &TlsClient,
+    sni: &str,
+    began: Instant,
+    timeout: Duration,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let start = Instant::now();
-    let (obs, stream) = tls.handshake(s, &random_sni(), &[], timeout).await;
+    let (obs, stream) = tls.handshake(s, sni, &[], timeout).await;
     a.failure.clone_from(&obs.failure);
     a.tls = Some(obs);
     let Some(mut s) = stream else {
@@ -213,6 +224,12 @@ where
                 "the relay's first cell is command {cmd}, not VERSIONS"
             )));
         }
+        if payload.len() % 2 == 1 {
+            return Ok(Err(format!(
+                "a VERSIONS cell of {} bytes (versions are 2 bytes each)",
+                payload.len()
+            )));
+        }
         a.link_versions = parse_versions(&payload);
         let Some(&agreed) = a.link_versions.iter().filter(|v| OFFERED.contains(v)).max() else {
             return Ok(Err(format!(
@@ -222,6 +239,7 @@ where
         };
         // The relay's VERSIONS proves a Tor link; its CERTS, when they follow, are recorded.
         a.phase = Phase::Answered;
+        a.elapsed = began.elapsed();
         let width = if agreed >= 4 { 4 } else { 2 };
         if let Ok((CERTS, payload)) = read_var_cell(&mut s, width).await {
             a.cert_types = parse_certs(&payload).unwrap_or_default();
@@ -238,8 +256,9 @@ where
     }
 }
 
-/// The link handshake with `addr` from here; when its TLS handshake fails, a handshake with
-/// `decoy_sni` on the same address, and if that completes, the link handshake once more.
+/// The link handshake with `addr` from here; when its TLS handshake fails, the link handshake
+/// with `decoy_sni` on the same address, and if the relay answers that, the one with Tor's SNI
+/// once more.
 pub async fn probe(
     addr: SocketAddr,
     tls: &TlsClient,
@@ -250,34 +269,41 @@ pub async fn probe(
     let mut a = attempt(addr.to_string(), AddrSource::Vantage);
     let (stream, _) = crate::probe::tcp::connect(addr, timeout).await;
     match stream {
-        Ok(s) => link(s, &mut a, tls, timeout).await,
+        Ok(s) => link(s, &mut a, tls, &random_sni(), start, timeout).await,
         Err(f) => {
             a.phase = Phase::Connect;
             a.failure = Some(f);
         }
     }
     if a.phase == Phase::Handshake && !a.tls_ok() {
-        let decoy = match crate::probe::tcp::connect(addr, timeout).await {
-            (Ok(s), _) => tls.handshake(s, decoy_sni, &[], timeout).await.0,
-            (Err(f), elapsed) => TlsObservation {
-                failure: Some(f),
-                elapsed,
-                ..TlsObservation::new(decoy_sni)
-            },
-        };
-        // The address answers a decoy: one lost flight is not a block, so ask again.
-        if decoy.ok {
+        let mut decoy = attempt(a.server.clone(), AddrSource::Vantage);
+        match crate::probe::tcp::connect(addr, timeout).await {
+            (Ok(s), _) => link(s, &mut decoy, tls, decoy_sni, Instant::now(), timeout).await,
+            (Err(f), elapsed) => {
+                decoy.tls = Some(TlsObservation {
+                    failure: Some(f),
+                    elapsed,
+                    ..TlsObservation::new(decoy_sni)
+                });
+            }
+        }
+        // The relay answers a decoy: one lost flight is not a block, so ask again.
+        if decoy.answered() {
             let mut again = attempt(a.server.clone(), AddrSource::Vantage);
+            let began = Instant::now();
             if let (Ok(s), _) = crate::probe::tcp::connect(addr, timeout).await {
-                link(s, &mut again, tls, timeout).await;
+                link(s, &mut again, tls, &random_sni(), began, timeout).await;
                 if again.answered() || again.tls_ok() {
                     a = again;
                 }
             }
         }
-        a.decoy = Some(decoy);
+        a.decoy_answered = decoy.answered();
+        a.decoy = decoy.tls;
     }
-    a.elapsed = start.elapsed();
+    if !a.answered() {
+        a.elapsed = start.elapsed();
+    }
     a
 }
 
@@ -297,9 +323,14 @@ pub async fn probe_via_proxy(
             a.phase = Phase::Connect;
             a.failure = Some(socks::setup_failure(&e));
         }
-        Ok(Ok(s)) => link(s, &mut a, tls, timeout.saturating_sub(start.elapsed())).await,
+        Ok(Ok(s)) => {
+            let left = timeout.saturating_sub(start.elapsed());
+            link(s, &mut a, tls, &random_sni(), start, left).await;
+        }
     }
-    a.elapsed = start.elapsed();
+    if !a.answered() {
+        a.elapsed = start.elapsed();
+    }
     a
 }
 

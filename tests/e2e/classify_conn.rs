@@ -1391,6 +1391,7 @@ fn tor_table() {
         },
         cert_types: Vec::new(),
         decoy: None,
+        decoy_answered: false,
         failure: failure.map(|k| Failure::new(k, "x")),
         elapsed: Duration::ZERO,
     };
@@ -1480,6 +1481,7 @@ fn tor_table() {
     for (decoy_ok, verdict) in [(true, Verdict::Blocked), (false, Verdict::Inconclusive)] {
         let mut a = attempt(AddrSource::Vantage, Some(false), Some(K::Reset));
         a.decoy = Some(tls_obs(decoy_ok, (!decoy_ok).then_some(K::Reset), None));
+        a.decoy_answered = decoy_ok;
         let ev = Evidence {
             dns: None,
             control: None,
@@ -1492,4 +1494,20 @@ fn tor_table() {
         let f = classify(ev, &Rules::default(), Layer::Vpn);
         assert_eq!(f.verdict, verdict, "decoy {decoy_ok}: {}", f.detail);
     }
+    // A server that resets Tor's ClientHello for everyone — the control path sees it too — is
+    // not blocked, whatever the decoy says.
+    let mut a = attempt(AddrSource::Vantage, Some(false), Some(K::Reset));
+    a.decoy = Some(tls_obs(true, None, None));
+    a.decoy_answered = true;
+    let ev = Evidence {
+        dns: None,
+        control: None,
+        conn: Some(Conn::Tor(TorObservation {
+            direct: vec![a],
+            control: Some(attempt(AddrSource::Control, Some(false), Some(K::Reset))),
+        })),
+        ..evidence("93.184.216.34", PathObservation::default(), None)
+    };
+    let f = classify(ev, &Rules::default(), Layer::Vpn);
+    assert_ne!(f.verdict, Verdict::Blocked, "{}", f.detail);
 }

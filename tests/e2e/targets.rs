@@ -41,7 +41,7 @@ fn each_form() {
     assert_eq!(ss.scheme, Scheme::Shadowsocks);
     assert_eq!(
         ss.input,
-        "ss://aes-256-gcm:REDACTED@proxy.example:8388#nl-1"
+        "ss://aes-256-gcm:REDACTED-fe07a7@proxy.example:8388#nl-1"
     );
     assert!(
         ss.path.contains("secret-pw"),
@@ -162,4 +162,86 @@ fn unreadable_file_is_an_error_up_front() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("/nonexistent/list.txt"), "{err}");
+}
+
+/// A wg-quick configuration given with `-i`: one `wireguard://` target per peer with an
+/// endpoint (the interface's private key redacted in the records), a peer without one reported
+/// at its line; a Tor bridge line in a plain list is an obfs4 target.
+#[test]
+fn issue_16_wg_quick_files_and_bridge_lines() {
+    let conf = "# exported by a VPN provider\n[Interface]\nPrivateKey = 7oYLtPkdgaAFgZq5Hoy0XtOHe4FvpfcNgM7FAGF122o=\nAddress = 10.8.0.2/32\n\n[Peer]\nPublicKey = 5AhMecT+Jf4DuDzMuT4Ip1chDbmt71f38K7MAqNEsQs=\nEndpoint = nl.vpn.example:51820\n\n[Peer]\nPublicKey = 5AhMecT+Jf4DuDzMuT4Ip1chDbmt71f38K7MAqNEsQs=\n";
+    let (targets, errors) = collect(conf, "wg0.conf");
+    assert_eq!(targets.len(), 1, "{targets:?}");
+    assert_eq!(targets[0].scheme, Scheme::Wireguard);
+    assert_eq!(targets[0].port, 51820);
+    assert!(
+        targets[0].input.contains("private_key=REDACTED"),
+        "{}",
+        targets[0].input
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, 10, "the second [Peer]'s line");
+
+    let (targets, errors) = collect(
+        "Bridge obfs4 192.0.2.5:443 4352E58420E68F5E40BF7C74FADDCCD9D1349413 cert=QkJCQkJCQkJCQkJCQkJCQkJCQkJWkXPm1QtWr6+AgWBVblOLZ5g4GvgLsy8+DC5dQBmvFw iat-mode=0\n",
+        "bridges.txt",
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!((targets[0].scheme, targets[0].port), (Scheme::Obfs4, 443));
+}
+
+/// Issue 16, hostile pass: no error message, no record and no store row repeats a target's
+/// secret, and two targets that differ only in their secret stay two records.
+#[tokio::test]
+async fn issue_16_secrets_stay_out_of_errors_records_and_the_store() {
+    for (bad, secret) in [
+        ("SS://aes-256-gcm:s3cr3tpw@127.0.0.1:0", "s3cr3tpw"),
+        ("ss://s3cr3tPW:aes-256-gcm@127.0.0.1:1", "s3cr3tPW"),
+        ("ss://aes-256-gcm:s3cr3t99?plugin=x@127.0.0.1:1", "s3cr3t99"),
+        ("ss://YWVzLTI1Ni1nY206czNjcjN0cHc@h.example:0", "s3cr3tpw"),
+        (
+            "wireguard://127.0.0.1:0?public_key=AAAA&private_key=WGSECRETKEY",
+            "WGSECRETKEY",
+        ),
+    ] {
+        let err = Target::parse(bad).unwrap_err();
+        assert!(!err.contains(secret), "{bad}: {err}");
+    }
+    assert_eq!(
+        Target::parse("SS://aes-256-gcm:pw12@h.example:1")
+            .unwrap()
+            .scheme,
+        Scheme::Shadowsocks
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let out = crate::support::run(&[
+        "scan",
+        "ss://aes-256-gcm:firstSecret1@127.0.0.1:9",
+        "ss://aes-256-gcm:otherSecret2@127.0.0.1:9",
+        "--control-resolver",
+        "c=udp://127.0.0.1:9",
+        "--canary",
+        "",
+        "--timeout",
+        "1s",
+        "--quiet",
+        "--store",
+        &format!("sqlite:{}", db.display()),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("Secret"), "{text}");
+    assert_eq!(crate::support::jsonl(&out.stdout).len(), 2);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let sources: String = conn
+        .query_row("SELECT sources FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert!(!sources.contains("Secret"), "{sources}");
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 2, "both records kept");
 }

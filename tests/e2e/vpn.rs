@@ -246,9 +246,11 @@ impl Drop for Interface {
 }
 
 /// A real WireGuard server (Debian's wireguard-go; it needs root for its tunnel device) behind
-/// the mock censor dropping handshake initiations by signature: a registered key completes the
-/// handshake, an unregistered one is inconclusive (never blocked), the censored path is blocked
-/// with the mock proxy as the outside view, and a dead port is down.
+/// the mock censor dropping handshake initiations by signature and behind one cutting flows
+/// after their handshake: a registered key completes the handshake and a second one after the
+/// data packets, an unregistered one is inconclusive (never blocked), the censored paths are
+/// blocked (`vpn.timeout` with the mock proxy as the outside view, `vpn.cut` on the fresh
+/// flow's evidence), and a dead port is down.
 #[tokio::test]
 async fn issue_16_real_wireguard_server_behind_the_mock_censor() {
     let root = std::process::Command::new("id")
@@ -322,12 +324,18 @@ async fn issue_16_real_wireguard_server_behind_the_mock_censor() {
     let censor = UdpCensor::start(at(0), at(port), Mode::DropShapes(vec![Shape::Wireguard]))
         .await
         .unwrap();
+    // A second censor cuts flows after their handshake (two data packets through).
+    let cutter = UdpCensor::start(at(0), at(port), Mode::CutAfterHandshake)
+        .await
+        .unwrap();
     let dead = free_port(true);
     let mut outside = Outside::default();
     outside.udp.insert(key("127.0.0.1", port), at(port));
-    outside
-        .udp
-        .insert(key("127.0.0.1", censor.addr.port()), at(port));
+    for c in [&censor, &cutter] {
+        outside
+            .udp
+            .insert(key("127.0.0.1", c.addr.port()), at(port));
+    }
     let proxy = SocksProxy::start("127.0.0.1".parse().unwrap(), outside)
         .await
         .unwrap();
@@ -354,6 +362,9 @@ async fn issue_16_real_wireguard_server_behind_the_mock_censor() {
             None,
         ),
         (keyed(censor.addr.port()), "blocked", Some("vpn.timeout")),
+        // The handshake completes, then the flow dies: a fresh flow's handshake proves the
+        // server up.
+        (keyed(cutter.addr.port()), "blocked", Some("vpn.cut")),
         (keyed(dead), "down", None),
     ];
     let mut args: Vec<String> = vec!["scan".into()];
@@ -367,6 +378,11 @@ async fn issue_16_real_wireguard_server_behind_the_mock_censor() {
             "--timeout",
             "2s",
             "--quiet",
+            // One client key for every target: a WireGuard server takes one initiation per
+            // peer per 20 ms, so the targets go one at a time (each one's own flows are
+            // already sequential).
+            "--concurrency",
+            "1",
             "--control-proxy",
         ]
         .map(String::from),
@@ -382,10 +398,11 @@ async fn issue_16_real_wireguard_server_behind_the_mock_censor() {
     );
     let recs = jsonl(&out.stdout);
     for (t, verdict, reason) in &targets {
-        let shown = match t.split_once("&private_key=") {
-            Some((head, _)) => format!("{head}&private_key=REDACTED"),
-            None => t.clone(),
-        };
+        let shown = blockprobe::target::Target::parse(t).unwrap().input;
+        assert!(
+            !t.contains("private_key=") || shown.contains("private_key=REDACTED-"),
+            "{shown}"
+        );
         let r = recs
             .iter()
             .find(|r| r["target"] == shown.as_str())

@@ -49,10 +49,42 @@ impl Proto {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Wrap {
     /// `tls-auth`: an HMAC on every control packet; `direction` as `key-direction` (the
-    /// client's; `None`: the same key both ways).
-    Auth { key: Vec<u8>, direction: Option<u8> },
+    /// client's; `None`: the same key both ways), `digest` as the server's `auth`.
+    Auth {
+        key: Vec<u8>,
+        direction: Option<u8>,
+        digest: Digest,
+    },
     /// `tls-crypt`: control packets encrypted and authenticated.
     Crypt { key: Vec<u8> },
+}
+
+/// tls-auth's HMAC digest (the server's `auth` setting; SHA1 by default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Digest {
+    #[default]
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+impl Digest {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().replace('-', "").as_str() {
+            "sha1" => Ok(Self::Sha1),
+            "sha256" => Ok(Self::Sha256),
+            "sha512" => Ok(Self::Sha512),
+            _ => Err(format!("auth={s}: expected sha1, sha256 or sha512")),
+        }
+    }
+
+    fn algorithm(self) -> (ring::hmac::Algorithm, usize) {
+        match self {
+            Self::Sha1 => (ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, 20),
+            Self::Sha256 => (ring::hmac::HMAC_SHA256, 32),
+            Self::Sha512 => (ring::hmac::HMAC_SHA512, 64),
+        }
+    }
 }
 
 /// A side of the exchange: the client sends with the key half its direction names, the server
@@ -121,12 +153,10 @@ impl Wrap {
         let mut replay = pid.to_be_bytes().to_vec();
         replay.extend(net_time());
         match self {
-            // [op|sid][HMAC-SHA1][pid|time][rest]; the HMAC covers pid|time|op|sid|rest.
-            Self::Auth { key, .. } => {
-                let k = ring::hmac::Key::new(
-                    ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
-                    &half(key, out, true)[..20],
-                );
+            // [op|sid][HMAC][pid|time][rest]; the HMAC covers pid|time|op|sid|rest.
+            Self::Auth { key, digest, .. } => {
+                let (alg, len) = digest.algorithm();
+                let k = ring::hmac::Key::new(alg, &half(key, out, true)[..len]);
                 let mut ctx = ring::hmac::Context::with_key(&k);
                 ctx.update(&replay);
                 ctx.update(head);
@@ -154,14 +184,12 @@ impl Wrap {
     pub fn open_as(&self, side: Side, wire: &[u8]) -> Option<Vec<u8>> {
         let (_, inn) = self.halves(side);
         match self {
-            Self::Auth { key, .. } => {
+            Self::Auth { key, digest, .. } => {
+                let (alg, len) = digest.algorithm();
                 let (head, rest) = (wire.get(..9)?, wire.get(9..)?);
-                let (tag, rest) = (rest.get(..20)?, rest.get(20..)?);
+                let (tag, rest) = (rest.get(..len)?, rest.get(len..)?);
                 let (replay, rest) = (rest.get(..8)?, rest.get(8..)?);
-                let k = ring::hmac::Key::new(
-                    ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
-                    &half(key, inn, true)[..20],
-                );
+                let k = ring::hmac::Key::new(alg, &half(key, inn, true)[..len]);
                 ring::hmac::verify(&k, &[replay, head, rest].concat(), tag).ok()?;
                 Some([head, rest].concat())
             }
@@ -223,6 +251,7 @@ impl Options {
     pub fn of_path(path: &str) -> Result<Self, String> {
         let query = path.split_once('?').map_or("", |(_, q)| q);
         let (mut proto, mut auth, mut crypt, mut direction) = (None, None, None, None);
+        let mut digest = None;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             fn once<T>(slot: &Option<T>, k: &str) -> Result<(), String> {
@@ -249,6 +278,10 @@ impl Options {
                     once(&crypt, k)?;
                     crypt = Some(static_key(v)?);
                 }
+                "auth" => {
+                    once(&digest, k)?;
+                    digest = Some(Digest::parse(v)?);
+                }
                 "key_direction" => {
                     once(&direction, k)?;
                     direction = Some(match v {
@@ -259,14 +292,21 @@ impl Options {
                 }
                 other => {
                     return Err(format!(
-                        "unknown openvpn:// option `{other}` (proto, tls_auth, tls_crypt, key_direction)"
+                        "unknown openvpn:// option `{other}` (proto, tls_auth, tls_crypt, key_direction, auth)"
                     ));
                 }
             }
         }
         let wrap = match (auth, crypt) {
             (Some(_), Some(_)) => return Err("give tls_auth= or tls_crypt=, not both".into()),
-            (Some(key), None) => Some(Wrap::Auth { key, direction }),
+            (Some(key), None) => Some(Wrap::Auth {
+                key,
+                direction,
+                digest: digest.unwrap_or_default(),
+            }),
+            (None, _) if digest.is_some() => {
+                return Err("auth= (the HMAC digest) goes with tls_auth=".into());
+            }
             (None, Some(key)) if direction.is_none() => Some(Wrap::Crypt { key }),
             (None, Some(_)) => return Err("key_direction= goes with tls_auth=".into()),
             (None, None) if direction.is_some() => {
@@ -287,6 +327,7 @@ impl Options {
 pub fn ovpn_targets(text: &str, first_line: u64) -> Vec<crate::probe::ConfigTarget> {
     let mut out = Vec::new();
     let (mut proto, mut port, mut direction) = ("udp".to_owned(), 1194u16, None);
+    let mut digest: Option<String> = None;
     let mut remotes: Vec<(u64, String, Option<u16>, Option<String>)> = Vec::new();
     let mut wrap: Option<(&str, String)> = None;
     let mut block: Option<(String, u64, String)> = None;
@@ -342,6 +383,7 @@ pub fn ovpn_targets(text: &str, first_line: u64) -> Vec<crate::probe::ConfigTarg
             }
             ["port" | "rport", p, ..] => port = p.parse().unwrap_or(port),
             ["key-direction", d, ..] => direction = Some((*d).to_owned()),
+            ["auth", d, ..] => digest = Some((*d).to_ascii_lowercase()),
             ["tls-auth" | "tls-crypt", file, ..] if *file != "[inline]" => out.push((
                 line,
                 Err(format!(
@@ -382,6 +424,11 @@ pub fn ovpn_targets(text: &str, first_line: u64) -> Vec<crate::probe::ConfigTarg
                         && let Some(d) = &direction
                     {
                         t.push_str(&format!("&key_direction={d}"));
+                    }
+                    if *k == "tls_auth"
+                        && let Some(d) = digest.as_deref().filter(|d| *d != "sha1")
+                    {
+                        t.push_str(&format!("&auth={d}"));
                     }
                 }
                 Err(e) => {
@@ -486,10 +533,11 @@ fn seal(wrap: Option<&Wrap>, plain: &[u8]) -> Vec<u8> {
     }
 }
 
-/// A control packet from the wire as plain, `None` when it does not verify under `wrap`.
+/// A control packet from the wire as plain, `None` when it does not verify under `wrap`. A
+/// server without tls-auth may answer a wrapped reset plainly: that is an answer too.
 fn open(wrap: Option<&Wrap>, wire: &[u8]) -> Option<Vec<u8>> {
     match wrap {
-        Some(w) => w.open(wire),
+        Some(w) => w.open(wire).or_else(|| Some(wire.to_vec())),
         None => Some(wire.to_vec()),
     }
 }
@@ -722,10 +770,17 @@ mod tests {
             Wrap::Auth {
                 key: key.clone(),
                 direction: Some(1),
+                digest: Digest::Sha1,
             },
             Wrap::Auth {
                 key: key.clone(),
                 direction: None,
+                digest: Digest::Sha1,
+            },
+            Wrap::Auth {
+                key: key.clone(),
+                direction: Some(0),
+                digest: Digest::Sha512,
             },
             Wrap::Crypt { key: key.clone() },
         ] {
@@ -743,9 +798,12 @@ mod tests {
                 Some([9u8; 8])
             );
             let wrong = match &wrap {
-                Wrap::Auth { direction, .. } => Wrap::Auth {
+                Wrap::Auth {
+                    direction, digest, ..
+                } => Wrap::Auth {
                     key: other.clone(),
                     direction: *direction,
+                    digest: *digest,
                 },
                 Wrap::Crypt { .. } => Wrap::Crypt { key: other.clone() },
             };
@@ -755,6 +813,7 @@ mod tests {
         let auth = Wrap::Auth {
             key,
             direction: Some(1),
+            digest: Digest::Sha256,
         };
         assert_eq!(
             auth.open(&auth.seal(&reset)),
@@ -773,7 +832,7 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         let conf = format!(
-            "client\ndev tun\nproto tcp-client\nremote vpn1.example 443\nremote 192.0.2.1 1194 udp\nkey-direction 1\n<ca>\nxx\n</ca>\n<tls-auth>\n-----BEGIN OpenVPN Static key V1-----\n{key}\n-----END OpenVPN Static key V1-----\n</tls-auth>\n"
+            "client\ndev tun\nproto tcp-client\nremote vpn1.example 443\nremote 192.0.2.1 1194 udp\nkey-direction 1\nauth SHA256\n<ca>\nxx\n</ca>\n<tls-auth>\n-----BEGIN OpenVPN Static key V1-----\n{key}\n-----END OpenVPN Static key V1-----\n</tls-auth>\n"
         );
         let got = ovpn_targets(&conf, 1);
         assert_eq!(got.len(), 2, "{got:?}");
@@ -782,7 +841,7 @@ mod tests {
             first.starts_with("openvpn://vpn1.example:443?proto=tcp&tls_auth=0001"),
             "{first}"
         );
-        assert!(first.ends_with("&key_direction=1"), "{first}");
+        assert!(first.ends_with("&key_direction=1&auth=sha256"), "{first}");
         let opts = Options::of_path(first.split_once(":443").unwrap().1).unwrap();
         assert!(matches!(
             opts.wrap,

@@ -125,6 +125,16 @@ async fn issue_16_real_openvpn_servers_behind_the_mock_censor() {
     )
     .await;
     let _s4 = openvpn(&bin, dir.path(), "udp", censored, &[]).await;
+    // tls-auth with SHA256 as its HMAC digest (`auth SHA256`, common in real configurations).
+    let auth256 = free_port(true);
+    let _s7 = openvpn(
+        &bin,
+        dir.path(),
+        "udp",
+        auth256,
+        &["--tls-auth", "ta.key", "0", "--auth", "SHA256"],
+    )
+    .await;
     // tls-crypt over UDP and TCP.
     let (crypt_udp, crypt_tcp) = (free_port(true), free_port(false));
     let _s5 = openvpn(
@@ -198,6 +208,11 @@ async fn issue_16_real_openvpn_servers_behind_the_mock_censor() {
         ),
         (
             format!("openvpn://127.0.0.1:{crypt_udp}?tls_crypt={hex}"),
+            "reachable",
+            None,
+        ),
+        (
+            format!("openvpn://127.0.0.1:{auth256}?tls_auth={hex}&key_direction=1&auth=sha256"),
             "reachable",
             None,
         ),

@@ -705,29 +705,31 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
             Plan::Openvpn => {
                 use crate::probe::openvpn;
                 observed.layer = Layer::Vpn;
-                let proto = openvpn::Proto::of_path(&target.path).unwrap_or(openvpn::Proto::Udp);
-                let t = ctx.conn.timeout;
-                let runs = handshakes(
-                    ctx,
-                    target,
-                    &addrs,
-                    false,
-                    |to| openvpn::probe(to, proto, t),
-                    |p, host, port| async move {
-                        openvpn::probe_via_proxy(p, &host, port, proto, t).await
-                    },
-                )
-                .await;
-                observed.tries = runs
-                    .into_iter()
-                    .map(|(direct, control)| {
-                        Conn::Openvpn(openvpn::OpenvpnObservation {
-                            proto,
-                            direct,
-                            control,
+                if let Ok(opts) = openvpn::Options::of_path(&target.path) {
+                    let (t, o) = (ctx.conn.timeout, &opts);
+                    let runs = handshakes(
+                        ctx,
+                        target,
+                        &addrs,
+                        false,
+                        |to| openvpn::probe(to, o, t),
+                        |p, host, port| async move {
+                            openvpn::probe_via_proxy(p, &host, port, o, t).await
+                        },
+                    )
+                    .await;
+                    observed.tries = runs
+                        .into_iter()
+                        .map(|(direct, control)| {
+                            Conn::Openvpn(openvpn::OpenvpnObservation {
+                                proto: opts.proto,
+                                wrap: opts.wrap.as_ref().map(openvpn::Wrap::as_str),
+                                direct,
+                                control,
+                            })
                         })
-                    })
-                    .collect();
+                        .collect();
+                }
             }
             Plan::Tor => {
                 use crate::probe::tor;

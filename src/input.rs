@@ -298,9 +298,15 @@ pub(crate) fn read_list(
             let header = text.to_owned();
             return read_csv(origin, &header, line_no, r, emit);
         }
-        // A wg-quick configuration: its peers are the targets.
+        // A wg-quick configuration (its peers are the targets) or an OpenVPN client
+        // configuration (its remotes).
         if first && text.eq_ignore_ascii_case("[interface]") {
-            return read_wg_quick(origin, line_no, r, emit);
+            let parse = crate::probe::wireguard::wg_quick_targets;
+            return read_config(origin, text, line_no, r, emit, parse);
+        }
+        if first && (text == "client" || origin.to_ascii_lowercase().ends_with(".ovpn")) {
+            let parse = crate::probe::openvpn::ovpn_targets;
+            return read_config(origin, text, line_no, r, emit, parse);
         }
         let item = match Target::parse(text) {
             Ok(t) => Item::Target(t),
@@ -312,23 +318,26 @@ pub(crate) fn read_list(
     }
 }
 
-/// The rest of a wg-quick configuration whose `[Interface]` line is `first`: one
-/// `wireguard://` target per peer with an endpoint. Such files are small: read whole (capped).
-fn read_wg_quick(
+/// The rest of a VPN client configuration whose first content line (`head`, at line `first`)
+/// says what it is: `parse` turns it into targets with their lines. Such files are small: read
+/// whole (capped at 1 MiB).
+fn read_config(
     origin: &str,
+    head: &str,
     first: u64,
     r: impl BufRead,
     emit: &mut impl FnMut(Item) -> bool,
+    parse: fn(&str, u64) -> Vec<crate::probe::ConfigTarget>,
 ) -> bool {
-    let mut text = String::from("[Interface]\n");
+    let mut text = format!("{head}\n");
     if let Err(e) = r.take(1 << 20).read_to_string(&mut text) {
         return emit(Item::Failed(InputError {
             origin: origin.into(),
             line: first,
-            message: format!("a wg-quick configuration that cannot be read: {e}"),
+            message: format!("a VPN configuration that cannot be read: {e}"),
         }));
     }
-    for (line, target) in crate::probe::wireguard::wg_quick_targets(&text, first) {
+    for (line, target) in parse(&text, first) {
         let item = match target.and_then(|t| Target::parse(&t)) {
             Ok(t) => Item::Target(t),
             Err(message) => Item::Malformed(InputError {

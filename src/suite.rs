@@ -18,6 +18,7 @@ pub const BUNDLED: &[(&str, &str)] = &[
     ("youtube", include_str!("../probes/suites/youtube.toml")),
     ("social", include_str!("../probes/suites/social.toml")),
     ("vpn", include_str!("../probes/suites/vpn.toml")),
+    ("tor", include_str!("../probes/suites/tor.toml")),
     ("news", include_str!("../probes/suites/news.toml")),
     ("calls", include_str!("../probes/suites/calls.toml")),
 ];

@@ -325,7 +325,7 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
                 "`{text}`: an openvpn:// target is HOST[:PORT][?proto=udp|tcp]"
             ));
         }
-        crate::probe::openvpn::Proto::of_path(&path).map_err(|e| format!("`{text}`: {e}"))?;
+        crate::probe::openvpn::Options::of_path(&path).map_err(|e| format!("`{text}`: {e}"))?;
     }
     if scheme == Scheme::Obfs4 {
         if !matches!(url.path(), "" | "/") {
@@ -345,7 +345,7 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
     }
     // A client's private key is a secret: reports, the store and messages show the target
     // without it (the probe reads it from `path`).
-    let input = if scheme == Scheme::Wireguard {
+    let input = if matches!(scheme, Scheme::Wireguard | Scheme::Openvpn) {
         redact_keys(input)
     } else {
         input.to_owned()
@@ -402,7 +402,8 @@ fn parse_shadowsocks(text: &str) -> Result<Target, String> {
     })
 }
 
-/// `private_key=` and `preshared_key=` values replaced by `REDACTED`.
+/// The values of `private_key=`, `preshared_key=` (WireGuard), `tls_auth=` and `tls_crypt=`
+/// (OpenVPN's static key) replaced by [`redacted`] forms.
 fn redact_keys(input: &str) -> String {
     let Some((head, query)) = input.split_once('?') else {
         return input.to_owned();
@@ -410,7 +411,9 @@ fn redact_keys(input: &str) -> String {
     let pairs: Vec<String> = query
         .split('&')
         .map(|p| match p.split_once('=') {
-            Some((k @ ("private_key" | "preshared_key"), v)) => format!("{k}={}", redacted(v)),
+            Some((k @ ("private_key" | "preshared_key" | "tls_auth" | "tls_crypt"), v)) => {
+                format!("{k}={}", redacted(v))
+            }
             _ => p.to_owned(),
         })
         .collect();
@@ -452,7 +455,13 @@ fn secrets_in(text: &str) -> Vec<String> {
             out.push(f);
         }
     }
-    for key in ["private_key=", "preshared_key=", "password="] {
+    for key in [
+        "private_key=",
+        "preshared_key=",
+        "password=",
+        "tls_auth=",
+        "tls_crypt=",
+    ] {
         for (i, _) in text.match_indices(key) {
             let v = &text[i + key.len()..];
             out.push(v.split(['&', '#', ' ']).next().unwrap_or("").to_owned());

@@ -8,6 +8,16 @@ use crate::probe::openvpn::{OpenvpnAttempt, OpenvpnObservation, Phase};
 use crate::probe::quic::PROXY_SETUP;
 use crate::verdict::{Reason, Verdict};
 
+/// What a silent server's key situation suggests.
+fn key_hint(o: &OpenvpnObservation) -> String {
+    match o.wrap {
+        Some(w) => {
+            format!("to a reset wrapped with another key: check the {w} key and key_direction")
+        }
+        None => "without its key (give tls_auth= or tls_crypt=, or -i the .ovpn file)".into(),
+    }
+}
+
 fn control(o: &OpenvpnObservation) -> Control<'_> {
     let Some(c) = &o.control else {
         return Control::Absent;
@@ -30,12 +40,14 @@ fn control(o: &OpenvpnObservation) -> Control<'_> {
         // A server with tls-auth or tls-crypt over TCP closes on an unwrapped reset: the same
         // from outside says nothing about censorship, nor that the server is dead.
         (_, Some(k @ (FailureKind::Reset | FailureKind::Eof))) => Control::Unavailable(format!(
-            "is closed after the reset too ({}), as a server with tls-auth or tls-crypt does",
-            k.as_str()
+            "is closed after the reset too ({}), as a server with tls-auth or tls-crypt does {}",
+            k.as_str(),
+            key_hint(o)
         )),
         (_, k) => Control::Unavailable(format!(
-            "gets no OpenVPN answer ({}; a server with tls-auth or tls-crypt is silent without its key)",
-            k.map_or("no answer", FailureKind::as_str)
+            "gets no OpenVPN answer ({}; a server with tls-auth or tls-crypt is silent {})",
+            k.map_or("no answer", FailureKind::as_str),
+            key_hint(o)
         )),
     }
 }

@@ -244,8 +244,9 @@ impl MockNet {
                 continue;
             }
             if target.scheme == Scheme::Openvpn {
-                let tcp = crate::probe::openvpn::Proto::of_path(&target.path)
-                    == Ok(crate::probe::openvpn::Proto::Tcp);
+                let opts = crate::probe::openvpn::Options::of_path(&target.path)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", t.target))?;
+                let tcp = opts.proto == crate::probe::openvpn::Proto::Tcp;
                 let to = if down {
                     if tcp {
                         SocketAddr::new(ip, closed_port(ip)?)
@@ -254,7 +255,9 @@ impl MockNet {
                     }
                 } else {
                     let silent = t.vpn == Some(VpnMode::TlsAuth);
-                    let server = vpn::OpenvpnServer::start(SocketAddr::new(lo, 0), silent).await?;
+                    let server =
+                        vpn::OpenvpnServer::start(SocketAddr::new(lo, 0), silent, opts.wrap)
+                            .await?;
                     let to = if tcp {
                         outside.tcp.insert(key, server.tcp);
                         let b = match t.vpn {
@@ -287,7 +290,8 @@ impl MockNet {
                     to
                 };
                 connect_to.push((SocketAddr::new(orig, target.port), to));
-                urls.push(target.input.clone());
+                // The scan reads a static key from the text; records show it redacted.
+                urls.push(t.target.clone());
                 continue;
             }
             // The TCP handshake protocols: a server of the kind outside, a censor in front.
@@ -709,8 +713,10 @@ impl MockNet {
                 Layer::Tls
             };
             let (want_verdict, want_reason) = expect.typed(transfer)?;
-            // Records show a target as its parse does (secrets redacted).
+            // Records show a target as its parse does (secrets redacted); so does this list.
             let shown = crate::target::Target::parse(url).map_or_else(|_| url.clone(), |t| t.input);
+            let label = crate::target::Target::parse(&t.target)
+                .map_or_else(|_| t.target.clone(), |t| t.input);
             let Some(r) = records.iter().find(|r| r["target"] == shown.as_str()) else {
                 mismatches.push(format!("{}: no record in the scan output", t.target));
                 continue;
@@ -724,7 +730,7 @@ impl MockNet {
             let line = format!(
                 "{:<4} {:<28} expected {}{}, got {}{}{} ({})",
                 if ok { "ok" } else { "FAIL" },
-                t.target,
+                label,
                 want_verdict.as_str(),
                 want_reason
                     .map(|r| format!(" {}", r.as_str()))

@@ -29,21 +29,43 @@ impl Drop for OpenvpnServer {
 }
 
 impl OpenvpnServer {
-    /// `silent`: answer nothing (a server that requires tls-auth or tls-crypt).
-    pub async fn start(bind: SocketAddr, silent: bool) -> std::io::Result<Self> {
+    /// `silent`: answer nothing (a server that requires tls-auth or tls-crypt). `wrap`: the
+    /// server's tls-auth or tls-crypt key: it answers only resets wrapped with it, wrapped.
+    pub async fn start(
+        bind: SocketAddr,
+        silent: bool,
+        wrap: Option<crate::probe::openvpn::Wrap>,
+    ) -> std::io::Result<Self> {
+        let answer = move |p: &[u8]| -> Option<Vec<u8>> {
+            use crate::probe::openvpn::Side;
+            if silent {
+                return None;
+            }
+            match &wrap {
+                Some(w) => {
+                    let plain = w.open_as(Side::Server, p)?;
+                    let reply = answer_reset(&plain, rand::random())?;
+                    Some(w.seal_as(Side::Server, &reply, 1))
+                }
+                None => answer_reset(p, rand::random()),
+            }
+        };
+        let answer = Arc::new(answer);
+        let udp_answer = answer.clone();
         let (udp, tcp) = crate::echo::bind_pair(bind).await?;
         let (udp_addr, tcp_addr) = (udp.local_addr()?, tcp.local_addr()?);
         let udp = Arc::new(udp);
         let u = tokio::spawn(async move {
             let mut buf = [0u8; 2048];
             while let Ok((n, from)) = udp.recv_from(&mut buf).await {
-                if let Some(answer) = answer_reset(&buf[..n], rand::random()).filter(|_| !silent) {
+                if let Some(answer) = udp_answer(&buf[..n]) {
                     let _ = udp.send_to(&answer, from).await;
                 }
             }
         });
         let t = tokio::spawn(async move {
             while let Ok((mut c, _)) = tcp.accept().await {
+                let answer = answer.clone();
                 tokio::spawn(async move {
                     let mut len = [0u8; 2];
                     while c.read_exact(&mut len).await.is_ok() {
@@ -51,10 +73,7 @@ impl OpenvpnServer {
                         if c.read_exact(&mut p).await.is_err() {
                             return;
                         }
-                        if silent {
-                            continue;
-                        }
-                        if let Some(answer) = answer_reset(&p, rand::random()) {
+                        if let Some(answer) = answer(&p) {
                             let mut framed = u16::try_from(answer.len())
                                 .expect("short")
                                 .to_be_bytes()

@@ -35,3 +35,7 @@ pub enum Phase {
     /// The server answered as the protocol says.
     Answered,
 }
+
+/// A target read from a VPN client configuration (wg-quick, .ovpn): its line, and its text or
+/// what is wrong there.
+pub type ConfigTarget = (u64, Result<String, String>);

@@ -348,7 +348,7 @@ pub async fn probe_via_proxy(
 /// `[Peer]`s with `PublicKey`, `PresharedKey`, `Endpoint`): one per peer with an endpoint, each
 /// with its line; a problem is an error at its line. AmneziaWG's parameters (`Jc`, `Jmin`,
 /// `Jmax`, `S1`, `S2`, `H1`–`H4`) are refused: such a server ignores a plain handshake.
-pub fn wg_quick_targets(text: &str, first_line: u64) -> Vec<(u64, Result<String, String>)> {
+pub fn wg_quick_targets(text: &str, first_line: u64) -> Vec<crate::probe::ConfigTarget> {
     fn enc(k: &str) -> String {
         k.trim()
             .replace('+', "%2B")

@@ -125,6 +125,54 @@ async fn issue_16_real_openvpn_servers_behind_the_mock_censor() {
     )
     .await;
     let _s4 = openvpn(&bin, dir.path(), "udp", censored, &[]).await;
+    // tls-auth with SHA256 as its HMAC digest (`auth SHA256`, common in real configurations).
+    let auth256 = free_port(true);
+    let _s7 = openvpn(
+        &bin,
+        dir.path(),
+        "udp",
+        auth256,
+        &["--tls-auth", "ta.key", "0", "--auth", "SHA256"],
+    )
+    .await;
+    // tls-crypt over UDP and TCP.
+    let (crypt_udp, crypt_tcp) = (free_port(true), free_port(false));
+    let _s5 = openvpn(
+        &bin,
+        dir.path(),
+        "udp",
+        crypt_udp,
+        &["--tls-crypt", "ta.key"],
+    )
+    .await;
+    let _s6 = openvpn(
+        &bin,
+        dir.path(),
+        "tcp-server",
+        crypt_tcp,
+        &["--tls-crypt", "ta.key"],
+    )
+    .await;
+    let ta = std::fs::read_to_string(dir.path().join("ta.key")).unwrap();
+    let hex = blockprobe::probe::openvpn::static_key(&ta)
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let other = {
+        let out = std::process::Command::new(&bin)
+            .args(["--genkey", "secret"])
+            .arg(dir.path().join("other.key"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let k = std::fs::read_to_string(dir.path().join("other.key")).unwrap();
+        blockprobe::probe::openvpn::static_key(&k)
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
     let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
     // The censor drops OpenVPN's hard reset by its signature in front of the fourth server.
     let censor = UdpCensor::start(at(0), at(censored), Mode::DropShapes(vec![Shape::Openvpn]))
@@ -152,6 +200,33 @@ async fn issue_16_real_openvpn_servers_behind_the_mock_censor() {
         ),
         // Silent by design from everywhere: never a block.
         (format!("openvpn://127.0.0.1:{auth}"), "inconclusive", None),
+        // With its key (the server's direction is 0, the client's 1), it answers.
+        (
+            format!("openvpn://127.0.0.1:{auth}?tls_auth={hex}&key_direction=1"),
+            "reachable",
+            None,
+        ),
+        (
+            format!("openvpn://127.0.0.1:{crypt_udp}?tls_crypt={hex}"),
+            "reachable",
+            None,
+        ),
+        (
+            format!("openvpn://127.0.0.1:{auth256}?tls_auth={hex}&key_direction=1&auth=sha256"),
+            "reachable",
+            None,
+        ),
+        (
+            format!("openvpn://127.0.0.1:{crypt_tcp}?proto=tcp&tls_crypt={hex}"),
+            "reachable",
+            None,
+        ),
+        // Another key: silent here and outside, never a block.
+        (
+            format!("openvpn://127.0.0.1:{crypt_udp}?tls_crypt={other}"),
+            "inconclusive",
+            None,
+        ),
         (
             format!("openvpn://127.0.0.1:{}", censor.addr.port()),
             "blocked",
@@ -159,6 +234,34 @@ async fn issue_16_real_openvpn_servers_behind_the_mock_censor() {
         ),
     ];
     expect_verdicts(&targets, proxy.addr).await;
+
+    // The client's .ovpn file, key inline, as the scan's input.
+    let ovpn = dir.path().join("client.ovpn");
+    std::fs::write(
+        &ovpn,
+        format!("client\ndev tun\nproto udp\nremote 127.0.0.1 {crypt_udp}\n<tls-crypt>\n{ta}</tls-crypt>\n"),
+    )
+    .unwrap();
+    let out = run(&[
+        "scan",
+        "-i",
+        ovpn.to_str().unwrap(),
+        "--control-resolver",
+        "c=udp://127.0.0.1:9",
+        "--canary",
+        "",
+        "--quiet",
+    ])
+    .await;
+    let recs = jsonl(&out.stdout);
+    assert_eq!(recs.len(), 1, "{}", stderr(&out));
+    assert_eq!(recs[0]["verdict"], "reachable", "{}", recs[0]["detail"]);
+    assert_eq!(recs[0]["evidence"]["openvpn"]["wrap"], "tls-crypt");
+    let target = recs[0]["target"].as_str().unwrap();
+    assert!(
+        target.contains("tls_crypt=REDACTED-") && !target.contains(&hex[..32]),
+        "{target}"
+    );
 }
 
 /// Scans `targets` with the mock proxy as the control path and checks each one's verdict and

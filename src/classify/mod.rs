@@ -431,6 +431,89 @@ fn connection(ev: &Evidence, rules: &Rules, layer: Layer, notes: &mut Notes) -> 
     })
 }
 
+/// What the handshake classifiers (OpenVPN, Tor, Shadowsocks, obfs4) read of an attempt.
+pub(crate) trait Handshake {
+    fn server(&self) -> &str;
+    fn phase(&self) -> crate::probe::Phase;
+    fn failure(&self) -> Option<&crate::probe::failure::Failure>;
+}
+
+macro_rules! handshake_attempt {
+    ($($t:ty),*) => {$(
+        impl Handshake for $t {
+            fn server(&self) -> &str {
+                &self.server
+            }
+            fn phase(&self) -> crate::probe::Phase {
+                self.phase
+            }
+            fn failure(&self) -> Option<&crate::probe::failure::Failure> {
+                self.failure.as_ref()
+            }
+        }
+    )*};
+}
+
+handshake_attempt!(
+    crate::probe::openvpn::OpenvpnAttempt,
+    crate::probe::tor::TorAttempt,
+    crate::probe::shadowsocks::ShadowsocksAttempt,
+    crate::probe::obfs4::Obfs4Attempt
+);
+
+/// The control path of a handshake probe as far as the shared rules go: absent, answered, not
+/// set up (the proxy's own failure), or the proxy reporting the server refused or unreachable
+/// (the server's fault). `Err` hands the attempt and its failure's message to the protocol's
+/// own rules.
+fn handshake_control<A: Handshake>(c: Option<&A>) -> Result<Control<'static>, (&A, &str)> {
+    use crate::probe::Phase;
+    let Some(c) = c else {
+        return Ok(Control::Absent);
+    };
+    if c.phase() == Phase::Answered {
+        return Ok(Control::Ok(None));
+    }
+    let message = c.failure().map_or("", |f| f.message.as_str());
+    if let Some(why) = message.strip_prefix(crate::probe::socks::PROXY_SETUP) {
+        return Ok(Control::Unavailable(format!("cannot be set up ({why})")));
+    }
+    if c.phase() == Phase::Connect && message.contains("SOCKS5 proxy:") {
+        let k = c.failure().map_or("a failure", |f| f.kind.as_str());
+        return Ok(Control::Failed(format!(
+            "cannot connect (the proxy reports {k})"
+        )));
+    }
+    Err((c, message))
+}
+
+/// Nothing answered here: the servers tried (joined) and the first attempt — or the decision
+/// when there was nothing to try or every TCP connection to `what` failed.
+fn handshake_failed<'a, A: Handshake>(
+    direct: &'a [A],
+    what: &str,
+    c: &Control<'_>,
+    notes: &mut Notes,
+) -> Result<(String, &'a A), Decision> {
+    let servers = direct
+        .iter()
+        .map(Handshake::server)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let Some(first) = direct.first() else {
+        return Err(judge(None, "no address to try".into(), c, notes));
+    };
+    if direct
+        .iter()
+        .all(|a| a.phase() == crate::probe::Phase::Connect)
+    {
+        let k = first
+            .failure()
+            .map_or(crate::probe::failure::FailureKind::Other, |f| f.kind);
+        return Err(connect_failed(&servers, k, what, c, notes));
+    }
+    Ok((servers, first))
+}
+
 /// Every attempt's TCP connection failed: a TCP-level verdict (handshake probes).
 fn connect_failed(
     servers: &str,

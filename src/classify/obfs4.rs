@@ -4,28 +4,17 @@
 //! flow would make it: silence outside too is never a block. A bridge never resets or closes
 //! before its own 30-second timeout, so a reset here is somebody else's.
 
-use super::{Control, Decision, Notes, connect_failed, judge};
-use crate::probe::Phase;
+use super::{Control, Decision, Notes, handshake_control, handshake_failed, judge};
 use crate::probe::failure::FailureKind;
 use crate::probe::obfs4::Obfs4Observation;
-use crate::probe::quic::PROXY_SETUP;
 use crate::verdict::{Reason, Verdict};
 
 fn control(o: &Obfs4Observation) -> Control<'_> {
-    let Some(c) = &o.control else {
-        return Control::Absent;
+    let (c, message) = match handshake_control(o.control.as_ref()) {
+        Ok(c) => return c,
+        Err(m) => m,
     };
-    if c.answered() {
-        return Control::Ok(None);
-    }
-    let message = c.failure.as_ref().map_or("", |f| f.message.as_str());
-    if let Some(why) = message.strip_prefix(PROXY_SETUP) {
-        return Control::Unavailable(format!("cannot be set up ({why})"));
-    }
     match (c.phase, c.kind()) {
-        (Phase::Connect, Some(k)) if message.contains("SOCKS5 proxy:") => {
-            Control::Failed(format!("cannot connect (the proxy reports {})", k.as_str()))
-        }
         // Something answers outside, but not the bridge of this cert.
         (_, Some(FailureKind::Malformed)) => {
             Control::Failed(format!("gets no verified obfs4 reply ({message})"))
@@ -51,19 +40,11 @@ pub(super) fn decide(o: &Obfs4Observation, notes: &mut Notes) -> Decision {
         );
     }
     let c = control(o);
-    let servers = o
-        .direct
-        .iter()
-        .map(|a| a.server.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let Some(first) = o.direct.first() else {
-        return judge(None, "no address to try".into(), &c, notes);
+    let (servers, first) = match handshake_failed(&o.direct, "the obfs4 bridge", &c, notes) {
+        Ok(f) => f,
+        Err(d) => return d,
     };
     let k = first.kind().unwrap_or(FailureKind::Other);
-    if o.direct.iter().all(|a| a.phase == Phase::Connect) {
-        return connect_failed(&servers, k, "the obfs4 bridge", &c, notes);
-    }
     let (reason, what) = match k {
         FailureKind::Reset | FailureKind::Eof => (
             Some(Reason::VpnReset),

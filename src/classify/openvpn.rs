@@ -2,10 +2,9 @@
 //! control path. A server that wraps its control channel (tls-auth, tls-crypt) is silent to an
 //! unwrapped reset by design: silence here *and* outside is never a block.
 
-use super::{Control, Decision, Notes, connect_failed, judge};
+use super::{Control, Decision, Notes, handshake_control, handshake_failed, judge};
 use crate::probe::failure::FailureKind;
-use crate::probe::openvpn::{OpenvpnAttempt, OpenvpnObservation, Phase};
-use crate::probe::quic::PROXY_SETUP;
+use crate::probe::openvpn::{OpenvpnAttempt, OpenvpnObservation};
 use crate::verdict::{Reason, Verdict};
 
 /// What a silent server's key situation suggests.
@@ -19,21 +18,11 @@ fn key_hint(o: &OpenvpnObservation) -> String {
 }
 
 fn control(o: &OpenvpnObservation) -> Control<'_> {
-    let Some(c) = &o.control else {
-        return Control::Absent;
+    let c = match handshake_control(o.control.as_ref()) {
+        Ok(c) => return c,
+        Err((c, _)) => c,
     };
-    if c.answered() {
-        return Control::Ok(None);
-    }
-    let message = c.failure.as_ref().map_or("", |f| f.message.as_str());
-    if let Some(why) = message.strip_prefix(PROXY_SETUP) {
-        return Control::Unavailable(format!("cannot be set up ({why})"));
-    }
     match (c.phase, c.kind()) {
-        // The proxy reports the origin refusing or unreachable: its own fault.
-        (Phase::Connect, Some(k)) if message.contains("SOCKS5 proxy:") => {
-            Control::Failed(format!("cannot connect (the proxy reports {})", k.as_str()))
-        }
         (_, Some(k @ FailureKind::Malformed)) => {
             Control::Failed(format!("gets no OpenVPN answer ({})", k.as_str()))
         }
@@ -67,16 +56,11 @@ pub(super) fn decide(o: &OpenvpnObservation, notes: &mut Notes) -> Decision {
         );
     }
     let c = control(o);
-    let servers = ours
-        .iter()
-        .map(|a| a.server.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let kinds = |k: FailureKind| !ours.is_empty() && ours.iter().all(|a| a.kind() == Some(k));
-    if !ours.is_empty() && ours.iter().all(|a| a.phase == Phase::Connect) {
-        let k = ours[0].kind().unwrap_or(FailureKind::Other);
-        return connect_failed(&servers, k, "the OpenVPN server", &c, notes);
-    }
+    let servers = match handshake_failed(&o.direct, "the OpenVPN server", &c, notes) {
+        Ok((servers, _)) => servers,
+        Err(d) => return d,
+    };
+    let kinds = |k: FailureKind| ours.iter().all(|a| a.kind() == Some(k));
     if kinds(FailureKind::Reset) || kinds(FailureKind::Eof) {
         return judge(
             Some(Reason::VpnReset),

@@ -3,28 +3,17 @@
 //! or method) exactly as a censor dropping the flow would be: silence outside too is never a
 //! block.
 
-use super::{Control, Decision, Notes, connect_failed, judge};
-use crate::probe::Phase;
+use super::{Control, Decision, Notes, handshake_control, handshake_failed, judge};
 use crate::probe::failure::FailureKind;
-use crate::probe::quic::PROXY_SETUP;
 use crate::probe::shadowsocks::ShadowsocksObservation;
 use crate::verdict::{Reason, Verdict};
 
 fn control(o: &ShadowsocksObservation) -> Control<'_> {
-    let Some(c) = &o.control else {
-        return Control::Absent;
+    let c = match handshake_control(o.control.as_ref()) {
+        Ok(c) => return c,
+        Err((c, _)) => c,
     };
-    if c.answered() {
-        return Control::Ok(None);
-    }
-    let message = c.failure.as_ref().map_or("", |f| f.message.as_str());
-    if let Some(why) = message.strip_prefix(PROXY_SETUP) {
-        return Control::Unavailable(format!("cannot be set up ({why})"));
-    }
     match (c.phase, c.kind()) {
-        (Phase::Connect, Some(k)) if message.contains("SOCKS5 proxy:") => {
-            Control::Failed(format!("cannot connect (the proxy reports {})", k.as_str()))
-        }
         (_, Some(FailureKind::Malformed)) if c.salt => Control::Unavailable(
             "gets an answer that does not decrypt (check the password and method)".into(),
         ),
@@ -55,19 +44,11 @@ pub(super) fn decide(o: &ShadowsocksObservation, notes: &mut Notes) -> Decision 
         );
     }
     let c = control(o);
-    let servers = o
-        .direct
-        .iter()
-        .map(|a| a.server.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let Some(first) = o.direct.first() else {
-        return judge(None, "no address to try".into(), &c, notes);
+    let (servers, first) = match handshake_failed(&o.direct, "the Shadowsocks server", &c, notes) {
+        Ok(f) => f,
+        Err(d) => return d,
     };
     let k = first.kind().unwrap_or(FailureKind::Other);
-    if o.direct.iter().all(|a| a.phase == Phase::Connect) {
-        return connect_failed(&servers, k, "the Shadowsocks server", &c, notes);
-    }
     let (reason, what) = match k {
         FailureKind::Reset => (
             Some(Reason::VpnReset),

@@ -5,7 +5,7 @@
 //! Without a control path, a decoy-SNI handshake completing on the same address settles a
 //! TLS-stage block the same way.
 
-use super::{Control, Decision, Notes, connect_failed, judge};
+use super::{Control, Decision, Notes, handshake_control, handshake_failed, judge};
 use crate::probe::Phase;
 use crate::probe::failure::FailureKind;
 use crate::probe::quic::PROXY_SETUP;
@@ -13,24 +13,14 @@ use crate::probe::tor::{TorAttempt, TorObservation};
 use crate::verdict::{Reason, Verdict};
 
 fn control(o: &TorObservation) -> Control<'_> {
-    let Some(c) = &o.control else {
-        return Control::Absent;
+    let (c, message) = match handshake_control(o.control.as_ref()) {
+        Ok(c) => return c,
+        Err(m) => m,
     };
-    if c.answered() {
-        return Control::Ok(None);
-    }
-    let message = c.failure.as_ref().map_or("", |f| f.message.as_str());
-    if let Some(why) = message.strip_prefix(PROXY_SETUP) {
-        return Control::Unavailable(format!("cannot be set up ({why})"));
-    }
     let kind = c.kind().map_or("no answer", FailureKind::as_str);
-    match (c.phase, c.kind()) {
-        // The proxy reports the relay refusing or unreachable: its own fault.
-        (Phase::Connect, Some(_)) if message.contains("SOCKS5 proxy:") => {
-            Control::Failed(format!("cannot connect (the proxy reports {kind})"))
-        }
+    match c.kind() {
         // Something answers outside, but not a Tor relay.
-        (_, Some(FailureKind::Malformed | FailureKind::Tls | FailureKind::Certificate)) => {
+        Some(FailureKind::Malformed | FailureKind::Tls | FailureKind::Certificate) => {
             Control::Failed(format!("gets no Tor link handshake ({kind}: {message})"))
         }
         _ => Control::Unavailable(format!("gets no Tor link handshake ({kind})")),
@@ -90,19 +80,10 @@ pub(super) fn decide(o: &TorObservation, notes: &mut Notes) -> Decision {
         );
     }
     let c = control(o);
-    let servers = o
-        .direct
-        .iter()
-        .map(|a| a.server.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let Some(first) = o.direct.first() else {
-        return judge(None, "no address to try".into(), &c, notes);
+    let (servers, first) = match handshake_failed(&o.direct, "the Tor relay", &c, notes) {
+        Ok(f) => f,
+        Err(d) => return d,
     };
-    if o.direct.iter().all(|a| a.phase == Phase::Connect) {
-        let k = first.kind().unwrap_or(FailureKind::Other);
-        return connect_failed(&servers, k, "the Tor relay", &c, notes);
-    }
     let (what, reason) = stage(first);
     let detail = first
         .failure

@@ -563,20 +563,12 @@ async fn issue_16_a_real_tor_relay_behind_the_mock_censor() {
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
     let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
-    let reset = Censor::start(at(0), at(or_port), Behaviour::ResetAfterFirst)
-        .await
-        .unwrap();
-    let swallow = Censor::start(at(0), at(or_port), Behaviour::FreezeUpload(0))
-        .await
-        .unwrap();
+    let TcpLab {
+        reset,
+        swallow,
+        proxy,
+    } = TcpLab::start(or_port).await;
     let dead = free_port(false);
-    let mut outside = Outside::default();
-    for p in [or_port, reset.addr.port(), swallow.addr.port()] {
-        outside.tcp.insert(key("127.0.0.1", p), at(or_port));
-    }
-    let proxy = SocksProxy::start("127.0.0.1".parse().unwrap(), outside)
-        .await
-        .unwrap();
     let open = format!("tor://127.0.0.1:{or_port}");
     let targets = [
         (open.clone(), "reachable", None),
@@ -635,6 +627,40 @@ async fn issue_16_a_real_tor_relay_behind_the_mock_censor() {
         assert!(certs.contains(&serde_json::json!(t)), "type {t}: {tor:#}");
     }
     assert_eq!(tor["tls"]["ok"], true, "{tor:#}");
+}
+
+/// A TCP server's censored paths in the lab: the mock censor resetting after the first packet
+/// and one swallowing what the client sends, both in front of the server, and the mock proxy
+/// reaching the server from all three addresses (the outside view).
+struct TcpLab {
+    reset: blockprobe::mocknet::censor::Censor,
+    swallow: blockprobe::mocknet::censor::Censor,
+    proxy: SocksProxy,
+}
+
+impl TcpLab {
+    async fn start(port: u16) -> Self {
+        use blockprobe::mocknet::censor::{Behaviour, Censor};
+        let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        let reset = Censor::start(at(0), at(port), Behaviour::ResetAfterFirst)
+            .await
+            .unwrap();
+        let swallow = Censor::start(at(0), at(port), Behaviour::FreezeUpload(0))
+            .await
+            .unwrap();
+        let mut outside = Outside::default();
+        for p in [port, reset.addr.port(), swallow.addr.port()] {
+            outside.tcp.insert(key("127.0.0.1", p), at(port));
+        }
+        let proxy = SocksProxy::start("127.0.0.1".parse().unwrap(), outside)
+            .await
+            .unwrap();
+        Self {
+            reset,
+            swallow,
+            proxy,
+        }
+    }
 }
 
 /// Starts `ss-server` (shadowsocks-libev) on `port` and waits until it accepts connections.
@@ -752,7 +778,6 @@ async fn issue_16_real_shadowsocks_servers_behind_the_mock_censor() {
 /// swallowing it, with a stale cert, and a dead port.
 #[tokio::test]
 async fn issue_16_a_real_obfs4_bridge_behind_the_mock_censor() {
-    use blockprobe::mocknet::censor::{Behaviour, Censor};
     use tokio::io::AsyncBufReadExt as _;
     let Some(bin) = lab_tool(
         "obfs4proxy",
@@ -793,20 +818,11 @@ async fn issue_16_a_real_obfs4_bridge_behind_the_mock_censor() {
     };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
-    let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
-    let reset = Censor::start(at(0), at(port), Behaviour::ResetAfterFirst)
-        .await
-        .unwrap();
-    let swallow = Censor::start(at(0), at(port), Behaviour::FreezeUpload(0))
-        .await
-        .unwrap();
-    let mut outside = Outside::default();
-    for p in [port, reset.addr.port(), swallow.addr.port()] {
-        outside.tcp.insert(key("127.0.0.1", p), at(port));
-    }
-    let proxy = SocksProxy::start("127.0.0.1".parse().unwrap(), outside)
-        .await
-        .unwrap();
+    let TcpLab {
+        reset,
+        swallow,
+        proxy,
+    } = TcpLab::start(port).await;
     let target = |p: u16, cert: &str| format!("obfs4://127.0.0.1:{p}?cert={cert}&iat-mode=0");
     // The same bridge with the first byte of its node id changed: a stale bridge line.
     let stale = {

@@ -38,6 +38,36 @@ pub struct Scenario {
     pub canary: CanaryMode,
     #[serde(default, rename = "target")]
     pub targets: Vec<ScenarioTarget>,
+    /// The network's regime and the regime check's references (issue 17).
+    #[serde(default)]
+    pub regime: Option<RegimeSpec>,
+}
+
+/// `[regime]`: the names the scan's regime check uses, and whether the network is in a
+/// whitelist regime (only `allowlisted` destinations work: every other target's TCP handshake
+/// completes, then what the client sends is dropped; its UDP is dropped).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegimeSpec {
+    /// Allow-list candidates (scenario targets' names).
+    pub allowlisted: Vec<String>,
+    /// Foreign references (scenario targets' names).
+    pub foreign: Vec<String>,
+    /// The network is in a whitelist regime.
+    #[serde(default)]
+    pub whitelist: bool,
+    /// The whitelist checks the SNI too: a listed address takes only listed names.
+    #[serde(default)]
+    pub sni: bool,
+    /// The regime `--check` expects (`open`, `whitelist`, `offline`, `unknown`).
+    pub expect: Option<String>,
+}
+
+impl RegimeSpec {
+    /// Whether `host` is allow-listed while the whitelist is on (always, when it is off).
+    pub fn allows(&self, host: &str) -> bool {
+        !self.whitelist || self.allowlisted.iter().any(|a| a.eq_ignore_ascii_case(host))
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -362,6 +392,7 @@ impl Scenario {
             reference: None,
             canary: CanaryMode::Answer,
             targets: Vec::new(),
+            regime: None,
         }
     }
 

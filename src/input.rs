@@ -290,7 +290,8 @@ pub(crate) fn read_list(
             }
         };
         let text = line.trim().trim_start_matches('\u{feff}');
-        if text.is_empty() || text.starts_with('#') {
+        // `;` comments open many OpenVPN configurations; a target never starts with one.
+        if text.is_empty() || text.starts_with('#') || text.starts_with(';') {
             continue;
         }
         let first = std::mem::take(&mut first_content);
@@ -300,11 +301,13 @@ pub(crate) fn read_list(
         }
         // A wg-quick configuration (its peers are the targets) or an OpenVPN client
         // configuration (its remotes).
-        if first && text.eq_ignore_ascii_case("[interface]") {
+        if first
+            && (text.eq_ignore_ascii_case("[interface]") || text.eq_ignore_ascii_case("[peer]"))
+        {
             let parse = crate::probe::wireguard::wg_quick_targets;
             return read_config(origin, text, line_no, r, emit, parse);
         }
-        if first && (text == "client" || origin.to_ascii_lowercase().ends_with(".ovpn")) {
+        if first && (openvpn_directive(text) || origin.to_ascii_lowercase().ends_with(".ovpn")) {
             let parse = crate::probe::openvpn::ovpn_targets;
             return read_config(origin, text, line_no, r, emit, parse);
         }
@@ -318,6 +321,43 @@ pub(crate) fn read_list(
     }
 }
 
+/// Whether a line is an OpenVPN configuration directive (a `.conf` client configuration's first
+/// line: its static key must never be read as a list of names to resolve).
+fn openvpn_directive(line: &str) -> bool {
+    const DIRECTIVES: [&str; 24] = [
+        "client",
+        "dev",
+        "remote",
+        "proto",
+        "nobind",
+        "persist-key",
+        "persist-tun",
+        "remote-cert-tls",
+        "cipher",
+        "data-ciphers",
+        "auth",
+        "auth-user-pass",
+        "verb",
+        "resolv-retry",
+        "tls-client",
+        "pull",
+        "ca",
+        "cert",
+        "key",
+        "tls-auth",
+        "tls-crypt",
+        "key-direction",
+        "comp-lzo",
+        "<connection>",
+    ];
+    let word = line
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    DIRECTIVES.contains(&word.as_str())
+}
+
 /// The rest of a VPN client configuration whose first content line (`head`, at line `first`)
 /// says what it is: `parse` turns it into targets with their lines. Such files are small: read
 /// whole (capped at 1 MiB).
@@ -329,14 +369,30 @@ fn read_config(
     emit: &mut impl FnMut(Item) -> bool,
     parse: fn(&str, u64) -> Vec<crate::probe::ConfigTarget>,
 ) -> bool {
-    let mut text = format!("{head}\n");
-    if let Err(e) = r.take(1 << 20).read_to_string(&mut text) {
-        return emit(Item::Failed(InputError {
+    const MAX: u64 = 1 << 20;
+    let mut bytes = Vec::new();
+    let failed = |message: String| {
+        Item::Failed(InputError {
             origin: origin.into(),
             line: first,
-            message: format!("a VPN configuration that cannot be read: {e}"),
-        }));
+            message,
+        })
+    };
+    match r.take(MAX + 1).read_to_end(&mut bytes) {
+        Err(e) => {
+            return emit(failed(format!(
+                "a VPN configuration that cannot be read: {e}"
+            )));
+        }
+        Ok(n) if n as u64 > MAX => {
+            return emit(failed(
+                "a VPN configuration larger than 1 MiB: not read (is it one?)".into(),
+            ));
+        }
+        Ok(_) => {}
     }
+    // Comments in other encodings (cp1251 from Windows tools) must not reject the file.
+    let text = format!("{head}\n{}", String::from_utf8_lossy(&bytes));
     for (line, target) in parse(&text, first) {
         let item = match target.and_then(|t| Target::parse(&t)) {
             Ok(t) => Item::Target(t),

@@ -411,8 +411,9 @@ fn redact_keys(input: &str) -> String {
     let pairs: Vec<String> = query
         .split('&')
         .map(|p| match p.split_once('=') {
+            // Hashed as decoded: `=` and `%3D` are one key.
             Some((k @ ("private_key" | "preshared_key" | "tls_auth" | "tls_crypt"), v)) => {
-                format!("{k}={}", redacted(v))
+                format!("{k}={}", redacted(&crate::net::percent_decode(v)))
             }
             _ => p.to_owned(),
         })
@@ -455,16 +456,21 @@ fn secrets_in(text: &str) -> Vec<String> {
             out.push(f);
         }
     }
-    for key in [
-        "private_key=",
-        "preshared_key=",
-        "password=",
-        "tls_auth=",
-        "tls_crypt=",
-    ] {
-        for (i, _) in text.match_indices(key) {
-            let v = &text[i + key.len()..];
-            out.push(v.split(['&', '#', ' ']).next().unwrap_or("").to_owned());
+    // Any query option whose name says key, auth, crypt, psk, pass or secret, however spelt
+    // (`TLS_AUTH=`, `tls-auth=`, `privatekey=`, `psk=`).
+    if let Some((_, query)) = text.split_once('?') {
+        for pair in query.split(['&', '#', ' ']) {
+            let Some((k, v)) = pair.split_once('=') else {
+                continue;
+            };
+            let k = k.to_ascii_lowercase();
+            if ["key", "auth", "crypt", "psk", "pass", "secret"]
+                .iter()
+                .any(|s| k.contains(s))
+            {
+                out.push(v.to_owned());
+                out.push(crate::net::percent_decode(v));
+            }
         }
     }
     // Cipher names and such are no secrets; short pieces would blank ordinary words.

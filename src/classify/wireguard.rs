@@ -27,6 +27,18 @@ pub(super) fn decide(w: &WireguardObservation, notes: &mut Notes) -> Decision {
     if let Some(a) = w.direct.iter().find(|a| a.answered) {
         return after_handshake(w, a, notes);
     }
+    // A cookie reply is keyed by the initiation's mac1: the server got it and is up (under
+    // load); the path works whether or not the handshake then completed.
+    if let Some(a) = w.direct.iter().find(|a| a.cookie) {
+        return (
+            Verdict::Reachable,
+            None,
+            format!(
+                "{}: the server answered with a cookie reply (it is up, under load), so the path carries WireGuard; the handshake itself did not complete",
+                a.server
+            ),
+        );
+    }
     let servers = w
         .direct
         .iter()

@@ -268,6 +268,8 @@ impl WireguardServer {
             let mut buf = vec![0u8; 2048];
             let mut out = vec![0u8; 2048];
             while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+                // The rate limiter and sessions age as on a real server.
+                let _ = tunn.update_timers(&mut out);
                 let mut packet = &buf[..n];
                 // A response, then whatever boringtun queued, until it is done.
                 while let boringtun::noise::TunnResult::WriteToNetwork(p) =

@@ -331,10 +331,64 @@ pub fn ovpn_targets(text: &str, first_line: u64) -> Vec<crate::probe::ConfigTarg
     let mut remotes: Vec<(u64, String, Option<u16>, Option<String>)> = Vec::new();
     let mut wrap: Option<(&str, String)> = None;
     let mut block: Option<(String, u64, String)> = None;
+    let proto_of = |p: &str| {
+        let p = p.to_ascii_lowercase();
+        if p.starts_with("tcp") {
+            Some("tcp".to_owned())
+        } else if p.starts_with("udp") {
+            Some("udp".to_owned())
+        } else {
+            None
+        }
+    };
+    // `remote HOST [PORT [PROTO]]`, checked.
+    let remote = |line: u64, host: &str, rest: &[&str]| -> Result<_, String> {
+        let port = match rest.first() {
+            None => None,
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| format!("`remote {host} {p}`: not a port"))?,
+            ),
+        };
+        let proto = match rest.get(1) {
+            None => None,
+            Some(p) => Some(proto_of(p).ok_or_else(|| format!("`remote … {p}`: not udp or tcp"))?),
+        };
+        Ok((line, host.to_owned(), port, proto))
+    };
     for (i, raw) in text.lines().enumerate() {
         let line = first_line + i as u64;
         let l = raw.trim();
         if let Some((name, start, body)) = block.as_mut() {
+            // A `<connection>` block: its remote, with its own proto and port.
+            if name == "connection" && !l.eq_ignore_ascii_case("</connection>") {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                if let ["remote", host, rest @ ..] = words.as_slice() {
+                    match remote(line, host, rest) {
+                        Ok(mut r) => {
+                            // A proto the block gave before its remote (kept in `body`).
+                            if r.3.is_none() && !body.is_empty() {
+                                r.3 = Some(body.clone());
+                            }
+                            remotes.push(r);
+                        }
+                        Err(e) => out.push((line, Err(e))),
+                    }
+                } else if let ["proto", p, ..] = words.as_slice()
+                    && let Some(p) = proto_of(p)
+                {
+                    // The block's proto, for its remotes that name none (before or after).
+                    for r in remotes.iter_mut().filter(|r| r.0 > *start && r.3.is_none()) {
+                        r.3 = Some(p.clone());
+                    }
+                    if body.is_empty() {
+                        body.push_str(&p);
+                    }
+                }
+                continue;
+            }
             if l.eq_ignore_ascii_case(&format!("</{name}>")) {
                 match name.as_str() {
                     "tls-auth" => wrap = Some(("tls_auth", std::mem::take(body))),
@@ -360,34 +414,25 @@ pub fn ovpn_targets(text: &str, first_line: u64) -> Vec<crate::probe::ConfigTarg
             continue;
         }
         let words: Vec<&str> = l.split_whitespace().collect();
-        let proto_of = |p: &str| {
-            let p = p.to_ascii_lowercase();
-            if p.starts_with("tcp") {
-                Some("tcp".to_owned())
-            } else if p.starts_with("udp") {
-                Some("udp".to_owned())
-            } else {
-                None
-            }
-        };
         match words.as_slice() {
-            ["remote", host, rest @ ..] => {
-                let port = rest.first().and_then(|p| p.parse().ok());
-                let proto = rest.get(1).and_then(|p| proto_of(p));
-                remotes.push((line, (*host).to_owned(), port, proto));
-            }
+            ["remote", host, rest @ ..] => match remote(line, host, rest) {
+                Ok(r) => remotes.push(r),
+                Err(e) => out.push((line, Err(e))),
+            },
             ["proto", p, ..] => {
                 if let Some(p) = proto_of(p) {
                     proto = p;
                 }
             }
             ["port" | "rport", p, ..] => port = p.parse().unwrap_or(port),
-            ["key-direction", d, ..] => direction = Some((*d).to_owned()),
+            ["key-direction", d, ..] | ["tls-auth", "[inline]", d, ..] => {
+                direction = Some((*d).to_owned());
+            }
             ["auth", d, ..] => digest = Some((*d).to_ascii_lowercase()),
             ["tls-auth" | "tls-crypt", file, ..] if *file != "[inline]" => out.push((
                 line,
                 Err(format!(
-                    "the key is in another file ({file}): put it inline (<{}>…</{}>) to probe the server with it",
+                    "the key is in another file ({file}): its remotes are probed without it (put it inline, <{}>…</{}>, to probe the server with it)",
                     words[0], words[0]
                 )),
             )),
@@ -859,6 +904,25 @@ mod tests {
         );
         let external = ovpn_targets("client\nremote h 1194\ntls-crypt ta.key\n", 1);
         assert!(external[0].1.as_ref().unwrap_err().contains("another file"));
+        // `<connection>` blocks, `tls-auth [inline] 1`, bad ports reported at their line.
+        let conf = format!(
+            "client\n<connection>\nremote a.example 1195\nproto tcp-client\n</connection>\n<connection>\nremote b.example 1196 udp\n</connection>\nremote c.example 99999\ntls-auth [inline] 1\n<tls-auth>\n{key}\n</tls-auth>\n"
+        );
+        let got = ovpn_targets(&conf, 1);
+        let ok: Vec<&String> = got.iter().filter_map(|(_, t)| t.as_ref().ok()).collect();
+        assert_eq!(ok.len(), 2, "{got:?}");
+        assert!(
+            ok[0].starts_with("openvpn://a.example:1195?proto=tcp&tls_auth="),
+            "{}",
+            ok[0]
+        );
+        assert!(ok[0].contains("&key_direction=1"), "{}", ok[0]);
+        assert!(
+            ok[1].starts_with("openvpn://b.example:1196?proto=udp"),
+            "{}",
+            ok[1]
+        );
+        assert!(got.iter().any(|(l, t)| *l == 9 && t.is_err()), "{got:?}");
         assert!(ovpn_targets("client\n", 1)[0].1.is_err(), "no remote");
     }
 }

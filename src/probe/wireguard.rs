@@ -84,6 +84,9 @@ pub struct WireguardAttempt {
     pub sent: u32,
     /// A handshake response that verifies came back.
     pub answered: bool,
+    /// The server sent a cookie reply (it is up, under load; the probe retried with it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cookie: bool,
     /// After an answered handshake: the data phase and a second handshake.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<DataPhase>,
@@ -154,6 +157,7 @@ async fn handshake(
     tunn: &mut Tunn,
     timeout: Duration,
     sent: &mut u32,
+    cookie: &mut bool,
 ) -> Result<bool, Failure> {
     let deadline = Instant::now() + timeout;
     let gap = timeout / TRIES;
@@ -190,6 +194,13 @@ async fn handshake(
                             None => continue,
                         }
                     };
+                    // A cookie reply (type 3, 64 bytes): the server is up but under load; the
+                    // next initiation carries the cookie (mac2).
+                    if d.len() == 64 && d[0] == 3 {
+                        let _ = tunn.decapsulate(None, d, &mut out);
+                        *cookie = true;
+                        break;
+                    }
                     // A response that verifies completes the handshake: boringtun then wants
                     // to send its first (keepalive) packet.
                     if d.len() == 92
@@ -250,7 +261,7 @@ async fn data_phase(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     data.same_flow = matches!(
-        handshake(sock, header, tunn, timeout, &mut a.sent).await,
+        handshake(sock, header, tunn, timeout, &mut a.sent, &mut a.cookie).await,
         Ok(true)
     );
     a.data = Some(data);
@@ -264,7 +275,7 @@ async fn exchange(
     a: &mut WireguardAttempt,
 ) {
     let mut tunn = tunnel(keys);
-    match handshake(sock, header, &mut tunn, timeout, &mut a.sent).await {
+    match handshake(sock, header, &mut tunn, timeout, &mut a.sent, &mut a.cookie).await {
         Err(f) => a.failure = Some(f),
         Ok(false) => a.failure = Some(Failure::timeout()),
         Ok(true) => {
@@ -287,6 +298,7 @@ fn attempt(server: String, source: AddrSource, keys: &Keys) -> WireguardAttempt 
         keyed: keys.client_private.is_some(),
         sent: 0,
         answered: false,
+        cookie: false,
         data: None,
         failure: None,
         elapsed: Duration::ZERO,
@@ -305,9 +317,10 @@ pub async fn probe(addr: SocketAddr, keys: &Keys, timeout: Duration) -> Wireguar
     if a.data.as_ref().is_some_and(|d| !d.same_flow) {
         let fresh = match connected(addr).await {
             Ok(s) => {
-                let mut sent = 0;
+                let (mut sent, mut cookie) = (0, false);
+                let t = &mut tunnel(keys);
                 matches!(
-                    handshake(&s, &[], &mut tunnel(keys), timeout, &mut sent).await,
+                    handshake(&s, &[], t, timeout, &mut sent, &mut cookie).await,
                     Ok(true)
                 )
             }

@@ -245,3 +245,67 @@ async fn issue_16_secrets_stay_out_of_errors_records_and_the_store() {
         .unwrap();
     assert_eq!(rows, 2, "both records kept");
 }
+
+/// Issue 16, second hostile pass: an OpenVPN `.conf` (first line a directive, `;` comments, a
+/// cp1251 comment) is read as a configuration — its static key never becomes names to
+/// resolve —, a wg-quick file may start with `[Peer]`, and misspelt secret options never echo
+/// their value.
+#[test]
+fn issue_16_vpn_configurations_never_leak_their_keys() {
+    let key: String = (0..16)
+        .map(|i| {
+            format!(
+                "{:032x}\n",
+                0x3f2a_7030_2385_3a1b_54a7_8df0_b429_b76b_u128 + i
+            )
+        })
+        .collect();
+    let mut conf = format!(
+        "; exported\ndev tun\nclient\nremote 192.0.2.9 1194 udp\nkey-direction 1\n<tls-auth>\n{key}</tls-auth>\n"
+    )
+    .into_bytes();
+    conf.extend(b"# \xcd\xe0\xf1\xf2\xf0\xee\xe9\xea\xe8\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("client.conf");
+    std::fs::write(&path, &conf).unwrap();
+    let sources = input::open(&[Source::File(path)]).unwrap();
+    let mut targets = Vec::new();
+    let mut errors = Vec::new();
+    input::stream(sources, |item| {
+        match item {
+            Item::Target(t) => targets.push(t),
+            Item::Malformed(e) | Item::Failed(e) => errors.push(e.to_string()),
+        }
+        true
+    });
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(targets.len(), 1, "{targets:?}");
+    assert_eq!(targets[0].scheme, Scheme::Openvpn);
+    assert!(
+        !targets[0].input.contains("3f2a7030"),
+        "{}",
+        targets[0].input
+    );
+
+    let (targets, errors) = collect(
+        "[Peer]\nPublicKey = 5AhMecT+Jf4DuDzMuT4Ip1chDbmt71f38K7MAqNEsQs=\nEndpoint = 192.0.2.1:51820\n[Interface]\nPrivateKey = 7oYLtPkdgaAFgZq5Hoy0XtOHe4FvpfcNgM7FAGF122o=\n",
+        "peer-first.conf",
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(targets.len(), 1);
+    assert!(targets[0].input.contains("private_key=REDACTED-"));
+
+    let hex = "ab".repeat(256);
+    for bad in [
+        format!("openvpn://127.0.0.1:1?TLS_AUTH={hex}"),
+        format!("openvpn://127.0.0.1:1?tls-auth={hex}"),
+        "wireguard://127.0.0.1:1?public_key=AAAA&privatekey=WGSECRETKEY1".into(),
+        "wireguard://127.0.0.1:1?public_key=AAAA&psk=WGSECRETKEY2".into(),
+    ] {
+        let err = Target::parse(&bad).unwrap_err();
+        assert!(
+            !err.contains("abababab") && !err.contains("WGSECRET"),
+            "{err}"
+        );
+    }
+}

@@ -23,7 +23,8 @@ use crate::probe::tls::TlsClient;
 /// allow-lists show them).
 pub const DEFAULT_ALLOWLISTED: [&str; 4] = ["www.gosuslugi.ru", "vk.com", "ya.ru", "max.ru"];
 /// Ordinary foreign sites (large, always up, on different networks).
-pub const DEFAULT_FOREIGN: [&str; 3] = ["www.wikipedia.org", "www.google.com", "www.cloudflare.com"];
+pub const DEFAULT_FOREIGN: [&str; 3] =
+    ["www.wikipedia.org", "www.google.com", "www.cloudflare.com"];
 
 /// The regime check's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,7 +171,9 @@ impl RegimeCheck {
                 "open network: foreign references answer ({})",
                 names(Role::Foreign, Stage::Answered)
             ),
-            Regime::Unknown => "regime unknown (the check's references could not be reached or did not run)".into(),
+            Regime::Unknown => {
+                "regime unknown (the check's references could not be reached or did not run)".into()
+            }
         }
     }
 }
@@ -217,7 +220,10 @@ impl Probes<'_> {
                 p.failure = Some(f);
             }
             Ok(s) => {
-                let (obs, _) = self.tls.handshake(s, sni, &[b"http/1.1"], self.timeout).await;
+                let (obs, _) = self
+                    .tls
+                    .handshake(s, sni, &[b"http/1.1"], self.timeout)
+                    .await;
                 // A completed handshake or any answer to the ClientHello (an alert, a
                 // certificate for another name): the network let it through.
                 let silent = !obs.ok
@@ -266,10 +272,7 @@ pub async fn check(probes: &Probes<'_>, opts: &RegimeOptions) -> RegimeCheck {
         let ok = listed.iter().find(|p| p.stage == Stage::Answered);
         let dead = foreign.iter().find(|p| p.stage == Stage::Silent);
         if let (Some(ok), Some(dead)) = (ok, dead) {
-            let random = format!(
-                "{:016x}.example.com",
-                rand::random::<u64>()
-            );
+            let random = format!("{:016x}.example.com", rand::random::<u64>());
             let (to_listed, to_foreign) = tokio::join!(
                 probes.probe(Role::RandomSniToListed, &ok.name, &random, ok.address),
                 probes.probe(Role::ListedSniToForeign, &dead.name, &ok.sni, dead.address),
@@ -309,5 +312,8 @@ async fn round(probes: &Probes<'_>, role: Role, names: &[String]) -> Vec<RefProb
 }
 
 fn timed_out(p: &RefProbe) -> bool {
-    p.stage == Stage::Tcp && p.failure.as_ref().is_some_and(|f| f.kind == FailureKind::Timeout)
+    p.stage == Stage::Tcp
+        && p.failure
+            .as_ref()
+            .is_some_and(|f| f.kind == FailureKind::Timeout)
 }

@@ -390,9 +390,11 @@ impl MockNet {
                 _ if regime.is_some_and(|r| !r.allows(&host)) => {
                     Some(CensorBehaviour::FreezeUpload(0))
                 }
-                _ if regime.is_some_and(|r| r.whitelist && r.sni) => Some(
-                    CensorBehaviour::AllowSni(regime.map(|r| r.allowlisted.clone()).unwrap_or_default()),
-                ),
+                _ if regime.is_some_and(|r| r.whitelist && r.sni) => {
+                    Some(CensorBehaviour::AllowSni(
+                        regime.map(|r| r.allowlisted.clone()).unwrap_or_default(),
+                    ))
+                }
                 _ if t.freeze_upload.is_some() => {
                     t.freeze_upload.map(CensorBehaviour::FreezeUpload)
                 }
@@ -442,9 +444,8 @@ impl MockNet {
             } else {
                 outside.tcp.insert(host.clone(), outside_addr);
                 // The regime check reaches its references by name on port 443.
-                let referenced = regime.is_some_and(|r| {
-                    r.allowlisted.iter().chain(&r.foreign).any(|n| *n == host)
-                });
+                let referenced = regime
+                    .is_some_and(|r| r.allowlisted.iter().chain(&r.foreign).any(|n| *n == host));
                 if referenced && https {
                     connect_to.push((SocketAddr::new(ip, 443), SocketAddr::new(ip, port)));
                 }
@@ -728,6 +729,29 @@ impl MockNet {
             .map(serde_json::from_slice)
             .collect::<Result<_, _>>()?;
         let mut mismatches = Vec::new();
+        // The run's regime, when the scenario says what it should be.
+        if let Some(want) = self
+            .plan
+            .scenario
+            .regime
+            .as_ref()
+            .and_then(|r| r.expect.as_ref())
+        {
+            let got = records
+                .first()
+                .and_then(|r| r["regime"].as_str())
+                .unwrap_or("(no record)");
+            let ok = got == want;
+            let line = format!(
+                "{:<4} {:<28} expected {want}, got {got}",
+                if ok { "ok" } else { "FAIL" },
+                "(the run's regime)"
+            );
+            writeln!(out, "{line}")?;
+            if !ok {
+                mismatches.push(line);
+            }
+        }
         for (t, url) in self.checked_targets() {
             let expect = match (&t.expect_no_proxy, with_proxy) {
                 (Some(e), false) => e,

@@ -291,7 +291,16 @@ impl Record {
             verdict,
             layer: reason.map(Reason::layer),
             reason,
-            detail,
+            // Under a whitelist, a failure is the allow-list's, not a targeted block.
+            detail: if meta.regime.regime == crate::regime::Regime::Whitelist
+                && verdict != Verdict::Reachable
+            {
+                format!(
+                    "{detail} [whitelist regime: only allow-listed destinations work on this network now]"
+                )
+            } else {
+                detail
+            },
             needs,
             probes,
             dns_transport: dns.map(|d| d.transport),

@@ -48,6 +48,7 @@ fn bench(url: &StoreUrl, n: usize) -> anyhow::Result<(f64, usize)> {
         control_resolvers: vec![],
         probes: vec!["dns".into()],
         canaries: vec![],
+        regime: blockprobe::regime::RegimeCheck::unchecked(),
     };
     let vantage: Vantage = "isp=udp://192.0.2.53".parse().unwrap();
     let finding = Finding {

@@ -329,6 +329,22 @@ pub struct ScanArgs {
     #[arg(long = "canary", value_name = "NAME,...", value_delimiter = ',')]
     pub canaries: Option<Vec<String>>,
 
+    /// The network-regime check at the start of the run (is this a whitelist shutdown, where
+    /// only allow-listed destinations work?): `auto` runs it when canaries are on, `on`
+    /// always, `off` never [default: auto]. See docs/regime.md.
+    #[arg(long, value_name = "auto|on|off")]
+    pub regime_check: Option<String>,
+
+    /// Allow-list candidates for the regime check: domestic services a whitelist keeps open
+    /// [default: www.gosuslugi.ru,vk.com,ya.ru,max.ru].
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub allowlisted: Option<Vec<String>>,
+
+    /// Ordinary foreign sites for the regime check [default:
+    /// www.wikipedia.org,www.google.com,www.cloudflare.com].
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub foreign_references: Option<Vec<String>>,
+
     /// After the first UDP responses, keep listening this long for a second, different
     /// (injected) response; 0 disables [default: 250ms].
     #[arg(long, value_name = "DURATION", value_parser = crate::parse::parse_duration)]

@@ -83,6 +83,9 @@ pub struct FileConfig {
     pub quiet: Option<bool>,
     pub strict: Option<bool>,
     pub canaries: Option<Vec<String>>,
+    pub regime_check: Option<String>,
+    pub allowlisted: Option<Vec<String>>,
+    pub foreign_references: Option<Vec<String>>,
     pub injection_window: Option<String>,
     pub decoy_sni: Option<String>,
     pub tunnel_check: Option<String>,
@@ -286,6 +289,8 @@ pub struct ScanConfig {
     /// `--resume RUN_ID`.
     pub resume: Option<String>,
     pub lock_wait: bool,
+    /// The network-regime check (`--regime-check`, `--allowlisted`, `--foreign-references`).
+    pub regime: crate::regime::RegimeOptions,
 }
 
 /// `HOST:PORT` (a name or an IP; IPv6 in brackets).
@@ -661,6 +666,37 @@ impl ScanConfig {
             .map(|c| normalize_domain(c.trim()).map_err(|e| anyhow::anyhow!("--canary: {e}")))
             .collect::<anyhow::Result<Vec<_>>>()?;
 
+        let names = |list: Option<Vec<String>>, defaults: &[&str], what: &str| {
+            list.unwrap_or_else(|| defaults.iter().map(|s| (*s).to_owned()).collect())
+                .into_iter()
+                .filter(|c| !c.trim().is_empty())
+                .map(|c| normalize_domain(c.trim()).map_err(|e| anyhow::anyhow!("{what}: {e}")))
+                .collect::<anyhow::Result<Vec<_>>>()
+        };
+        let regime_mode = args
+            .regime_check
+            .or(file.regime_check)
+            .unwrap_or_else(|| "auto".to_owned());
+        let regime = crate::regime::RegimeOptions {
+            enabled: match regime_mode.as_str() {
+                "on" => true,
+                "off" => false,
+                // The start-of-run checks go together: no canaries, no regime check.
+                "auto" => !canaries.is_empty(),
+                other => anyhow::bail!("--regime-check {other}: expected auto, on or off"),
+            },
+            allowlisted: names(
+                args.allowlisted.or(file.allowlisted),
+                &crate::regime::DEFAULT_ALLOWLISTED,
+                "--allowlisted",
+            )?,
+            foreign: names(
+                args.foreign_references.or(file.foreign_references),
+                &crate::regime::DEFAULT_FOREIGN,
+                "--foreign-references",
+            )?,
+        };
+
         let path = args
             .output
             .or_else(|| file.output.as_deref().map(|p| rel_path(origin.as_ref(), p)));
@@ -756,6 +792,7 @@ impl ScanConfig {
             store,
             resume: args.resume,
             lock_wait: args.lock_wait,
+            regime,
         })
     }
 }

@@ -147,6 +147,23 @@ pub struct ProbeCtx {
 }
 
 impl ProbeCtx {
+    /// The network-regime check through the first vantage resolver.
+    pub async fn check_regime(
+        &self,
+        opts: &crate::regime::RegimeOptions,
+    ) -> crate::regime::RegimeCheck {
+        let Some(v) = self.vantages.first() else {
+            return crate::regime::RegimeCheck::unchecked();
+        };
+        let probes = crate::regime::Probes {
+            dns: &v.client,
+            tls: &self.tls,
+            timeout: self.conn.timeout,
+            remap: &self.conn.remap,
+        };
+        crate::regime::check(&probes, opts).await
+    }
+
     /// Builds the clients and options of a run from its configuration.
     pub fn new(cfg: &ScanConfig, tls: &TlsConfigs) -> anyhow::Result<Self> {
         let timeout = cfg.dns.timeout;

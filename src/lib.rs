@@ -17,6 +17,7 @@ pub mod outfile;
 pub mod parse;
 pub mod probe;
 pub mod progress;
+pub mod regime;
 pub mod report;
 pub mod resolver_spec;
 pub mod scan;
@@ -296,6 +297,10 @@ fn shell_quote(s: &str) -> String {
 fn print_summary(outcome: &scan::Outcome, run_id: &str, store_url: Option<&str>) {
     let mut err = io::stderr().lock();
     let s = &outcome.summary;
+    // A whitelist shutdown is the headline: per-site results reflect the allow-list.
+    if let Some(r) = &s.regime {
+        let _ = writeln!(err, "blockprobe: {r}");
+    }
     // What the verdicts rest on when there was no working control path.
     let controls = (s.by_reference > 0 || s.want_control_path > 0 || s.want_reference > 0)
         .then(|| {

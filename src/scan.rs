@@ -63,6 +63,7 @@ pub fn run_meta(cfg: &ScanConfig, now: SystemTime) -> RunMeta {
         control_resolvers: cfg.controls.iter().map(SpecEntry::from).collect(),
         probes: cfg.probes.iter().map(|p| p.as_str().to_owned()).collect(),
         canaries: Vec::new(),
+        regime: crate::regime::RegimeCheck::unchecked(),
     }
 }
 
@@ -184,6 +185,29 @@ pub async fn scan<W: Write>(
         meta.canaries = h.checks;
     }
     let connects = cfg.probes.contains(&Probe::Tcp);
+    // The regime check (a whitelist shutdown or per-site blocking?), interruptible like the
+    // health check; under a whitelist the summary leads with it.
+    let mut regime_summary = None;
+    if connects && cfg.regime.enabled {
+        let check = ctx.check_regime(&cfg.regime);
+        let mut startup = signals.clone();
+        if let Some(r) = tokio::select! {
+            r = check => Some(r),
+            () = wait_for(&mut startup, 1) => None,
+        } {
+            use crate::regime::Regime;
+            if matches!(r.regime, Regime::Whitelist | Regime::Offline) {
+                regime_summary = Some(r.summary());
+                if !cfg.output.quiet {
+                    warn(r.summary());
+                }
+            }
+            if let Some(store) = hooks.store {
+                store.regime(r.regime.as_str()).await;
+            }
+            meta.regime = r;
+        }
+    }
     if cfg.probes.contains(&Probe::Quic) && !connects && !cfg.output.quiet {
         warn(
             "--probes without tcp: HTTPS targets get DNS and their quic:// twin only (add tcp,tls,http to fetch them over TCP)",
@@ -301,6 +325,7 @@ pub async fn scan<W: Write>(
 
     let progress = crate::progress::Progress::new(cfg.output.quiet);
     let mut summary = Summary::default();
+    summary.regime = regime_summary;
     let mut failed_on = false;
     let mut failing = 0u64;
     let mut written = 0u64;

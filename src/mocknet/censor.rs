@@ -44,6 +44,8 @@ pub enum Behaviour {
     /// Reset (RST) after a ClientHello whose SNI has the shape of Tor's (`www.<base32>.com`);
     /// other handshakes pass.
     ResetTorTls,
+    /// A whitelist that checks the SNI: swallow a ClientHello whose SNI is not listed.
+    AllowSni(Vec<String>),
 }
 
 /// How `splice` shapes the two directions.
@@ -127,6 +129,15 @@ async fn handle(mut client: TcpStream, upstream: SocketAddr, b: Behaviour) -> st
             let hello = read_client_hello(&mut client).await?;
             if listed(sni_of(&hello), &names) {
                 return reset(client);
+            }
+            splice(client, upstream, hello, Shape::default()).await
+        }
+        Behaviour::AllowSni(names) => {
+            let hello = read_client_hello(&mut client).await?;
+            if !listed(sni_of(&hello), &names) {
+                let mut sink = [0u8; 1024];
+                while client.read(&mut sink).await? > 0 {}
+                return Ok(());
             }
             splice(client, upstream, hello, Shape::default()).await
         }

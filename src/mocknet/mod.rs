@@ -384,7 +384,17 @@ impl MockNet {
             } else {
                 plain_origin.addr
             };
+            let regime = plan.scenario.regime.as_ref();
             let behaviour = match (t.tcp, t.tls, t.http, t.freeze, t.throttle) {
+                // A whitelist regime: unlisted destinations connect, then hear nothing.
+                _ if regime.is_some_and(|r| !r.allows(&host)) => {
+                    Some(CensorBehaviour::FreezeUpload(0))
+                }
+                _ if regime.is_some_and(|r| r.whitelist && r.sni) => {
+                    Some(CensorBehaviour::AllowSni(
+                        regime.map(|r| r.allowlisted.clone()).unwrap_or_default(),
+                    ))
+                }
                 _ if t.freeze_upload.is_some() => {
                     t.freeze_upload.map(CensorBehaviour::FreezeUpload)
                 }
@@ -433,6 +443,12 @@ impl MockNet {
                 ));
             } else {
                 outside.tcp.insert(host.clone(), outside_addr);
+                // The regime check reaches its references by name on port 443.
+                let referenced = regime
+                    .is_some_and(|r| r.allowlisted.iter().chain(&r.foreign).any(|n| *n == host));
+                if referenced && https {
+                    connect_to.push((SocketAddr::new(ip, 443), SocketAddr::new(ip, port)));
+                }
             }
             if t.proxy == Some(ProxyMode::Timeout) {
                 outside.silent.insert(if p.literal {
@@ -602,6 +618,18 @@ impl MockNet {
         if let Some(a) = stun_reference {
             scan_args.extend(["--stun-reference".into(), a.to_string()]);
         }
+        // The regime check with the scenario's own references, or none at all.
+        match &plan.scenario.regime {
+            Some(r) => scan_args.extend([
+                "--regime-check".into(),
+                "on".into(),
+                "--allowlisted".into(),
+                r.allowlisted.join(","),
+                "--foreign-references".into(),
+                r.foreign.join(","),
+            ]),
+            None => scan_args.extend(["--regime-check".into(), "off".into()]),
+        }
         scan_args.extend([
             "--resolver".into(),
             format!("isp={}", isp_specs.udp),
@@ -701,6 +729,29 @@ impl MockNet {
             .map(serde_json::from_slice)
             .collect::<Result<_, _>>()?;
         let mut mismatches = Vec::new();
+        // The run's regime, when the scenario says what it should be.
+        if let Some(want) = self
+            .plan
+            .scenario
+            .regime
+            .as_ref()
+            .and_then(|r| r.expect.as_ref())
+        {
+            let got = records
+                .first()
+                .and_then(|r| r["regime"].as_str())
+                .unwrap_or("(no record)");
+            let ok = got == want;
+            let line = format!(
+                "{:<4} {:<28} expected {want}, got {got}",
+                if ok { "ok" } else { "FAIL" },
+                "(the run's regime)"
+            );
+            writeln!(out, "{line}")?;
+            if !ok {
+                mismatches.push(line);
+            }
+        }
         for (t, url) in self.checked_targets() {
             let expect = match (&t.expect_no_proxy, with_proxy) {
                 (Some(e), false) => e,

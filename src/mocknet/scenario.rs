@@ -38,6 +38,40 @@ pub struct Scenario {
     pub canary: CanaryMode,
     #[serde(default, rename = "target")]
     pub targets: Vec<ScenarioTarget>,
+    /// The network's regime and the regime check's references (issue 17).
+    #[serde(default)]
+    pub regime: Option<RegimeSpec>,
+}
+
+/// `[regime]`: the names the scan's regime check uses, and whether the network is in a
+/// whitelist regime (only `allowlisted` destinations work: every other target's TCP handshake
+/// completes, then what the client sends is dropped; its UDP is dropped).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegimeSpec {
+    /// Allow-list candidates (scenario targets' names).
+    pub allowlisted: Vec<String>,
+    /// Foreign references (scenario targets' names).
+    pub foreign: Vec<String>,
+    /// The network is in a whitelist regime.
+    #[serde(default)]
+    pub whitelist: bool,
+    /// The whitelist checks the SNI too: a listed address takes only listed names.
+    #[serde(default)]
+    pub sni: bool,
+    /// The regime `--check` expects (`open`, `whitelist`, `offline`, `unknown`).
+    pub expect: Option<String>,
+}
+
+impl RegimeSpec {
+    /// Whether `host` is allow-listed while the whitelist is on (always, when it is off).
+    pub fn allows(&self, host: &str) -> bool {
+        !self.whitelist
+            || self
+                .allowlisted
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(host))
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -327,6 +361,18 @@ pub const BUNDLED: &[(&str, &str)] = &[
     ("quic", include_str!("../../probes/scenarios/quic.toml")),
     ("echo", include_str!("../../probes/scenarios/echo.toml")),
     ("vpn", include_str!("../../probes/scenarios/vpn.toml")),
+    (
+        "whitelist",
+        include_str!("../../probes/scenarios/whitelist.toml"),
+    ),
+    (
+        "whitelist-sni",
+        include_str!("../../probes/scenarios/whitelist-sni.toml"),
+    ),
+    (
+        "whitelist-off",
+        include_str!("../../probes/scenarios/whitelist-off.toml"),
+    ),
 ];
 
 impl Scenario {
@@ -362,12 +408,30 @@ impl Scenario {
             reference: None,
             canary: CanaryMode::Answer,
             targets: Vec::new(),
+            regime: None,
         }
     }
 
     /// Validates expectations and builds the resolvers' zones. Each host gets its own address
     /// in 127.0.1.0/24, so answers are distinguishable in reports.
     pub fn plan(mut self) -> anyhow::Result<Plan> {
+        if let Some(r) = &self.regime {
+            for name in r.allowlisted.iter().chain(&r.foreign) {
+                let known = self.targets.iter().any(|t| {
+                    Target::parse(&t.target).is_ok_and(|x| x.name() == Some(name.as_str()))
+                });
+                if !known {
+                    bail!(
+                        "[regime] names `{name}`, which is not a target of the scenario (the regime check reaches its references on the mock network)"
+                    );
+                }
+            }
+            if let Some(e) = &r.expect
+                && !["open", "whitelist", "offline", "unknown"].contains(&e.as_str())
+            {
+                bail!("[regime] expect = \"{e}\": expected open, whitelist, offline or unknown");
+            }
+        }
         let default = if self.wildcard {
             Behaviour::Answer(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)])
         } else {

@@ -17,13 +17,14 @@ use crate::verdict::{Layer, Reason, Verdict};
 pub mod summary;
 
 /// Version of the report schema documented in `docs/report-schema.md`.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// The flat columns, in order (CSV header; JSON key order before `evidence`).
 pub const COLUMNS: &[&str] = &[
     "run_id",
     "started_at",
     "tool_version",
+    "regime",
     "target",
     "category",
     "kind",
@@ -81,6 +82,8 @@ pub struct RunMeta {
     /// Each canary name's outcome at every vantage and control resolver (the health check).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub canaries: Vec<CanaryCheck>,
+    /// The network-regime check (`unknown` with no probes when it did not run).
+    pub regime: crate::regime::RegimeCheck,
 }
 
 /// One canary lookup of the start-of-run health check.
@@ -120,6 +123,8 @@ pub struct Record {
     pub run_id: String,
     pub started_at: String,
     pub tool_version: String,
+    /// The run's network regime (`open`, `whitelist`, `offline`, `unknown`).
+    pub regime: &'static str,
     pub target: String,
     pub category: Option<String>,
     pub kind: &'static str,
@@ -275,6 +280,7 @@ impl Record {
             run_id: meta.run_id.clone(),
             started_at: meta.started_at.clone(),
             tool_version: meta.tool_version.clone(),
+            regime: meta.regime.regime.as_str(),
             target: target.input.clone(),
             category: target.category.clone(),
             kind: target.kind.as_str(),
@@ -285,7 +291,16 @@ impl Record {
             verdict,
             layer: reason.map(Reason::layer),
             reason,
-            detail,
+            // Under a whitelist, a failure is the allow-list's, not a targeted block.
+            detail: if meta.regime.regime == crate::regime::Regime::Whitelist
+                && verdict != Verdict::Reachable
+            {
+                format!(
+                    "{detail} [whitelist regime: only allow-listed destinations work on this network now]"
+                )
+            } else {
+                detail
+            },
             needs,
             probes,
             dns_transport: dns.map(|d| d.transport),
@@ -347,6 +362,7 @@ impl Record {
             self.run_id.clone(),
             self.started_at.clone(),
             self.tool_version.clone(),
+            self.regime.to_owned(),
             self.target.clone(),
             opt(self.category.as_ref()),
             self.kind.to_owned(),

@@ -15,6 +15,9 @@ pub struct Summary {
     pub want_control_path: u64,
     /// `inconclusive` verdicts that an in-run reference (`--reference`) would have decided.
     pub want_reference: u64,
+    /// The run's network regime, when the check found a whitelist or nothing working: the
+    /// summary leads with it.
+    pub regime: Option<String>,
 }
 
 impl Summary {

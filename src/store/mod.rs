@@ -134,6 +134,10 @@ fn migrations(d: Dialect) -> Vec<String> {
          ALTER TABLE records ADD COLUMN baseline TEXT;
          ALTER TABLE records ADD COLUMN baseline_bps TEXT"
             .to_owned(),
+        // Issue 17: the run's network regime, on the run and on every record.
+        "ALTER TABLE runs ADD COLUMN regime TEXT;
+         ALTER TABLE records ADD COLUMN regime TEXT"
+            .to_owned(),
     ]
 }
 
@@ -620,6 +624,7 @@ impl Store {
 
 enum Msg {
     Record(Box<(String, Record)>),
+    Regime(String),
     Finish(String),
 }
 
@@ -643,6 +648,16 @@ fn writer_loop(
         while let Some(m) = next {
             match m {
                 Msg::Record(r) => batch.push(*r),
+                Msg::Regime(regime) => {
+                    let set = store.execute(
+                        "UPDATE runs SET regime = ? WHERE run_id = ?",
+                        &[regime.into(), run_id.to_owned().into()],
+                    );
+                    if let Err(e) = set {
+                        fail(&e);
+                        return Err(e);
+                    }
+                }
                 Msg::Finish(status) => finish = Some(status),
             }
             next = if batch.len() >= 1000 || finish.is_some() {
@@ -692,6 +707,13 @@ impl Writer {
             let _ = tx.send(Msg::Record(Box::new((now(), rec.clone())))).await;
         }
         Ok(())
+    }
+
+    /// Records the run's network regime.
+    pub async fn regime(&self, regime: &str) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::Regime(regime.to_owned())).await;
+        }
     }
 
     /// Commits what is pending and closes the run with `status` (`complete`, `interrupted`).

@@ -14,6 +14,7 @@ mod echo;
 mod hardening;
 mod mocknet;
 mod quic;
+mod regime;
 mod store;
 mod suites;
 mod support;

@@ -19,7 +19,11 @@ async fn every_shipped_scenario_passes_check() {
                 .any(|(n, _)| *n == stem),
             "{stem} is not bundled"
         );
-        paths.push(path);
+        // The whitelist networks wait out many silent handshakes: checked on their own, at once
+        // (tests/e2e/regime.rs), to keep this one well inside the CI's time limit.
+        if !stem.starts_with("whitelist") {
+            paths.push(path);
+        }
     }
     assert!(paths.len() >= 2, "scenarios found: {}", paths.len());
     let runs = paths.iter().map(|path| async move {

@@ -459,9 +459,10 @@ pub struct DiffArgs {
     pub format: crate::store::query::Output,
 
     /// Exit with status 1 when a change of these kinds is listed (blocked, unblocked,
-    /// changed, new, gone), e.g. --fail-on blocked to alert on new blocks.
+    /// changed, regime, new, gone), e.g. --fail-on blocked to alert on new blocks. Changes as
+    /// the network goes into or out of a whitelist regime are `regime`, not `blocked`.
     #[arg(long, value_name = "KIND,...", value_delimiter = ',',
-          value_parser = ["blocked", "unblocked", "changed", "new", "gone"])]
+          value_parser = ["blocked", "unblocked", "changed", "regime", "new", "gone"])]
     pub fail_on: Vec<String>,
 }
 

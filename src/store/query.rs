@@ -60,6 +60,8 @@ struct Point {
     started_at: String,
     verdict: String,
     reason: Option<String>,
+    /// The run's network regime (`open`, `whitelist`, …; empty for runs before it was kept).
+    regime: String,
 }
 
 pub fn history(
@@ -68,8 +70,8 @@ pub fn history(
     output: Output,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let mut sql = "SELECT r.target, r.resolver, r.run_id, runs.started_at, r.verdict, r.reason \
-                   FROM records r JOIN runs ON runs.run_id = r.run_id WHERE 1 = 1"
+    let mut sql = "SELECT r.target, r.resolver, r.run_id, runs.started_at, r.verdict, r.reason, \
+                   runs.regime FROM records r JOIN runs ON runs.run_id = r.run_id WHERE 1 = 1"
         .to_owned();
     let mut params: Vec<Value> = Vec::new();
     if let Some(t) = &f.target {
@@ -96,6 +98,7 @@ pub fn history(
             started_at: r[3].str_or_empty(),
             verdict: r[4].str_or_empty(),
             reason: r[5].text().map(str::to_owned),
+            regime: r[6].str_or_empty(),
         })
         .collect();
     match output {
@@ -112,6 +115,7 @@ pub fn history(
                 "started_at",
                 "verdict",
                 "reason",
+                "regime",
             ])?;
             for p in &points {
                 w.write_record(
@@ -122,6 +126,7 @@ pub fn history(
                         &p.started_at,
                         &p.verdict,
                         p.reason.as_deref().unwrap_or(""),
+                        &p.regime,
                     ]
                     .map(|c| csv_safe(c).into_owned()),
                 )?;
@@ -165,14 +170,23 @@ fn history_table(points: &[Point], out: &mut impl Write) -> anyhow::Result<()> {
     )?;
     let mut i = 0;
     let mut last_key: Option<(&str, &str)> = None;
+    // A span is one outcome under one regime: a region going into whitelist mode shows as
+    // its own span, marked, not as the site's change.
+    let shown = |p: &Point| {
+        let outcome = label(&p.verdict, p.reason.as_deref());
+        match p.regime.as_str() {
+            "whitelist" | "offline" => format!("{outcome} ({} regime)", p.regime),
+            _ => outcome,
+        }
+    };
     while i < points.len() {
         let p = &points[i];
-        let outcome = label(&p.verdict, p.reason.as_deref());
+        let outcome = shown(p);
         let mut j = i + 1;
         while j < points.len()
             && points[j].target == p.target
             && points[j].resolver == p.resolver
-            && label(&points[j].verdict, points[j].reason.as_deref()) == outcome
+            && shown(&points[j]) == outcome
         {
             j += 1;
         }
@@ -226,6 +240,15 @@ fn default_pair(store: &mut Store) -> anyhow::Result<(String, String)> {
 
 type Outcomes = HashMap<(String, String), (String, Option<String>)>;
 
+/// A run's network regime (empty for runs before it was kept).
+fn regime_of(store: &mut Store, run: &str) -> anyhow::Result<String> {
+    Ok(store
+        .query("SELECT regime FROM runs WHERE run_id = ?", &[run.into()])?
+        .first()
+        .map(|r| r[0].str_or_empty())
+        .unwrap_or_default())
+}
+
 fn outcomes(store: &mut Store, run: &str) -> anyhow::Result<Outcomes> {
     let exists = store.query("SELECT 1 FROM runs WHERE run_id = ?", &[run.into()])?;
     if exists.is_empty() {
@@ -249,7 +272,8 @@ fn outcomes(store: &mut Store, run: &str) -> anyhow::Result<Outcomes> {
 #[derive(Debug, serde::Serialize)]
 pub struct Change {
     /// `blocked` (became blocked or throttled), `unblocked` (became reachable), `changed`
-    /// (another verdict or reason), `new` or `gone` (measured in one run only).
+    /// (another verdict or reason), `regime` (changed as the network went into or out of a
+    /// whitelist or offline regime), `new` or `gone` (measured in one run only).
     pub change: &'static str,
     pub target: String,
     pub resolver: String,
@@ -273,12 +297,19 @@ pub fn diff(
     };
     let before = outcomes(store, &a)?;
     let after = outcomes(store, &b)?;
+    let (regime_a, regime_b) = (regime_of(store, &a)?, regime_of(store, &b)?);
+    // Into or out of a whitelist (or offline): the sites' changes are the regime's.
+    let regime_changed = regime_a != regime_b
+        && [&regime_a, &regime_b]
+            .iter()
+            .any(|r| matches!(r.as_str(), "whitelist" | "offline"));
     let mut changes: BTreeMap<(String, String), Change> = BTreeMap::new();
     for (key, (verdict, reason)) in &after {
         let now = label(verdict, reason.as_deref());
         let change = match before.get(key) {
             None => "new",
             Some((v0, r0)) if (v0, r0) == (verdict, reason) => continue,
+            Some(_) if regime_changed => "regime",
             Some((v0, _)) if censored(verdict) && !censored(v0) => "blocked",
             Some((v0, _)) if censored(v0) && verdict == "reachable" => "unblocked",
             Some(_) => "changed",
@@ -313,7 +344,13 @@ pub fn diff(
         Output::Json => {
             serde_json::to_writer_pretty(
                 &mut *out,
-                &serde_json::json!({ "run_a": a, "run_b": b, "changes": changes }),
+                &serde_json::json!({
+                    "run_a": a,
+                    "run_b": b,
+                    "regime_a": regime_a,
+                    "regime_b": regime_b,
+                    "changes": changes,
+                }),
             )?;
             writeln!(out)?;
         }
@@ -340,6 +377,26 @@ pub fn diff(
         }
         Output::Table => {
             writeln!(out, "{a} -> {b}")?;
+            if regime_a != regime_b {
+                let label = |r: &str| {
+                    if r.is_empty() {
+                        "unknown".to_owned()
+                    } else {
+                        r.to_owned()
+                    }
+                };
+                writeln!(
+                    out,
+                    "regime: {} -> {}{}",
+                    label(&regime_a),
+                    label(&regime_b),
+                    if regime_changed {
+                        " (the sites' changes below are marked `regime`: the network's, not targeted blocking)"
+                    } else {
+                        ""
+                    }
+                )?;
+            }
             let tw = changes
                 .iter()
                 .map(|c| c.target.len())
@@ -367,11 +424,12 @@ pub fn diff(
             let count = |k: &str| changes.iter().filter(|c| c.change == k).count();
             writeln!(
                 out,
-                "{} changes: {} became blocked, {} became reachable, {} changed, {} new, {} gone",
+                "{} changes: {} became blocked, {} became reachable, {} changed, {} with the regime, {} new, {} gone",
                 changes.len(),
                 count("blocked"),
                 count("unblocked"),
                 count("changed"),
+                count("regime"),
                 count("new"),
                 count("gone")
             )?;

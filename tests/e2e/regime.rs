@@ -138,3 +138,86 @@ async fn issue_17_every_whitelist_scenario_passes_check() {
         assert!(text.contains("(the run's regime)"), "{s}: {text}");
     }
 }
+
+/// `diff` and `history` tell a network going into a whitelist regime from per-site changes: a
+/// run in a whitelist is marked, and the sites' changes between an open run and a whitelist run
+/// are `regime`, not `blocked` (`diff --fail-on blocked` stays quiet about them).
+#[tokio::test]
+async fn issue_17_diff_and_history_show_regime_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let store = format!("sqlite:{}", db.display());
+    let origin = blockprobe::mocknet::origin::Origin::start("127.0.0.1".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let target = format!("tcp://{}", origin.addr);
+    let scan = |id: &'static str| {
+        let (target, store) = (target.clone(), store.clone());
+        async move {
+            let out = run(&[
+                "scan",
+                &target,
+                "--control-resolver",
+                "c=udp://127.0.0.1:9",
+                "--canary",
+                "",
+                "--timeout",
+                "1s",
+                "--quiet",
+                "--run-id",
+                id,
+                "--store",
+                &store,
+            ])
+            .await;
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    };
+    scan("run-open").await;
+    drop(origin);
+    scan("run-whitelist").await;
+    // The second run's network was in a whitelist regime (set as the check would have).
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE runs SET regime = 'open' WHERE run_id = 'run-open'",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE runs SET regime = 'whitelist' WHERE run_id = 'run-whitelist'",
+        [],
+    )
+    .unwrap();
+
+    let out = run(&[
+        "diff",
+        "--store",
+        &store,
+        "run-open",
+        "run-whitelist",
+        "--fail-on",
+        "blocked",
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(text.contains("regime: open -> whitelist"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("regime ")), "{text}");
+    let out = run(&[
+        "diff",
+        "--store",
+        &store,
+        "run-open",
+        "run-whitelist",
+        "--format",
+        "json",
+    ])
+    .await;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["regime_b"], "whitelist", "{json:#}");
+    assert_eq!(json["changes"][0]["change"], "regime", "{json:#}");
+
+    let out = run(&["history", "--store", &store]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("(whitelist regime)"), "{text}");
+}

@@ -333,7 +333,11 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
                 "`{text}`: an obfs4:// target is HOST:PORT?cert=…&iat-mode=N"
             ));
         }
-        crate::probe::obfs4::Bridge::of_path(&path).map_err(|e| format!("`{text}`: {e}"))?;
+        let b =
+            crate::probe::obfs4::Bridge::of_path(&path).map_err(|e| format!("`{text}`: {e}"))?;
+        // One identity per bridge, however its line or URL spelt the cert.
+        let cert: String = url::form_urlencoded::byte_serialize(b.cert().as_bytes()).collect();
+        path = format!("/?cert={cert}&iat-mode={}", b.iat_mode);
     }
     if scheme == Scheme::Wireguard {
         if !matches!(url.path(), "" | "/") {

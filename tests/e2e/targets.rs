@@ -188,6 +188,17 @@ fn issue_16_wg_quick_files_and_bridge_lines() {
     );
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!((targets[0].scheme, targets[0].port), (Scheme::Obfs4, 443));
+    // The same bridge as a URL (its `+` raw or encoded) is the same measurement.
+    let cert = "QkJCQkJCQkJCQkJCQkJCQkJCQkJWkXPm1QtWr6+AgWBVblOLZ5g4GvgLsy8+DC5dQBmvFw";
+    for url in [
+        format!("obfs4://192.0.2.5:443?cert={cert}&iat-mode=0"),
+        format!(
+            "obfs4://192.0.2.5:443?iat-mode=0&cert={}",
+            cert.replace('+', "%2B")
+        ),
+    ] {
+        assert_eq!(Target::parse(&url).unwrap().path, targets[0].path, "{url}");
+    }
 }
 
 /// Issue 16, hostile pass: no error message, no record and no store row repeats a target's

@@ -834,15 +834,12 @@ async fn issue_16_a_real_obfs4_bridge_behind_the_mock_censor() {
     };
     let targets = [
         (target(port, &cert), "reachable", None),
+        // A pasted bridge line (the same bridge as a URL would be one target: de-duplicated).
         (
             format!(
-                "Bridge obfs4 127.0.0.1:{port} 0123456789ABCDEF0123456789ABCDEF01234567 cert={cert} iat-mode=0"
+                "Bridge obfs4 127.0.0.1:{} 0123456789ABCDEF0123456789ABCDEF01234567 cert={cert} iat-mode=0",
+                reset.addr.port()
             ),
-            "reachable",
-            None,
-        ),
-        (
-            target(reset.addr.port(), &cert),
             "blocked",
             Some("vpn.reset"),
         ),

@@ -32,6 +32,9 @@ pub enum Command {
     Mocknet(MocknetArgs),
     /// Run the echo server for `echo://` targets, outside the censored network.
     Echo(EchoArgs),
+    /// Is this network in a whitelist regime (only allow-listed destinations work)? The scan's
+    /// regime check on its own; with --discover, which destinations the whitelist lets through.
+    Regime(Box<RegimeArgs>),
     /// Verdict timeline per target and resolver, from the measurement store.
     History(HistoryArgs),
     /// What changed between two stored runs: became blocked, became reachable, changed reason.
@@ -203,7 +206,7 @@ https://HOST[:PORT]/PATH | IP[:PORT] (udp).
 Exit status: 0 scan completed, 1 a --fail-on verdict was seen, 2 usage or input error, \
 75 the store is locked by another run, 130 interrupted.";
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 #[command(after_help = SCAN_EXAMPLES, args_override_self = true)]
 pub struct ScanArgs {
     /// Targets: a domain (whatsapp.com), a URL (https://youtube.com/x), an endpoint (host:port,
@@ -402,6 +405,108 @@ pub struct ScanArgs {
     /// Identifier written in every record [default: generated from time and randomness].
     #[arg(long, value_name = "ID")]
     pub run_id: Option<String>,
+}
+
+const REGIME_EXAMPLES: &str = "\
+Examples:
+  # Which regime is this network in? (open, whitelist by address / address and SNI / SNI, offline)
+  blockprobe regime
+
+  # From a cron job: alert when the region goes into a whitelist shutdown
+  blockprobe regime --quiet --fail-on whitelist,offline || notify-send 'whitelist regime'
+
+  # During a whitelist: which of these destinations get through? A dated list to publish
+  blockprobe regime --discover -i ru-services.txt -o allowlist-$(date +%F).txt
+
+Each candidate and reference is resolved through the (first) --resolver and probed with TCP
+and TLS on port 443. A whitelist's signature: unlisted destinations connect, then their
+ClientHello gets no answer, while allow-listed ones work. See docs/regime.md.
+Exit status: 0 done, 1 the regime is one of --fail-on, 2 usage or input error, 130 interrupted.";
+
+/// `blockprobe regime`: the regime check on its own, or allow-list discovery.
+#[derive(Debug, Args)]
+#[command(after_help = REGIME_EXAMPLES, args_override_self = true)]
+pub struct RegimeArgs {
+    /// With --discover: names (or URLs, endpoints) whose (SNI, address) pairs to test.
+    #[arg(value_name = "NAME", requires = "discover")]
+    pub names: Vec<String>,
+
+    /// With --discover: read names from FILE (one per line, or a Citizen Lab test-list CSV);
+    /// `-` reads standard input. Repeatable.
+    #[arg(
+        short = 'i',
+        long = "input",
+        value_name = "FILE",
+        requires = "discover"
+    )]
+    pub inputs: Vec<String>,
+
+    /// Allow-list discovery: after the check, probe every name (TCP + TLS with its own SNI to
+    /// each of its IPv4 addresses, at most 4) and write a dated list of the (name, address)
+    /// pairs that got through, the others as `#` comments. Meant for a whitelist regime.
+    #[arg(long)]
+    pub discover: bool,
+
+    /// The resolver the check resolves its names through, NAME=SPEC (SPEC as for `scan`); the
+    /// first one given is used [default: system=system].
+    #[arg(long = "resolver", value_name = "NAME=SPEC")]
+    pub resolvers: Vec<String>,
+
+    /// Allow-list candidates: domestic services a whitelist keeps open
+    /// [default: www.gosuslugi.ru,vk.com,ya.ru,max.ru].
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub allowlisted: Option<Vec<String>>,
+
+    /// Ordinary foreign sites [default: www.wikipedia.org,www.google.com,www.cloudflare.com].
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub foreign_references: Option<Vec<String>>,
+
+    /// Extra trusted CA certificates (PEM), added to the webpki roots.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Time limit for each step (DNS, TCP, TLS) [default: 4s].
+    #[arg(long, value_name = "DURATION", value_parser = crate::parse::parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// With --discover: names probed at once [default: 100].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+
+    /// Connect to TO whenever a probe would connect to FROM (IP:PORT=IP:PORT, repeatable), as
+    /// for `scan`.
+    #[arg(long = "connect-to", value_name = "FROM=TO", value_parser = crate::probe::tcp::parse_remap)]
+    pub connect_to: Vec<(std::net::SocketAddr, std::net::SocketAddr)>,
+
+    /// A scan's TOML settings file (docs/config.md): its resolvers, CA file, timeout,
+    /// connect-to, allow-list candidates and foreign references apply; flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Output format: `text` for people (and, with --discover, a list to publish), `json`
+    /// (the check) or `jsonl` (with --discover: one object per probe) [default: text].
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: RegimeFormat,
+
+    /// Write to PATH instead of standard output.
+    #[arg(short = 'o', long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Exit with status 1 when the regime is one of these.
+    #[arg(long, value_name = "REGIME,...", value_delimiter = ',',
+          value_parser = ["open", "whitelist", "offline", "unknown"])]
+    pub fail_on: Vec<String>,
+
+    /// No summary line on standard error.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RegimeFormat {
+    Text,
+    Json,
+    Jsonl,
 }
 
 /// Where the store is, for the reading commands.

@@ -360,6 +360,17 @@ fn refuse_overwriting_inputs(
 
 impl ScanConfig {
     pub fn from_args(args: ScanArgs) -> anyhow::Result<Self> {
+        Self::build(args, true)
+    }
+
+    /// The settings of a scan without targets: what `blockprobe regime` needs (resolvers, CA
+    /// file, timeout, `--connect-to`, the regime's references), layered over `--config` the same
+    /// way.
+    pub fn without_targets(args: ScanArgs) -> anyhow::Result<Self> {
+        Self::build(args, false)
+    }
+
+    fn build(args: ScanArgs, need_targets: bool) -> anyhow::Result<Self> {
         let (file, origin) = match &args.config {
             Some(p) => {
                 let (f, o) = FileConfig::load_with_origin(p)?;
@@ -431,7 +442,7 @@ impl ScanConfig {
         for r in &references {
             check_reference(r).map_err(|e| anyhow::anyhow!("--reference `{r}`: {e}"))?;
         }
-        if sources.is_empty() {
+        if sources.is_empty() && need_targets {
             bail!(
                 "no targets: give TARGET arguments, --input FILE or --suite NAME (see `blockprobe scan --help`)"
             );

@@ -152,16 +152,21 @@ impl ProbeCtx {
         &self,
         opts: &crate::regime::RegimeOptions,
     ) -> crate::regime::RegimeCheck {
-        let Some(v) = self.vantages.first() else {
-            return crate::regime::RegimeCheck::unchecked();
-        };
-        let probes = crate::regime::Probes {
+        match self.regime_probes() {
+            Some(probes) => crate::regime::check(&probes, opts).await,
+            None => crate::regime::RegimeCheck::unchecked(),
+        }
+    }
+
+    /// What the regime check and allow-list discovery probe with: the first vantage resolver.
+    pub fn regime_probes(&self) -> Option<crate::regime::Probes<'_>> {
+        let v = self.vantages.first()?;
+        Some(crate::regime::Probes {
             dns: &v.client,
             tls: &self.tls,
             timeout: self.conn.timeout,
             remap: &self.conn.remap,
-        };
-        crate::regime::check(&probes, opts).await
+        })
     }
 
     /// Builds the clients and options of a run from its configuration.

@@ -18,6 +18,7 @@ pub mod parse;
 pub mod probe;
 pub mod progress;
 pub mod regime;
+mod regime_cmd;
 pub mod report;
 pub mod resolver_spec;
 pub mod scan;
@@ -54,6 +55,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Scan(args) => run_scan(*args),
         Command::Mocknet(args) => run_mocknet(args),
         Command::Echo(args) => run_echo(&args),
+        Command::Regime(args) => regime_cmd::run(*args),
         Command::History(args) => history(args),
         Command::Diff(args) => diff(args),
         Command::Export(args) => export(args),
@@ -420,7 +422,7 @@ fn export(args: cli::ExportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

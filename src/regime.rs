@@ -26,6 +26,9 @@ pub const DEFAULT_ALLOWLISTED: [&str; 4] = ["www.gosuslugi.ru", "vk.com", "ya.ru
 pub const DEFAULT_FOREIGN: [&str; 3] =
     ["www.wikipedia.org", "www.google.com", "www.cloudflare.com"];
 
+/// Addresses of a name probed by `blockprobe regime --discover` at most.
+pub const DISCOVER_ADDRESSES: usize = 4;
+
 /// The regime check's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegimeOptions {
@@ -81,6 +84,17 @@ pub enum Variant {
     Sni,
 }
 
+impl Variant {
+    /// What the whitelist checks, in words: `address`, `address and SNI`, `SNI`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Address => "address",
+            Self::AddressAndSni => "address and SNI",
+            Self::Sni => "SNI",
+        }
+    }
+}
+
 /// Which probe of the check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -91,6 +105,8 @@ pub enum Role {
     RandomSniToListed,
     /// An allow-listed SNI to a foreign address.
     ListedSniToForeign,
+    /// A name of `blockprobe regime --discover`, to one of its addresses.
+    Candidate,
 }
 
 /// Where a probe of the check got to.
@@ -114,6 +130,8 @@ pub struct RefProbe {
     pub name: String,
     pub sni: String,
     pub address: Option<IpAddr>,
+    /// The TCP port (443 but for `--discover` names with their own).
+    pub port: u16,
     pub stage: Stage,
     pub failure: Option<Failure>,
     #[serde(rename = "elapsed_ms", serialize_with = "crate::probe::ser_ms")]
@@ -152,14 +170,8 @@ impl RegimeCheck {
         match self.regime {
             Regime::Whitelist => format!(
                 "whitelist regime detected{} — per-site results reflect the allow-list, not targeted blocking (allow-listed {} work; {} connect, then their ClientHello gets no answer)",
-                self.variant.map_or(String::new(), |v| format!(
-                    " (by {})",
-                    match v {
-                        Variant::Address => "address",
-                        Variant::AddressAndSni => "address and SNI",
-                        Variant::Sni => "SNI",
-                    }
-                )),
+                self.variant
+                    .map_or(String::new(), |v| format!(" (by {})", v.label())),
                 names(Role::Allowlisted, Stage::Answered),
                 names(Role::Foreign, Stage::Silent),
             ),
@@ -188,24 +200,50 @@ pub struct Probes<'a> {
 }
 
 impl Probes<'_> {
-    async fn resolve(&self, name: &str) -> Option<IpAddr> {
+    /// A name's addresses, IPv4 first (the check is about the network's policy, not about IPv6
+    /// support), at most `max`.
+    async fn resolve(&self, name: &str, max: usize) -> Vec<IpAddr> {
+        if let Ok(ip) = name.parse::<IpAddr>() {
+            return vec![ip];
+        }
         let obs = self.dns.lookup(name).await;
-        let addrs = obs.addresses();
-        // IPv4 first: the check is about the network's policy, not about IPv6 support.
+        let mut addrs: Vec<IpAddr> = obs.addresses().into_iter().collect();
+        addrs.sort_by_key(|a| !a.is_ipv4());
+        addrs.truncate(max);
         addrs
-            .iter()
-            .find(|a| a.is_ipv4())
-            .or_else(|| addrs.iter().next())
-            .copied()
     }
 
-    async fn probe(&self, role: Role, name: &str, sni: &str, addr: Option<IpAddr>) -> RefProbe {
+    /// Allow-list discovery: the name's TLS handshake (its own SNI, on `port`) to each of its addresses
+    /// (IPv4 first, at most [`DISCOVER_ADDRESSES`]); one probe at stage `dns` when it does not
+    /// resolve.
+    pub async fn discover(&self, name: &str, port: u16) -> Vec<RefProbe> {
+        let addrs = self.resolve(name, DISCOVER_ADDRESSES).await;
+        if addrs.is_empty() {
+            return vec![self.probe(Role::Candidate, name, name, None, port).await];
+        }
+        futures::future::join_all(
+            addrs
+                .into_iter()
+                .map(|a| self.probe(Role::Candidate, name, name, Some(a), port)),
+        )
+        .await
+    }
+
+    async fn probe(
+        &self,
+        role: Role,
+        name: &str,
+        sni: &str,
+        addr: Option<IpAddr>,
+        port: u16,
+    ) -> RefProbe {
         let start = Instant::now();
         let mut p = RefProbe {
             role,
             name: name.to_owned(),
             sni: sni.to_owned(),
             address: addr,
+            port,
             stage: Stage::Dns,
             failure: None,
             elapsed: Duration::ZERO,
@@ -213,7 +251,7 @@ impl Probes<'_> {
         let Some(ip) = addr else {
             return p;
         };
-        let to = self.remap.apply(SocketAddr::new(ip, 443));
+        let to = self.remap.apply(SocketAddr::new(ip, port));
         match crate::probe::tcp::connect(to, self.timeout).await.0 {
             Err(f) => {
                 p.stage = Stage::Tcp;
@@ -274,8 +312,14 @@ pub async fn check(probes: &Probes<'_>, opts: &RegimeOptions) -> RegimeCheck {
         if let (Some(ok), Some(dead)) = (ok, dead) {
             let random = format!("{:016x}.example.com", rand::random::<u64>());
             let (to_listed, to_foreign) = tokio::join!(
-                probes.probe(Role::RandomSniToListed, &ok.name, &random, ok.address),
-                probes.probe(Role::ListedSniToForeign, &dead.name, &ok.sni, dead.address),
+                probes.probe(Role::RandomSniToListed, &ok.name, &random, ok.address, 443),
+                probes.probe(
+                    Role::ListedSniToForeign,
+                    &dead.name,
+                    &ok.sni,
+                    dead.address,
+                    443
+                ),
             );
             check.variant = Some(if to_foreign.stage == Stage::Answered {
                 Variant::Sni
@@ -305,8 +349,8 @@ pub async fn check(probes: &Probes<'_>, opts: &RegimeOptions) -> RegimeCheck {
 /// Every name of a list resolved and probed at once.
 async fn round(probes: &Probes<'_>, role: Role, names: &[String]) -> Vec<RefProbe> {
     futures::future::join_all(names.iter().map(|n| async move {
-        let addr = probes.resolve(n).await;
-        probes.probe(role, n, n, addr).await
+        let addr = probes.resolve(n, 1).await.first().copied();
+        probes.probe(role, n, n, addr, 443).await
     }))
     .await
 }

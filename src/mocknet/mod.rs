@@ -356,7 +356,14 @@ impl MockNet {
                     outside.udp.insert(key, s.addr);
                     Some(s)
                 };
+                let unlisted = plan
+                    .scenario
+                    .regime
+                    .as_ref()
+                    .is_some_and(|r| !r.allows(&host));
                 let inside = match (t.udp, &real) {
+                    // A whitelist regime drops unlisted destinations' UDP.
+                    _ if unlisted => Some(StunServer::start(ip, StunMode::Drop).await?),
                     (Some(UdpMode::Drop), _) => Some(StunServer::start(ip, StunMode::Drop).await?),
                     (Some(UdpMode::Garbage), _) => {
                         Some(StunServer::start(ip, StunMode::Garbage).await?)
@@ -520,13 +527,19 @@ impl MockNet {
                     }
                 } else {
                     outside.udp.insert(key, h3_addr);
+                    let host = p.target.host.to_string();
+                    let unlisted = plan
+                        .scenario
+                        .regime
+                        .as_ref()
+                        .is_some_and(|r| !r.allows(&host));
                     let mode = match t.quic {
+                        // A whitelist regime drops unlisted destinations' UDP.
+                        _ if unlisted => udp::Mode::Drop,
                         None => udp::Mode::Pass,
                         Some(QuicMode::Drop) => udp::Mode::Drop,
                         Some(QuicMode::DropV1) => udp::Mode::DropV1,
-                        Some(QuicMode::DropSni) => {
-                            udp::Mode::DropSni(vec![p.target.host.to_string()])
-                        }
+                        Some(QuicMode::DropSni) => udp::Mode::DropSni(vec![host]),
                     };
                     let bind = mapped.unwrap_or(SocketAddr::new(ip, 0));
                     let c = udp::UdpCensor::start(bind, h3_addr, mode)

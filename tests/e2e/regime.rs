@@ -1,5 +1,5 @@
 //! Issue 17's lab: the mock network in a whitelist regime (unlisted destinations connect, then
-//! what the client sends is dropped; allow-listed ones work), by address and by address and
+//! what the client sends is dropped, and their UDP is dropped; allow-listed ones work), by address and by address and
 //! SNI, and the same network with the regime off. The run's regime must be `whitelist` (with
 //! its variant) and `open` respectively — in the report's run, every record and the store —,
 //! allow-listed targets `reachable`, the others `blocked` at TLS, and the summary must lead
@@ -66,8 +66,14 @@ async fn issue_17_whitelist_regimes_and_the_same_network_open() {
             assert_eq!(r["regime"], regime, "{scenario}: {}", r["target"]);
             let host = r["host"].as_str().unwrap();
             let listed = ["gosuslugi.example", "vk.example"].contains(&host);
+            let target = r["target"].as_str().unwrap();
+            // Unlisted destinations' UDP is dropped too: HTTP/3 and a call's STUN.
             let want = if listed || regime == "open" {
                 ("reachable", None)
+            } else if target.starts_with("quic://") {
+                ("blocked", Some("quic.blocked_address"))
+            } else if target.starts_with("stun://") {
+                ("blocked", Some("udp.timeout"))
             } else {
                 ("blocked", Some("tls.timeout"))
             };
@@ -220,4 +226,149 @@ async fn issue_17_diff_and_history_show_regime_changes() {
     let out = run(&["history", "--store", &store]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("(whitelist regime)"), "{text}");
+}
+
+/// The options of a mock network's scan arguments that `blockprobe regime` takes.
+fn regime_args(scan_args: &[String]) -> Vec<String> {
+    const TAKES: [&str; 6] = [
+        "--connect-to",
+        "--resolver",
+        "--ca-file",
+        "--allowlisted",
+        "--foreign-references",
+        "--timeout",
+    ];
+    let mut args = vec!["regime".to_owned()];
+    for pair in scan_args.windows(2) {
+        if TAKES.contains(&pair[0].as_str()) {
+            args.extend(pair.iter().cloned());
+        }
+    }
+    args
+}
+
+/// `blockprobe regime` on its own: the check as text and JSON, `--fail-on` for cron, and
+/// `--discover` listing the (name, address) pairs the whitelist lets through (the others as
+/// comments with their stage) — and in the same network with the regime off, every one.
+#[tokio::test]
+async fn issue_17_regime_command_and_allowlist_discovery() {
+    let dir = tempfile::tempdir().unwrap();
+    // Both networks, and every command, at once (the whitelist's silent references each
+    // wait out a timeout).
+    futures::future::join_all(
+        [("whitelist", "whitelist"), ("whitelist-off", "open")]
+            .map(|(scenario, regime)| regime_command(scenario, regime, dir.path())),
+    )
+    .await;
+    // Usage errors.
+    let out = run(&["regime", "--discover"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--discover needs names"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["regime", "x.example"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+async fn regime_command(scenario: &str, regime: &str, dir: &std::path::Path) {
+    let (_child, ready) = spawn_mocknet(
+        &format!("probes/scenarios/{scenario}.toml"),
+        &dir.join(format!("{scenario}.ready.json")),
+    )
+    .await;
+    let args = regime_args(&ready.scan_args);
+    let argv = |extra: &[&str]| {
+        let mut a = args.clone();
+        a.extend(extra.iter().map(|s| (*s).to_owned()));
+        a
+    };
+    // Discovery over the scenario's targets plus a name that does not resolve.
+    let names = dir.join(format!("{scenario}.names.txt"));
+    // (The HTTPS targets: discovery tests TLS over TCP.)
+    let targets: String = std::fs::read_to_string(&ready.scan_args[2])
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("https://"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&names, format!("{targets}nx.example\n")).unwrap();
+    let list = dir.join(format!("{scenario}.allowlist.txt"));
+    let (a, b, c) = (
+        argv(&[]),
+        argv(&["--format", "json", "--fail-on", "whitelist"]),
+        argv(&[
+            "--discover",
+            "-i",
+            &names.display().to_string(),
+            "-o",
+            &list.display().to_string(),
+        ]),
+    );
+    let (text, json, discover) = tokio::join!(run(&a), run(&b), run(&c));
+    let label = if regime == "whitelist" {
+        "whitelist (by address)"
+    } else {
+        regime
+    };
+
+    // Text for people: the regime first, then one line per probe.
+    assert!(text.status.success(), "{scenario}: {}", stderr(&text));
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert_eq!(
+        text.lines().next().unwrap_or_default(),
+        format!("regime: {label}"),
+        "{scenario}: {text}"
+    );
+    assert!(text.contains("gosuslugi.example"), "{text}");
+
+    // JSON, and the exit status cron branches on.
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(parsed["regime"], regime, "{parsed:#}");
+    assert_eq!(parsed["resolver"]["name"], "isp", "{parsed:#}");
+    assert_eq!(
+        json.status.code(),
+        Some(if regime == "whitelist" { 1 } else { 0 }),
+        "{scenario}: {}",
+        stderr(&json)
+    );
+
+    // The list: what got through, the rest as comments with their stage.
+    assert!(
+        discover.status.success(),
+        "{scenario}: {}",
+        stderr(&discover)
+    );
+    let list = std::fs::read_to_string(&list).unwrap();
+    let through: Vec<&str> = list
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    let want: &[&str] = if regime == "whitelist" {
+        &["gosuslugi.example", "vk.example"]
+    } else {
+        &[
+            "gosuslugi.example",
+            "vk.example",
+            "wiki.example",
+            "news.example",
+            "shop.example",
+        ]
+    };
+    assert_eq!(through, want, "{scenario}: {list}");
+    if regime == "whitelist" {
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with("# shop.example 127.") && l.contains(" silent")),
+            "{list}"
+        );
+    }
+    assert!(list.contains("# nx.example - dns"), "{list}");
+    assert!(
+        list.contains(&format!("{} of 6 names got through", want.len())),
+        "{list}"
+    );
+    assert!(list.contains(&format!("regime: {label}")), "{list}");
 }

@@ -1,0 +1,136 @@
+//! The media step of a `media://` target: a call-shaped stream (STUN, then RTP) and a random
+//! stream of the same sizes at the same instants, both echoed by a `blockprobe echo` server
+//! outside. The random stream is the control: only what the call loses beyond it is blamed on
+//! the network's treatment of calls.
+
+use super::echo::{is_refused, udp_control};
+use super::{Decision, Notes, judge};
+use crate::probe::media::{MediaObservation, MediaRun, Options, StreamStats};
+use crate::verdict::{Reason, Verdict};
+
+/// The control stream must come back at least this well for a comparison to mean anything.
+pub(super) const CONTROL_FLOOR: f64 = 0.5;
+
+fn pct(x: f64) -> String {
+    format!("{:.0}%", x * 100.0)
+}
+
+fn kbps(s: &StreamStats) -> String {
+    format!("{:.0} kbit/s", s.delivered_bps / 1000.0)
+}
+
+/// One stream in words: loss, jitter, delivered rate.
+fn describe(s: &StreamStats) -> String {
+    format!(
+        "{} of {} back (loss {}), jitter {:.1} ms, {}",
+        s.echoed,
+        s.sent,
+        pct(s.loss),
+        s.jitter_ms,
+        kbps(s)
+    )
+}
+
+/// The call against its control, on one route.
+fn compare(run: &MediaRun, o: &Options) -> Decision {
+    let (call, ctl) = (&run.call, &run.control);
+    let both = format!(
+        "call-shaped stream (STUN, then RTP at {} packets/s, {} bytes): {}; random control stream: {}",
+        run.pps,
+        run.packet_bytes,
+        describe(call),
+        describe(ctl)
+    );
+    let ctl_back = 1.0 - ctl.loss;
+    if ctl_back < CONTROL_FLOOR {
+        return (
+            Verdict::Inconclusive,
+            None,
+            format!(
+                "{}: the path loses {} of random datagrams too, too lossy to judge calls — {both}",
+                run.server,
+                pct(ctl.loss)
+            ),
+        );
+    }
+    if call.echoed == 0 {
+        return (
+            Verdict::Blocked,
+            Some(Reason::MediaBlocked),
+            format!(
+                "{}: nothing of the call-shaped stream came back, not even its STUN request, while the random stream of the same sizes and rate did — {both}",
+                run.server
+            ),
+        );
+    }
+    if let (Some(at), Some(after)) = (call.cut_at, run.control_back_after_cut)
+        && after >= CONTROL_FLOOR
+    {
+        return (
+            Verdict::Blocked,
+            Some(Reason::MediaCut),
+            format!(
+                "{}: the call-shaped stream was cut after {:.1} s (nothing back from then on), while {} of the random stream came back after that moment — {both}",
+                run.server,
+                at.as_secs_f64(),
+                pct(after)
+            ),
+        );
+    }
+    if call.loss - ctl.loss >= o.loss_margin && call.loss >= 2.0 * ctl.loss {
+        return (
+            Verdict::Throttled,
+            Some(Reason::MediaLoss),
+            format!(
+                "{}: the call-shaped stream lost {} against the random stream's {} — {both}; per second: {:?}",
+                run.server,
+                pct(call.loss),
+                pct(ctl.loss),
+                call.loss_series
+            ),
+        );
+    }
+    if call.delivered_bps < o.rate_ratio * ctl.delivered_bps {
+        return (
+            Verdict::Throttled,
+            Some(Reason::MediaRate),
+            format!(
+                "{}: the call-shaped stream was delivered at {} against the random stream's {} — {both}",
+                run.server,
+                kbps(call),
+                kbps(ctl)
+            ),
+        );
+    }
+    (
+        Verdict::Reachable,
+        None,
+        format!("{}: calls' media flows like other UDP — {both}", run.server),
+    )
+}
+
+pub(super) fn decide(m: &MediaObservation, o: &Options, notes: &mut Notes) -> Decision {
+    if let Some(run) = m.direct.iter().find(|r| r.answered()) {
+        return compare(run, o);
+    }
+    let servers = m
+        .direct
+        .iter()
+        .map(|r| r.server.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let refused_here =
+        !m.direct.is_empty() && m.direct.iter().all(|r| is_refused(r.failure.as_ref()));
+    let c = udp_control(
+        m.control_path
+            .as_ref()
+            .map(|r| (r.answered(), r.failure.as_ref())),
+        refused_here,
+    );
+    judge(
+        Some(Reason::UdpTimeout),
+        format!("{servers}: nothing of the call-shaped stream nor of its random control came back"),
+        &c,
+        notes,
+    )
+}

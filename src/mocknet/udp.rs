@@ -66,7 +66,7 @@ impl Calls {
             flow.at = now;
         }
         match self {
-            Self::LossyPath => flow.seen % 3 == 0,
+            Self::LossyPath => flow.seen.is_multiple_of(3),
             _ if !flow.call => false,
             Self::Block => true,
             Self::Cut(after) => now.duration_since(flow.first) >= after,

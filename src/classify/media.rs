@@ -77,7 +77,8 @@ fn compare(run: &MediaRun, o: &Options) -> Decision {
             ),
         );
     }
-    if call.loss - ctl.loss >= o.loss_margin && call.loss >= 2.0 * ctl.loss {
+    // (A hair of slack: 0.20 − 0.05 is 0.1499… in floating point.)
+    if call.loss - ctl.loss >= o.loss_margin - 1e-9 && call.loss >= 2.0 * ctl.loss {
         return (
             Verdict::Throttled,
             Some(Reason::MediaLoss),
@@ -133,4 +134,70 @@ pub(super) fn decide(m: &MediaObservation, o: &Options, notes: &mut Notes) -> De
         &c,
         notes,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn stream(sent: u32, echoed: u32, bps: f64) -> StreamStats {
+        StreamStats {
+            sent,
+            echoed,
+            loss: 1.0 - f64::from(echoed) / f64::from(sent),
+            loss_series: Vec::new(),
+            jitter_ms: 0.5,
+            rtt_ms: Some(10.0),
+            delivered_bps: bps,
+            cut_at: None,
+        }
+    }
+
+    fn run(call: StreamStats, control: StreamStats) -> MediaRun {
+        MediaRun {
+            server: "192.0.2.7:7007".into(),
+            call,
+            control,
+            control_back_after_cut: None,
+            packet_bytes: 182,
+            pps: 50,
+            failure: None,
+            elapsed: Duration::from_secs(11),
+        }
+    }
+
+    fn verdict(r: &MediaRun) -> (Verdict, Option<Reason>) {
+        let (v, reason, _) = compare(r, &Options::default());
+        (v, reason)
+    }
+
+    #[test]
+    fn the_call_is_judged_against_its_control_only() {
+        // A shaper: nothing lost, but the call trickles in at a third of the control's rate.
+        let shaped = run(stream(500, 500, 24_000.0), stream(500, 500, 72_000.0));
+        assert_eq!(
+            verdict(&shaped),
+            (Verdict::Throttled, Some(Reason::MediaRate))
+        );
+        // Both lose 30%: a bad path, not the call singled out.
+        let lossy = run(stream(500, 350, 50_000.0), stream(500, 350, 50_000.0));
+        assert_eq!(verdict(&lossy), (Verdict::Reachable, None));
+        // 20% against 5%: throttled by loss (margin 0.15, and more than twice).
+        let lossier = run(stream(500, 400, 58_000.0), stream(500, 475, 69_000.0));
+        assert_eq!(
+            verdict(&lossier),
+            (Verdict::Throttled, Some(Reason::MediaLoss))
+        );
+        // The control loses more than half: too lossy to judge, whatever the call did.
+        let awful = run(stream(500, 0, 0.0), stream(500, 200, 29_000.0));
+        assert_eq!(verdict(&awful), (Verdict::Inconclusive, None));
+        // A cut only counts while the control keeps flowing after it.
+        let mut cut = run(stream(500, 100, 14_000.0), stream(500, 500, 72_000.0));
+        cut.call.cut_at = Some(Duration::from_secs(2));
+        cut.control_back_after_cut = Some(0.98);
+        assert_eq!(verdict(&cut), (Verdict::Blocked, Some(Reason::MediaCut)));
+        cut.control_back_after_cut = Some(0.3);
+        assert_ne!(verdict(&cut).1, Some(Reason::MediaCut));
+    }
 }

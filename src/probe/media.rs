@@ -76,7 +76,9 @@ impl Options {
             let bad = |why: &str| format!("media option `{k}={v}`: {why}");
             match k {
                 "duration" => {
-                    o.duration = crate::parse::parse_duration(v).map_err(|e| bad(&e))?;
+                    // (humantime directly: `parse` reads targets, and targets read these options.)
+                    o.duration = humantime::parse_duration(v)
+                        .map_err(|e| bad(&format!("{e}; use e.g. 10s")))?;
                     if !(Duration::from_secs(1)..=Duration::from_secs(120)).contains(&o.duration) {
                         return Err(bad("expected 1s to 120s"));
                     }

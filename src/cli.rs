@@ -135,6 +135,8 @@ Run it on a host outside the censored network (a VPS), then scan from inside:
 The scan sends datagrams shaped like the first packets of WireGuard, OpenVPN, QUIC and STUN,
 each with a random datagram of the same size, and reports shapes that die while their random
 twins come back (blocked / udp.signature): protocol-signature DPI, found without credentials.
+`media://YOUR.VPS.EXAMPLE:7007` streams a call (STUN, then RTP at 50 packets/s for 10 s) and a
+random stream of the same sizes and rate: calls throttled, cut or blocked (docs/media.md).
 
 Safe on the public internet: replies go only to the sender, are never larger than the
 request (no amplification), and stay within a per-source rate cap; memory and TCP
@@ -214,7 +216,8 @@ pub struct ScanArgs {
     /// server (openvpn://host:port?proto=udp|tcp, wireguard://host:port?public_key=…, a
     /// Shadowsocks ss:// URI), a Tor relay's OR port (tor://host:port), an obfs4 bridge
     /// (obfs4://host:port?cert=…&iat-mode=0, or its bridge line in a file) or your echo server
-    /// abroad (echo://host:port, see `blockprobe echo --help`).
+    /// abroad (echo://host:port, see `blockprobe echo --help`; media://host:port streams a
+    /// call's RTP against a random stream for 10 s: are calls throttled?).
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
 

@@ -144,7 +144,14 @@ pub struct ProbeCtx {
     rules: Rules,
     tls: TlsClient,
     quic: crate::probe::quic::QuicOptions,
+    /// Media streams in flight at once (see [`MEDIA_STREAMS`]).
+    media_permits: tokio::sync::Semaphore,
 }
+
+/// `media://` jobs measured at once, whatever `--concurrency` is: each sends two streams of
+/// ~50 datagrams/s to one echo server, whose default cap is 200 datagrams/s per source, so
+/// more at once would make the server, not the network, drop them (both streams alike).
+pub const MEDIA_STREAMS: usize = 2;
 
 impl ProbeCtx {
     /// The network-regime check through the first vantage resolver.
@@ -199,6 +206,7 @@ impl ProbeCtx {
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
             vantages,
+            media_permits: tokio::sync::Semaphore::new(MEDIA_STREAMS),
             controls: Controls {
                 clients: control_clients,
                 dns: OnceLru::new(CONTROL_CACHE),
@@ -605,6 +613,8 @@ pub enum Plan {
     Shadowsocks,
     /// obfs4's handshake.
     Obfs4,
+    /// A call-shaped stream and its random control to an echo server.
+    Media,
 }
 
 impl Plan {
@@ -616,6 +626,8 @@ impl Plan {
             Self::Dns
         } else if target.scheme == Scheme::Echo {
             Self::Echo
+        } else if target.scheme == Scheme::Media {
+            Self::Media
         } else if target.scheme == Scheme::Openvpn {
             Self::Openvpn
         } else if target.scheme == Scheme::Wireguard {
@@ -697,6 +709,39 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                 observed.tries = runs
                     .into_iter()
                     .map(|(direct, control)| Conn::Echo(echo::EchoObservation { direct, control }))
+                    .collect();
+            }
+            Plan::Media => {
+                use crate::probe::media;
+                observed.layer = Layer::Media;
+                let t = ctx.conn.timeout;
+                let opts = media::Options::of_path(&target.path).unwrap_or_default();
+                let opts = &opts;
+                // Echoes are awaited up to a second after the last packet (a call's receiver
+                // gives up on later ones).
+                let drain = t.min(Duration::from_secs(1));
+                let _permit = ctx.media_permits.acquire().await;
+                let runs =
+                    handshakes(
+                        ctx,
+                        target,
+                        &addrs,
+                        false,
+                        |to| media::probe(to, opts, drain),
+                        |p, host, port| async move {
+                            media::probe_via_proxy(p, &host, port, opts, t).await
+                        },
+                    )
+                    .await;
+                observed.tries = runs
+                    .into_iter()
+                    .map(|(direct, control_path)| {
+                        Conn::Media(media::MediaObservation {
+                            options: *opts,
+                            direct,
+                            control_path,
+                        })
+                    })
                     .collect();
             }
             Plan::Wireguard => {

@@ -71,6 +71,9 @@ pub enum Scheme {
     Shadowsocks,
     /// `obfs4://HOST:PORT?cert=…&iat-mode=N` (or a Tor bridge line): obfs4's handshake.
     Obfs4,
+    /// `media://HOST:PORT[?duration=…&pps=…&size=…]`: a call-shaped UDP stream and its random
+    /// control, echoed by a `blockprobe echo` server.
+    Media,
 }
 
 impl Scheme {
@@ -269,13 +272,14 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         "tcp" => Scheme::Tcp,
         "quic" => Scheme::Quic,
         "echo" => Scheme::Echo,
+        "media" => Scheme::Media,
         "openvpn" => Scheme::Openvpn,
         "wireguard" => Scheme::Wireguard,
         "tor" => Scheme::Tor,
         "obfs4" => Scheme::Obfs4,
         other => {
             return Err(format!(
-                "unsupported URL scheme `{other}` (use http, https, quic, tcp, stun, echo, openvpn, wireguard, tor, obfs4 or ss)"
+                "unsupported URL scheme `{other}` (use http, https, quic, tcp, stun, echo, media, openvpn, wireguard, tor, obfs4 or ss)"
             ));
         }
     };
@@ -291,7 +295,7 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
     }
     if matches!(
         scheme,
-        Scheme::Tcp | Scheme::Echo | Scheme::Tor | Scheme::Obfs4
+        Scheme::Tcp | Scheme::Echo | Scheme::Tor | Scheme::Obfs4 | Scheme::Media
     ) && url.port().is_none()
     {
         return Err(format!("`{text}`: {}:// targets need a port", url.scheme()));
@@ -338,6 +342,14 @@ fn parse_url(text: &str, input: &str) -> Result<Target, String> {
         // One identity per bridge, however its line or URL spelt the cert.
         let cert: String = url::form_urlencoded::byte_serialize(b.cert().as_bytes()).collect();
         path = format!("/?cert={cert}&iat-mode={}", b.iat_mode);
+    }
+    if scheme == Scheme::Media {
+        if !matches!(url.path(), "" | "/") {
+            return Err(format!(
+                "`{text}`: a media:// target is HOST:PORT[?duration=10s&pps=50&size=160]"
+            ));
+        }
+        crate::probe::media::Options::of_path(&path).map_err(|e| format!("`{text}`: {e}"))?;
     }
     if scheme == Scheme::Wireguard {
         if !matches!(url.path(), "" | "/") {

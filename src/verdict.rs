@@ -58,6 +58,8 @@ pub enum Layer {
     Quic,
     /// VPN protocols' handshakes (OpenVPN).
     Vpn,
+    /// A call's media stream (`media://`).
+    Media,
 }
 
 impl Layer {
@@ -70,6 +72,7 @@ impl Layer {
             Self::Udp => "udp",
             Self::Quic => "quic",
             Self::Vpn => "vpn",
+            Self::Media => "media",
         }
     }
 }
@@ -128,10 +131,19 @@ pub enum Reason {
     /// A VPN flow is cut after its handshake completed (WireGuard: a second handshake on the
     /// flow goes unanswered while a fresh flow's is answered).
     VpnCut,
+    /// A call-shaped UDP stream (STUN, then RTP) gets nothing back from the start while a
+    /// random stream of the same sizes and rate to the same echo server does.
+    MediaBlocked,
+    /// A call-shaped stream dies after some seconds while its random control keeps flowing.
+    MediaCut,
+    /// A call-shaped stream loses far more than its random control: calls throttled by loss.
+    MediaLoss,
+    /// A call-shaped stream is delivered far slower than its random control.
+    MediaRate,
 }
 
 impl Reason {
-    pub const ALL: [Self; 34] = [
+    pub const ALL: [Self; 38] = [
         Self::DnsNxdomain,
         Self::DnsNodata,
         Self::DnsServfail,
@@ -166,6 +178,10 @@ impl Reason {
         Self::VpnTimeout,
         Self::VpnReset,
         Self::VpnCut,
+        Self::MediaBlocked,
+        Self::MediaCut,
+        Self::MediaLoss,
+        Self::MediaRate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -202,6 +218,10 @@ impl Reason {
             Self::VpnTimeout => "vpn.timeout",
             Self::VpnReset => "vpn.reset",
             Self::VpnCut => "vpn.cut",
+            Self::MediaBlocked => "media.blocked",
+            Self::MediaCut => "media.cut",
+            Self::MediaLoss => "media.loss",
+            Self::MediaRate => "media.rate",
         }
     }
 
@@ -238,13 +258,14 @@ impl Reason {
             | Self::QuicCertInvalid
             | Self::QuicReset => Layer::Quic,
             Self::VpnTimeout | Self::VpnReset | Self::VpnCut => Layer::Vpn,
+            Self::MediaBlocked | Self::MediaCut | Self::MediaLoss | Self::MediaRate => Layer::Media,
         }
     }
 
     /// The verdict this reason supports.
     pub fn verdict(self) -> Verdict {
         match self {
-            Self::TransferSlow(_) => Verdict::Throttled,
+            Self::TransferSlow(_) | Self::MediaLoss | Self::MediaRate => Verdict::Throttled,
             _ => Verdict::Blocked,
         }
     }

@@ -3,14 +3,45 @@
 
 use super::{Control, Decision, Notes, judge};
 use crate::probe::echo::{EchoObservation, EchoRun};
-use crate::probe::failure::FailureKind;
+use crate::probe::failure::{Failure, FailureKind};
 use crate::probe::quic::PROXY_SETUP;
 use crate::verdict::{Reason, Verdict};
 
 fn refused(r: &EchoRun) -> bool {
-    r.failure
-        .as_ref()
-        .is_some_and(|f| f.kind == FailureKind::Refused)
+    is_refused(r.failure.as_ref())
+}
+
+pub(super) fn is_refused(f: Option<&Failure>) -> bool {
+    f.is_some_and(|f| f.kind == FailureKind::Refused)
+}
+
+/// The control path of a datagram probe to our own echo server (echo, media): whether its
+/// exchange through the proxy got anything back, and its failure. Port unreachable from here
+/// (nothing listens) with no working control path: the server is down, not blocked.
+pub(super) fn udp_control(
+    control: Option<(bool, Option<&Failure>)>,
+    refused_here: bool,
+) -> Control<'static> {
+    let c = match control {
+        Some((true, _)) => Control::Ok(None),
+        Some((false, Some(f))) if f.message.starts_with(PROXY_SETUP) => {
+            Control::Unavailable("cannot be set up (the proxy fails)".into())
+        }
+        Some((false, f)) if is_refused(f) => {
+            Control::Failed("finds nothing listening (refused)".into())
+        }
+        Some((false, f)) => Control::Unavailable(format!(
+            "gets no echo ({})",
+            f.map_or("no answer", |f| f.kind.as_str())
+        )),
+        None => Control::Absent,
+    };
+    match c {
+        Control::Unavailable(why) if refused_here => Control::Failed(format!(
+            "{why}, and UDP to the port is refused here (nothing listens)"
+        )),
+        c => c,
+    }
 }
 
 pub(super) fn decide(e: &EchoObservation, notes: &mut Notes) -> Decision {
@@ -73,31 +104,13 @@ pub(super) fn decide(e: &EchoObservation, notes: &mut Notes) -> Decision {
             ),
         );
     }
-    let c = match &e.control {
-        Some(r) if r.answered() => Control::Ok(None),
-        Some(r)
-            if r.failure
-                .as_ref()
-                .is_some_and(|f| f.message.starts_with(PROXY_SETUP)) =>
-        {
-            Control::Unavailable("cannot be set up (the proxy fails)".into())
-        }
-        Some(r) if refused(r) => Control::Failed("finds nothing listening (refused)".into()),
-        Some(r) => Control::Unavailable(format!(
-            "gets no echo ({})",
-            r.failure.as_ref().map_or("no answer", |f| f.kind.as_str())
-        )),
-        None => Control::Absent,
-    };
-    // Port unreachable from here (nothing listens) and no working control path: the echo
-    // server is down, not blocked.
     let refused_here = !e.direct.is_empty() && e.direct.iter().all(refused);
-    let c = match c {
-        Control::Unavailable(why) if refused_here => Control::Failed(format!(
-            "{why}, and UDP to the port is refused here (nothing listens)"
-        )),
-        c => c,
-    };
+    let c = udp_control(
+        e.control
+            .as_ref()
+            .map(|r| (r.answered(), r.failure.as_ref())),
+        refused_here,
+    );
     judge(
         Some(Reason::UdpTimeout),
         format!("{servers}: no datagram of any shape, nor any random control, came back"),

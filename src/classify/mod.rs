@@ -6,6 +6,7 @@
 
 mod dns;
 mod echo;
+mod media;
 mod obfs4;
 mod openvpn;
 mod path;
@@ -121,6 +122,8 @@ pub enum Conn {
     Shadowsocks(crate::probe::shadowsocks::ShadowsocksObservation),
     /// obfs4's handshake ([`obfs4`]).
     Obfs4(crate::probe::obfs4::Obfs4Observation),
+    /// A call-shaped stream and its random control ([`media`]).
+    Media(crate::probe::media::MediaObservation),
 }
 
 /// The evidence of a fetch (TCP, TLS, HTTP, transfer).
@@ -148,7 +151,8 @@ impl Conn {
             | Self::Wireguard(_)
             | Self::Tor(_)
             | Self::Shadowsocks(_)
-            | Self::Obfs4(_) => None,
+            | Self::Obfs4(_)
+            | Self::Media(_) => None,
         }
     }
 
@@ -183,6 +187,7 @@ impl Conn {
             Self::Tor(t) => t.direct.iter().any(crate::probe::tor::TorAttempt::answered),
             Self::Shadowsocks(s) => s.direct.iter().any(|a| a.answered()),
             Self::Obfs4(o) => o.direct.iter().any(|a| a.answered()),
+            Self::Media(m) => m.direct.iter().any(crate::probe::media::MediaRun::answered),
         }
     }
 
@@ -204,6 +209,7 @@ impl Conn {
             Self::Stun(_) => out.push("udp"),
             Self::Quic(_) => out.push("quic"),
             Self::Echo(_) => out.push("udp"),
+            Self::Media(_) => out.push("media"),
             Self::Tor(t) => {
                 if t.direct.iter().any(|a| a.tls.is_some()) {
                     out.push("tls");
@@ -257,6 +263,7 @@ impl Serialize for Evidence {
             Some(Conn::Tor(t)) => m.serialize_entry("tor", t)?,
             Some(Conn::Shadowsocks(s)) => m.serialize_entry("shadowsocks", s)?,
             Some(Conn::Obfs4(o)) => m.serialize_entry("obfs4", o)?,
+            Some(Conn::Media(x)) => m.serialize_entry("media", x)?,
             None => {}
         }
         if !self.tries.is_empty() {
@@ -428,6 +435,7 @@ fn connection(ev: &Evidence, rules: &Rules, layer: Layer, notes: &mut Notes) -> 
         Conn::Tor(t) => tor::decide(t, notes),
         Conn::Shadowsocks(s) => shadowsocks::decide(s, notes),
         Conn::Obfs4(o) => obfs4::decide(o, notes),
+        Conn::Media(m) => media::decide(m, &m.options, notes),
     })
 }
 

@@ -181,7 +181,7 @@ impl MockNet {
             };
             let key = socks::key(&host, target.port);
             let down = t.origin == Some(OriginMode::Down);
-            if target.scheme == Scheme::Echo {
+            if matches!(target.scheme, Scheme::Echo | Scheme::Media) {
                 let to = if down {
                     SocketAddr::new(ip, closed_udp_port(ip)?)
                 } else {
@@ -200,6 +200,14 @@ impl MockNet {
                         .collect();
                     let mode = if t.udp == Some(UdpMode::Drop) {
                         udp::Mode::Drop
+                    } else if let Some(m) = t.media {
+                        use crate::mocknet::scenario::MediaMode;
+                        udp::Mode::Calls(match m {
+                            MediaMode::Throttle => udp::Calls::Throttle(10),
+                            MediaMode::Cut => udp::Calls::Cut(std::time::Duration::from_secs(1)),
+                            MediaMode::Block => udp::Calls::Block,
+                            MediaMode::Lossy => udp::Calls::LossyPath,
+                        })
                     } else if shapes.is_empty() {
                         udp::Mode::Pass
                     } else {

@@ -133,6 +133,12 @@ pub struct ScenarioTarget {
     /// `quic`, `stun`).
     #[serde(default)]
     pub shapes: Vec<String>,
+    /// Media targets (`media://`): what the censor does to call-shaped flows (STUN, then RTP):
+    /// `throttle` (10 packets/s get through), `cut` (dead 1 s after the call starts), `block`
+    /// (nothing gets through), or `lossy` (every third datagram of *every* flow dropped: a bad
+    /// path, not a censor).
+    #[serde(default)]
+    pub media: Option<MediaMode>,
     /// OpenVPN targets (`openvpn://`): `drop` swallows the hard reset (UDP: by signature; TCP:
     /// the client's data), `reset` resets TCP after the first packet, `tls-auth` makes the
     /// server itself silent to an unwrapped reset (no censor). Tor targets (`tor://`): `drop`
@@ -210,6 +216,16 @@ pub enum UdpMode {
     Drop,
     /// Answer with bytes that are not STUN.
     Garbage,
+}
+
+/// What the mock censor does to a `media://` target's call-shaped flows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaMode {
+    Throttle,
+    Cut,
+    Block,
+    Lossy,
 }
 
 /// What happens to an `openvpn://` or `tor://` target's handshake.
@@ -330,6 +346,7 @@ impl ScenarioTarget {
             origin: None,
             udp: None,
             shapes: Vec::new(),
+            media: None,
             vpn: None,
             quic: None,
             proxy: None,
@@ -360,6 +377,7 @@ pub const BUNDLED: &[(&str, &str)] = &[
     ),
     ("quic", include_str!("../../probes/scenarios/quic.toml")),
     ("echo", include_str!("../../probes/scenarios/echo.toml")),
+    ("calls", include_str!("../../probes/scenarios/calls.toml")),
     ("vpn", include_str!("../../probes/scenarios/vpn.toml")),
     (
         "whitelist",
@@ -620,11 +638,15 @@ fn check_behaviours(t: &ScenarioTarget, target: &Target, literal: bool) -> Resul
     if t.tls.is_some() && !tls {
         return Err("`tls = ...` needs an https target".into());
     }
-    let echo = target.scheme == Scheme::Echo;
+    let echo = matches!(target.scheme, Scheme::Echo | Scheme::Media);
     if t.udp.is_some() && !stun && !(echo && t.udp == Some(UdpMode::Drop)) {
         return Err(
-            "`udp = ...` needs a stun:// target (or `udp = \"drop\"` an echo:// one)".into(),
+            "`udp = ...` needs a stun:// target (or `udp = \"drop\"` an echo:// or media:// one)"
+                .into(),
         );
+    }
+    if t.media.is_some() && target.scheme != Scheme::Media {
+        return Err("`media = ...` needs a media:// target".into());
     }
     if !t.shapes.is_empty() && !echo {
         return Err("`shapes = [...]` needs an echo:// target".into());

@@ -28,6 +28,62 @@ pub enum Mode {
     /// WireGuard flows cut after their handshake: once a flow has carried two transport-data
     /// packets, everything more it sends is dropped (the TSPU's treatment); new flows pass.
     CutAfterHandshake,
+    /// Calls: what is done to flows that look like a call's media (a STUN request or RTP).
+    Calls(Calls),
+}
+
+/// A censor's treatment of call-shaped flows: a flow is a call from its first STUN request or
+/// RTP packet on (the "STUN, then a stream" pattern); other flows pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Calls {
+    /// At most this many of a call's datagrams per second get through.
+    Throttle(u32),
+    /// Everything a call sends this long after its first packet is dropped.
+    Cut(std::time::Duration),
+    /// Every datagram of a call is dropped.
+    Block,
+    /// Every third datagram of every flow, call or not, is dropped: a bad path.
+    LossyPath,
+}
+
+/// One flow's state under [`Mode::Calls`].
+struct CallFlow {
+    call: bool,
+    first: std::time::Instant,
+    tokens: f64,
+    at: std::time::Instant,
+    seen: u64,
+}
+
+impl Calls {
+    /// Whether the flow's next datagram `d` dies.
+    fn drops(self, flow: &mut CallFlow, d: &[u8]) -> bool {
+        let now = std::time::Instant::now();
+        flow.seen += 1;
+        if !flow.call && (crate::probe::media::is_rtp(d) || Shape::of(d) == Some(Shape::Stun)) {
+            flow.call = true;
+            flow.first = now;
+            flow.at = now;
+        }
+        match self {
+            Self::LossyPath => flow.seen.is_multiple_of(3),
+            _ if !flow.call => false,
+            Self::Block => true,
+            Self::Cut(after) => now.duration_since(flow.first) >= after,
+            Self::Throttle(pps) => {
+                let rate = f64::from(pps);
+                flow.tokens =
+                    (flow.tokens + now.duration_since(flow.at).as_secs_f64() * rate).min(1.0);
+                flow.at = now;
+                if flow.tokens >= 1.0 {
+                    flow.tokens -= 1.0;
+                    false
+                } else {
+                    true
+                }
+            }
+        }
+    }
 }
 
 /// WireGuard's transport-data message (type 4, three reserved zero bytes, at least the
@@ -84,6 +140,7 @@ async fn forward(sock: Arc<UdpSocket>, upstream: SocketAddr, mode: Mode, count: 
     // next dies too.
     let mut dead: HashSet<SocketAddr> = HashSet::new();
     let mut data_seen: HashMap<SocketAddr, u32> = HashMap::new();
+    let mut calls: HashMap<SocketAddr, CallFlow> = HashMap::new();
     let mut hellos = SniReader::default();
     let mut buf = vec![0u8; 65_536];
     loop {
@@ -111,6 +168,20 @@ async fn forward(sock: Arc<UdpSocket>, upstream: SocketAddr, mode: Mode, count: 
                     }
                 }
                 dead.contains(&client)
+            }
+            Mode::Calls(c) => {
+                if calls.len() >= MAX_FLOWS && !calls.contains_key(&client) {
+                    calls.clear();
+                }
+                let now = std::time::Instant::now();
+                let flow = calls.entry(client).or_insert(CallFlow {
+                    call: false,
+                    first: now,
+                    tokens: 1.0,
+                    at: now,
+                    seen: 0,
+                });
+                c.drops(flow, d)
             }
             Mode::DropSni(names) => {
                 dead.contains(&client)

@@ -4,6 +4,7 @@ pub mod dns;
 pub mod echo;
 pub mod failure;
 pub mod http;
+pub mod media;
 pub mod obfs4;
 pub mod openvpn;
 pub mod path;

@@ -109,6 +109,7 @@ impl Dest {
             Scheme::Tcp => format!("tcp://{host}:{}", self.port),
             Scheme::Quic => format!("quic://{host}:{}{}", self.port, self.path),
             Scheme::Echo => format!("echo://{host}:{}", self.port),
+            Scheme::Media => format!("media://{host}:{}{}", self.port, self.path),
             Scheme::Openvpn => format!("openvpn://{host}:{}{}", self.port, self.path),
             Scheme::Wireguard => format!("wireguard://{host}:{}", self.port),
             Scheme::Tor => format!("tor://{host}:{}", self.port),

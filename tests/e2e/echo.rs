@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
-async fn start_echo(args: &[&str]) -> (tokio::process::Child, std::net::SocketAddr) {
+pub(crate) async fn start_echo(args: &[&str]) -> (tokio::process::Child, std::net::SocketAddr) {
     let dir = tempfile::tempdir().unwrap();
     let ready = dir.path().join("ready.json");
     let child = tokio::process::Command::new(crate::support::bin())

@@ -12,6 +12,7 @@ mod dns_hostile;
 mod docs;
 mod echo;
 mod hardening;
+mod media;
 mod mocknet;
 mod quic;
 mod regime;

@@ -34,7 +34,7 @@ async fn issue_13_bundled_scenarios_run_from_anywhere() {
     assert!(out.status.success(), "{text}{}", stderr(&out));
     assert!(
         text.contains(
-            "russia: 16 of 16 targets as expected with the control path, 16 of 16 without"
+            "russia: 17 of 17 targets as expected with the control path, 17 of 17 without"
         ),
         "{text}"
     );

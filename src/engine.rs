@@ -697,19 +697,16 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                 use crate::probe::echo;
                 observed.layer = Layer::Udp;
                 let t = ctx.conn.timeout;
-                let runs = handshakes(
+                observed.tries = handshakes(
                     ctx,
                     target,
                     &addrs,
                     false,
                     |to| echo::probe(to, t),
                     |p, host, port| async move { echo::probe_via_proxy(p, &host, port, t).await },
+                    |direct, control| Conn::Echo(echo::EchoObservation { direct, control }),
                 )
                 .await;
-                observed.tries = runs
-                    .into_iter()
-                    .map(|(direct, control)| Conn::Echo(echo::EchoObservation { direct, control }))
-                    .collect();
             }
             Plan::Media => {
                 use crate::probe::media;
@@ -721,7 +718,7 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                 // gives up on later ones).
                 let drain = t.min(Duration::from_secs(1));
                 let _permit = ctx.media_permits.acquire().await;
-                let runs =
+                observed.tries =
                     handshakes(
                         ctx,
                         target,
@@ -731,18 +728,15 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                         |p, host, port| async move {
                             media::probe_via_proxy(p, &host, port, opts, t).await
                         },
+                        |direct, control_path| {
+                            Conn::Media(media::MediaObservation {
+                                options: *opts,
+                                direct,
+                                control_path,
+                            })
+                        },
                     )
                     .await;
-                observed.tries = runs
-                    .into_iter()
-                    .map(|(direct, control_path)| {
-                        Conn::Media(media::MediaObservation {
-                            options: *opts,
-                            direct,
-                            control_path,
-                        })
-                    })
-                    .collect();
             }
             Plan::Wireguard => {
                 use crate::probe::wireguard;
@@ -750,7 +744,7 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                 let t = ctx.conn.timeout;
                 if let Ok(keys) = wireguard::Keys::of_path(&target.path) {
                     let keys = &keys;
-                    let runs = handshakes(
+                    observed.tries = handshakes(
                         ctx,
                         target,
                         &addrs,
@@ -759,14 +753,11 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                         |p, host, port| async move {
                             wireguard::probe_via_proxy(p, &host, port, keys, t).await
                         },
+                        |direct, control| {
+                            Conn::Wireguard(wireguard::WireguardObservation { direct, control })
+                        },
                     )
                     .await;
-                    observed.tries = runs
-                        .into_iter()
-                        .map(|(direct, control)| {
-                            Conn::Wireguard(wireguard::WireguardObservation { direct, control })
-                        })
-                        .collect();
                 }
             }
             Plan::Openvpn => {
@@ -774,7 +765,7 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                 observed.layer = Layer::Vpn;
                 if let Ok(opts) = openvpn::Options::of_path(&target.path) {
                     let (t, o) = (ctx.conn.timeout, &opts);
-                    let runs = handshakes(
+                    observed.tries = handshakes(
                         ctx,
                         target,
                         &addrs,
@@ -783,26 +774,23 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                         |p, host, port| async move {
                             openvpn::probe_via_proxy(p, &host, port, o, t).await
                         },
-                    )
-                    .await;
-                    observed.tries = runs
-                        .into_iter()
-                        .map(|(direct, control)| {
+                        |direct, control| {
                             Conn::Openvpn(openvpn::OpenvpnObservation {
                                 proto: opts.proto,
                                 wrap: opts.wrap.as_ref().map(openvpn::Wrap::as_str),
                                 direct,
                                 control,
                             })
-                        })
-                        .collect();
+                        },
+                    )
+                    .await;
                 }
             }
             Plan::Tor => {
                 use crate::probe::tor;
                 observed.layer = Layer::Vpn;
                 let (t, tls, decoy) = (ctx.conn.timeout, &ctx.tls, &*ctx.conn.decoy_sni);
-                let runs =
+                observed.tries =
                     handshakes(
                         ctx,
                         target,
@@ -812,19 +800,16 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                         |p, host, port| async move {
                             tor::probe_via_proxy(p, &host, port, tls, t).await
                         },
+                        |direct, control| Conn::Tor(tor::TorObservation { direct, control }),
                     )
                     .await;
-                observed.tries = runs
-                    .into_iter()
-                    .map(|(direct, control)| Conn::Tor(tor::TorObservation { direct, control }))
-                    .collect();
             }
             Plan::Shadowsocks => {
                 use crate::probe::shadowsocks as ss;
                 observed.layer = Layer::Vpn;
                 if let Some(creds) = ss::Credentials::of_path(&target.path) {
                     let (t, creds, check) = (ctx.conn.timeout, &creds, &ctx.conn.tunnel_check);
-                    let runs = handshakes(
+                    observed.tries = handshakes(
                         ctx,
                         target,
                         &addrs,
@@ -833,19 +818,16 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                         |p, host, port| async move {
                             ss::probe_via_proxy(p, &host, port, creds, check, t).await
                         },
-                    )
-                    .await;
-                    observed.tries = runs
-                        .into_iter()
-                        .map(|(direct, control)| {
+                        |direct, control| {
                             Conn::Shadowsocks(ss::ShadowsocksObservation {
                                 method: creds.method,
                                 check: check.url.clone(),
                                 direct,
                                 control,
                             })
-                        })
-                        .collect();
+                        },
+                    )
+                    .await;
                 }
             }
             Plan::Obfs4 => {
@@ -853,7 +835,7 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                 observed.layer = Layer::Vpn;
                 if let Ok(bridge) = obfs4::Bridge::of_path(&target.path) {
                     let (t, bridge) = (ctx.conn.timeout, &bridge);
-                    let runs = handshakes(
+                    observed.tries = handshakes(
                         ctx,
                         target,
                         &addrs,
@@ -862,18 +844,15 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                         |p, host, port| async move {
                             obfs4::probe_via_proxy(p, &host, port, bridge, t).await
                         },
-                    )
-                    .await;
-                    observed.tries = runs
-                        .into_iter()
-                        .map(|(direct, control)| {
+                        |direct, control| {
                             Conn::Obfs4(obfs4::Obfs4Observation {
                                 iat_mode: bridge.iat_mode,
                                 direct,
                                 control,
                             })
-                        })
-                        .collect();
+                        },
+                    )
+                    .await;
                 }
             }
             Plan::Quic => {
@@ -905,8 +884,8 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
 /// `--repeat` tries of a handshake-style probe: to every vantage address from here and once
 /// through the control proxy (to the target by name) — at the same time, or after it when
 /// `one_peer` (a WireGuard server takes one initiation per peer per 20 ms, and the same client
-/// key from two flows at once would lose one). The shape the echo and VPN probes share; each
-/// try is `(from here, through the proxy)`.
+/// key from two flows at once would lose one). The shape the echo, media and VPN probes share;
+/// `conn` makes each try's evidence of `(from here, through the proxy)`.
 async fn handshakes<T, D, DF, C, CF>(
     ctx: &ProbeCtx,
     target: &Target,
@@ -914,7 +893,8 @@ async fn handshakes<T, D, DF, C, CF>(
     one_peer: bool,
     direct: D,
     control: C,
-) -> Vec<(Vec<T>, Option<T>)>
+    conn: impl Fn(Vec<T>, Option<T>) -> Conn,
+) -> Vec<Conn>
 where
     D: Fn(SocketAddr) -> DF,
     DF: std::future::Future<Output = T>,
@@ -936,12 +916,13 @@ where
                 None => None,
             }
         };
-        runs.push(if one_peer {
+        let (ours, outside) = if one_peer {
             let ours = ours.await;
             (ours, outside.await)
         } else {
             tokio::join!(ours, outside)
-        });
+        };
+        runs.push(conn(ours, outside));
     }
     runs
 }

@@ -2,14 +2,10 @@
 //! random controls, echoed by a `blockprobe echo` server outside.
 
 use super::{Control, Decision, Notes, judge};
-use crate::probe::echo::{EchoObservation, EchoRun};
+use crate::probe::echo::EchoObservation;
 use crate::probe::failure::{Failure, FailureKind};
 use crate::probe::quic::PROXY_SETUP;
 use crate::verdict::{Reason, Verdict};
-
-fn refused(r: &EchoRun) -> bool {
-    is_refused(r.failure.as_ref())
-}
 
 pub(super) fn is_refused(f: Option<&Failure>) -> bool {
     f.is_some_and(|f| f.kind == FailureKind::Refused)
@@ -45,12 +41,6 @@ pub(super) fn udp_control(
 }
 
 pub(super) fn decide(e: &EchoObservation, notes: &mut Notes) -> Decision {
-    let servers = e
-        .direct
-        .iter()
-        .map(|r| r.server.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
     if let Some(run) = e.direct.iter().find(|r| r.answered()) {
         let dead: Vec<String> = run
             .exchanges
@@ -104,16 +94,33 @@ pub(super) fn decide(e: &EchoObservation, notes: &mut Notes) -> Decision {
             ),
         );
     }
-    let refused_here = !e.direct.is_empty() && e.direct.iter().all(refused);
-    let c = udp_control(
+    nothing_back(
+        e.direct
+            .iter()
+            .map(|r| (r.server.as_str(), r.failure.as_ref())),
         e.control
             .as_ref()
             .map(|r| (r.answered(), r.failure.as_ref())),
-        refused_here,
-    );
+        "no datagram of any shape, nor any random control, came back",
+        notes,
+    )
+}
+
+/// Nothing came back from our own echo server on any address (`direct`: each one's server
+/// and failure): `udp.timeout` when the control path got echoes, `down` when refused here and
+/// silent outside, else inconclusive.
+pub(super) fn nothing_back<'a>(
+    direct: impl Iterator<Item = (&'a str, Option<&'a Failure>)>,
+    control: Option<(bool, Option<&Failure>)>,
+    what: &str,
+    notes: &mut Notes,
+) -> Decision {
+    let (servers, failures): (Vec<&str>, Vec<Option<&Failure>>) = direct.unzip();
+    let refused_here = !failures.is_empty() && failures.iter().all(|f| is_refused(*f));
+    let c = udp_control(control, refused_here);
     judge(
         Some(Reason::UdpTimeout),
-        format!("{servers}: no datagram of any shape, nor any random control, came back"),
+        format!("{}: {what}", servers.join(", ")),
         &c,
         notes,
     )

@@ -3,8 +3,8 @@
 //! outside. The random stream is the control: only what the call loses beyond it is blamed on
 //! the network's treatment of calls.
 
-use super::echo::{is_refused, udp_control};
-use super::{Decision, Notes, judge};
+use super::echo::nothing_back;
+use super::{Decision, Notes};
 use crate::probe::media::{MediaObservation, MediaRun, Options, StreamStats};
 use crate::verdict::{Reason, Verdict};
 
@@ -114,24 +114,14 @@ pub(super) fn decide(m: &MediaObservation, o: &Options, notes: &mut Notes) -> De
     if let Some(run) = m.direct.iter().find(|r| r.answered()) {
         return compare(run, o);
     }
-    let servers = m
-        .direct
-        .iter()
-        .map(|r| r.server.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let refused_here =
-        !m.direct.is_empty() && m.direct.iter().all(|r| is_refused(r.failure.as_ref()));
-    let c = udp_control(
+    nothing_back(
+        m.direct
+            .iter()
+            .map(|r| (r.server.as_str(), r.failure.as_ref())),
         m.control_path
             .as_ref()
             .map(|r| (r.answered(), r.failure.as_ref())),
-        refused_here,
-    );
-    judge(
-        Some(Reason::UdpTimeout),
-        format!("{servers}: nothing of the call-shaped stream nor of its random control came back"),
-        &c,
+        "nothing of the call-shaped stream nor of its random control came back",
         notes,
     )
 }

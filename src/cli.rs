@@ -41,6 +41,10 @@ pub enum Command {
     Diff(DiffArgs),
     /// Stored records as CSV or JSONL, for analysis tools (DuckDB, ClickHouse, pandas).
     Export(ExportArgs),
+    /// One self-contained HTML page of a report file or of the store: a target × resolver
+    /// grid coloured by verdict, the breakdown by reason, and (from the store) a timeline per
+    /// target across runs and a trend chart.
+    Report(ReportArgs),
     /// Delete stored runs older than an age, with their records (retention for cron).
     Prune(PruneArgs),
     /// Does a saved page match a block-page fingerprint? FILE is an HTML page or a raw HTTP
@@ -367,6 +371,12 @@ pub struct ScanArgs {
     #[arg(long, value_name = "HOST:PORT")]
     pub stun_reference: Option<String>,
 
+    /// Your echo server outside the censored network (`blockprobe echo` there), HOST:PORT: the
+    /// scan adds echo://HOST:PORT (is UDP dropped by protocol signature?) and media://HOST:PORT
+    /// (are calls throttled or cut? 10 s of a call's RTP against a random stream).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub echo_server: Option<String>,
+
     /// Without a working control path: an http(s) URL fetched once per run and resolver as
     /// the baseline for throttling and freezes — best a large object (>= 64 KiB, well past the
     /// ~16 KiB freeze) on a domestic server the censor leaves alone. Repeatable; suites may
@@ -589,6 +599,34 @@ pub struct PruneArgs {
     /// Only say what would be deleted.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  blockprobe scan --suite whatsapp -o scan.json && blockprobe report scan.json -o scan.html
+  blockprobe report --store sqlite:runs.db --since 30d -o month.html
+
+The page has no scripts and loads nothing (its Content-Security-Policy forbids it): it opens
+offline, from an email, and prints. Hover a cell for the evidence in words. See docs/report.md.")]
+pub struct ReportArgs {
+    /// A scan's report, JSON or JSONL (`-` reads standard input); without it, the store.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub store: StoreArg,
+
+    /// From the store: only runs started since a date, an RFC 3339 time, or an age (7d).
+    #[arg(long, value_name = "WHEN", value_parser = crate::store::query::parse_since)]
+    pub since: Option<String>,
+
+    /// From the store: only this run.
+    #[arg(long, value_name = "RUN_ID")]
+    pub run: Option<String>,
+
+    /// Write the page to PATH (atomically) instead of standard output.
+    #[arg(short = 'o', long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -74,6 +74,7 @@ pub struct FileConfig {
     pub control_concurrency: Option<usize>,
     pub probes: Option<Vec<String>>,
     pub stun_reference: Option<String>,
+    pub echo_server: Option<String>,
     pub connect_to: Option<Vec<String>>,
     pub append: Option<bool>,
     pub run_id: Option<String>,
@@ -294,6 +295,17 @@ pub struct ScanConfig {
 }
 
 /// `HOST:PORT` (a name or an IP; IPv6 in brackets).
+/// The `echo://` and `media://` targets of an echo server given as HOST:PORT.
+fn echo_targets(s: &str) -> Result<[Source; 2], String> {
+    let t = crate::target::Target::parse(&format!("echo://{}", s.trim_start_matches("echo://")))
+        .map_err(|e| format!("{e} (expected HOST:PORT, e.g. vps.example:7007)"))?;
+    let at = crate::net::host_port(&t.host.to_string(), t.port);
+    Ok([
+        Source::Arg(format!("echo://{at}")),
+        Source::Arg(format!("media://{at}")),
+    ])
+}
+
 fn parse_host_port(s: &str) -> Result<(String, u16), String> {
     let t = crate::target::Target::parse(&format!("stun://{}", s.trim_start_matches("stun://")))?;
     Ok((t.host.to_string(), t.port))
@@ -415,6 +427,20 @@ impl ScanConfig {
                 sources.push(Source::Suite(Box::new(crate::suite::Suite::load(&spec)?)));
             }
         }
+        // `--echo-server`: the researcher's echo server abroad, measured for protocol-shaped
+        // datagrams (echo://) and a call's media stream (media://), whatever else is scanned.
+        match (&args.echo_server, &file.echo_server) {
+            (Some(s), _) => {
+                sources.extend(echo_targets(s).map_err(|e| anyhow::anyhow!("--echo-server: {e}"))?)
+            }
+            (None, Some(s)) => {
+                let at = origin
+                    .as_ref()
+                    .map_or_else(|| "echo-server".to_owned(), |o| o.at("echo-server"));
+                sources.extend(echo_targets(s).map_err(|e| anyhow::anyhow!("{at}: {e}"))?);
+            }
+            (None, None) => {}
+        }
         // In-run references: the flags (else the file's), then those the suites name.
         let references_from_file = args.references.is_empty() && file.references.is_some();
         let mut references: Vec<String> = if args.references.is_empty() {
@@ -444,7 +470,7 @@ impl ScanConfig {
         }
         if sources.is_empty() && need_targets {
             bail!(
-                "no targets: give TARGET arguments, --input FILE or --suite NAME (see `blockprobe scan --help`)"
+                "no targets: give TARGET arguments, --input FILE, --suite NAME or --echo-server HOST:PORT (see `blockprobe scan --help`)"
             );
         }
         if sources.iter().filter(|s| **s == Source::Stdin).count() > 1 {

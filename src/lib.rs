@@ -59,6 +59,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::History(args) => history(args),
         Command::Diff(args) => diff(args),
         Command::Export(args) => export(args),
+        Command::Report(args) => html_report(&args),
         Command::Prune(args) => prune(args),
         Command::Blockpage(args) => check_blockpage(&args),
         Command::Suites { suite } => list_suites(suite.as_deref()),
@@ -352,6 +353,60 @@ fn open_store(arg: &cli::StoreArg) -> anyhow::Result<store::Store> {
         None => store::default_url(),
     };
     store::Store::open_existing(&url)
+}
+
+fn html_report(args: &cli::ReportArgs) -> anyhow::Result<ExitCode> {
+    use report::html::{Data, render};
+    if args.output.is_none() && io::IsTerminal::is_terminal(&io::stdout()) {
+        anyhow::bail!(
+            "the report is an HTML page: give -o report.html (or redirect standard output)"
+        );
+    }
+    let data = match &args.file {
+        Some(p) => {
+            let mut data = Data::new(p.display().to_string());
+            let read = if p.as_os_str() == "-" {
+                data.read_report(io::stdin().lock())
+            } else {
+                let f = std::fs::File::open(p)
+                    .with_context(|| format!("cannot read {}", p.display()))?;
+                data.read_report(io::BufReader::new(f))
+            };
+            read.with_context(|| p.display().to_string())?;
+            data
+        }
+        None => {
+            let mut st = open_store(&args.store)?;
+            let mut data = Data::new(
+                args.store
+                    .store
+                    .clone()
+                    .unwrap_or_else(|| "the default store".into()),
+            );
+            store::query::report_data(
+                &mut st,
+                args.since.as_deref(),
+                args.run.as_deref(),
+                &mut data,
+            )?;
+            data
+        }
+    };
+    let page = render(&data, &store::now());
+    let (file, mut out) = outfile::open(args.output.as_deref(), true, false, &|| false)?;
+    out.write_all(page.as_bytes())?;
+    out.flush()?;
+    drop(out);
+    file.commit()?;
+    if let Some(p) = &args.output {
+        report::warn(format_args!(
+            "wrote {}: {} record(s) of {} run(s)",
+            p.display(),
+            data.records,
+            data.runs()
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn history(args: cli::HistoryArgs) -> anyhow::Result<ExitCode> {

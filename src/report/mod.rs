@@ -14,6 +14,7 @@ use crate::resolver_spec::Vantage;
 use crate::target::Target;
 use crate::verdict::{Layer, Reason, Verdict};
 
+pub mod html;
 pub mod summary;
 
 /// Version of the report schema documented in `docs/report-schema.md`.

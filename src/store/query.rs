@@ -445,6 +445,81 @@ pub enum ExportFormat {
     Jsonl,
 }
 
+/// The records of the latest [`MAX_RUNS`](crate::report::html::MAX_RUNS) runs (since
+/// `since`, or `run` alone) into the HTML report's data, read in pages.
+pub fn report_data(
+    store: &mut Store,
+    since: Option<&str>,
+    run: Option<&str>,
+    data: &mut crate::report::html::Data,
+) -> anyhow::Result<()> {
+    use crate::report::html::{MAX_RUNS, Row, RunInfo};
+    let mut sql = "SELECT run_id, started_at, regime FROM runs WHERE 1 = 1".to_owned();
+    let mut params: Vec<Value> = Vec::new();
+    if let Some(s) = since {
+        sql.push_str(" AND started_at >= ?");
+        params.push(s.into());
+    }
+    if let Some(r) = run {
+        sql.push_str(" AND run_id = ?");
+        params.push(r.into());
+    }
+    sql.push_str(&format!(
+        " ORDER BY started_at DESC, run_id DESC LIMIT {MAX_RUNS}"
+    ));
+    let mut runs: Vec<RunInfo> = store
+        .query(&sql, &params)?
+        .into_iter()
+        .map(|r| RunInfo {
+            run_id: r[0].str_or_empty(),
+            started_at: r[1].str_or_empty(),
+            regime: r[2].text().unwrap_or("unknown").to_owned(),
+        })
+        .collect();
+    if runs.is_empty() {
+        anyhow::bail!(
+            "no runs in the store{}",
+            match (since, run) {
+                (_, Some(r)) => format!(" with id {r}"),
+                (Some(s), None) => format!(" since {s}"),
+                _ => String::new(),
+            }
+        );
+    }
+    runs.reverse();
+    const PAGE: i64 = 5_000;
+    let page_sql = format!(
+        "SELECT id, target, resolver, verdict, layer, reason, detail FROM records WHERE run_id = ? AND id > ? ORDER BY id LIMIT {PAGE}"
+    );
+    for info in runs {
+        let id = info.run_id.clone();
+        let (at, regime) = (info.started_at.clone(), info.regime.clone());
+        data.run(info);
+        let mut last = 0i64;
+        loop {
+            let rows = store.query(&page_sql, &[id.clone().into(), Value::Int(last)])?;
+            for r in &rows {
+                last = r[0].int().unwrap_or(last);
+                data.add(Row {
+                    run_id: id.clone(),
+                    started_at: at.clone(),
+                    regime: regime.clone(),
+                    target: r[1].str_or_empty(),
+                    resolver: r[2].str_or_empty(),
+                    verdict: r[3].str_or_empty(),
+                    layer: r[4].text().map(str::to_owned),
+                    reason: r[5].text().map(str::to_owned),
+                    detail: r[6].str_or_empty(),
+                });
+            }
+            if (rows.len() as i64) < PAGE {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Streams records (oldest first) in pages, so memory does not grow with the store.
 pub fn export(
     store: &mut Store,

@@ -16,6 +16,7 @@ mod media;
 mod mocknet;
 mod quic;
 mod regime;
+mod report;
 mod store;
 mod suites;
 mod support;

@@ -117,3 +117,48 @@ async fn issue_18_calls_scenario_passes_check() {
     let bad = run(&["scan", "media://vps.example"]).await;
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
 }
+
+/// `--echo-server HOST:PORT` (or `echo-server` in a config file) adds the server's `echo://`
+/// and `media://` targets to the scan, beside the others.
+#[tokio::test]
+async fn issue_18_echo_server_adds_its_echo_and_media_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("scan.toml");
+    std::fs::write(&config, "echo-server = \"192.0.2.9:7007\"\n").unwrap();
+    for args in [
+        vec!["--echo-server", "192.0.2.9:7007"],
+        vec!["--config", config.to_str().unwrap()],
+    ] {
+        let mut argv = vec![
+            "scan",
+            "tcp://192.0.2.1:443",
+            "--probes",
+            "dns",
+            "--canary",
+            "",
+            "--control-resolver",
+            "c=udp://127.0.0.1:9",
+            "--quiet",
+        ];
+        argv.extend(args);
+        let out = run(&argv).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mut targets: Vec<String> = jsonl(&out.stdout)
+            .iter()
+            .map(|r| r["target"].as_str().unwrap().to_owned())
+            .collect();
+        targets.sort();
+        assert_eq!(
+            targets,
+            [
+                "echo://192.0.2.9:7007",
+                "media://192.0.2.9:7007",
+                "tcp://192.0.2.1:443"
+            ],
+            "{argv:?}"
+        );
+    }
+    let bad = run(&["scan", "--echo-server", "vps.example"]).await;
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("--echo-server"), "{}", stderr(&bad));
+}

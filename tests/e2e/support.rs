@@ -280,3 +280,24 @@ pub(crate) fn spawn_piped(args: &[String]) -> tokio::process::Child {
         .spawn()
         .unwrap()
 }
+
+/// A lab server's program, or `None` (the test is skipped) — unless `require` names a set
+/// environment variable, as in CI, where a missing program fails the test.
+pub(crate) fn lab_tool(name: &str, require: &str, install: &str) -> Option<PathBuf> {
+    let found = tool(name);
+    if found.is_none() {
+        let required = std::env::var(require).is_ok_and(|v| !v.is_empty() && v != "0");
+        assert!(!required, "{require} is set but `{name}` is not installed");
+        eprintln!("SKIPPED: `{name}` is not installed ({install})");
+    }
+    found
+}
+
+/// A program on PATH (or in the sbin folders Debian puts servers in).
+pub(crate) fn tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin".into(), "/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}

@@ -5,25 +5,13 @@
 //! called blocked. The mock-only behaviours are the `vpn` scenario's `--check`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use blockprobe::mocknet::socks::{Outside, SocksProxy, key};
 use blockprobe::mocknet::udp::{Mode, UdpCensor};
 use blockprobe::probe::echo::Shape;
 
-use crate::support::{jsonl, run, stderr};
-
-/// A lab server's program, or `None` (the test is skipped) — unless `require` names a set
-/// environment variable, as in CI, where a missing program fails the test.
-fn lab_tool(name: &str, require: &str, install: &str) -> Option<PathBuf> {
-    let found = tool(name);
-    if found.is_none() {
-        let required = std::env::var(require).is_ok_and(|v| !v.is_empty() && v != "0");
-        assert!(!required, "{require} is set but `{name}` is not installed");
-        eprintln!("SKIPPED: `{name}` is not installed ({install})");
-    }
-    found
-}
+use crate::support::{jsonl, lab_tool, run, stderr, tool};
 
 fn free_port(udp: bool) -> u16 {
     if udp {
@@ -310,14 +298,6 @@ async fn expect_verdicts_with(
             r["detail"]
         );
     }
-}
-
-fn tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/bin".into(), "/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 fn sh(cmd: &Path, args: &[&str], input: Option<&str>) -> String {

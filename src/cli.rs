@@ -120,7 +120,7 @@ pub struct EchoArgs {
     pub listen: std::net::SocketAddr,
 
     /// Datagrams answered per source address and second (a burst of as many is allowed).
-    #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub packets_per_source: u32,
 
     /// Bytes answered per source address and second.
@@ -309,7 +309,8 @@ pub struct ScanArgs {
     #[arg(long, value_name = "RATIO")]
     pub throttle_ratio: Option<f64>,
 
-    /// Report format [default: from the output file's extension; jsonl on stdout].
+    /// Report format [default: from the output file's extension; on standard output, table on a
+    /// terminal (one readable line per result, coloured unless NO_COLOR), else jsonl].
     #[arg(long, value_enum)]
     pub format: Option<Format>,
 
@@ -461,7 +462,8 @@ pub struct RegimeArgs {
     pub discover: bool,
 
     /// The resolver the check resolves its names through, NAME=SPEC (SPEC as for `scan`); the
-    /// first one given is used [default: system=system].
+    /// first one given is used — from a config file's `[resolvers]` table, the first by name
+    /// [default: system=system].
     #[arg(long = "resolver", value_name = "NAME=SPEC")]
     pub resolvers: Vec<String>,
 

@@ -739,6 +739,8 @@ impl ScanConfig {
             .or_else(|| file.output.as_deref().map(|p| rel_path(origin.as_ref(), p)));
         let format = match (args.format.or(file.format), &path) {
             (Some(f), _) => f,
+            // People read a terminal; scripts read JSON lines.
+            (None, None) if std::io::IsTerminal::is_terminal(&std::io::stdout()) => Format::Table,
             (None, None) => Format::Jsonl,
             // `-o /dev/null`, a FIFO: a stream of lines.
             (None, Some(p)) if crate::outfile::is_stream(p) && Format::from_path(p).is_none() => {

@@ -32,7 +32,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            packets_per_source: 200,
+            packets_per_source: 500,
             bytes_per_source: 256 * 1024,
             max_sources: 65_536,
             max_connections: 256,

@@ -149,8 +149,9 @@ pub struct ProbeCtx {
 }
 
 /// `media://` jobs measured at once, whatever `--concurrency` is: each sends two streams of
-/// ~50 datagrams/s to one echo server, whose default cap is 200 datagrams/s per source, so
-/// more at once would make the server, not the network, drop them (both streams alike).
+/// ~50 datagrams/s to one echo server, whose default cap is 500 datagrams/s per source (with
+/// room for the echo probes), so more at once would make the server, not the network, drop
+/// them (both streams alike).
 pub const MEDIA_STREAMS: usize = 2;
 
 impl ProbeCtx {

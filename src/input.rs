@@ -29,6 +29,38 @@ impl Source {
     }
 }
 
+/// About how many targets the sources hold, for the progress bar's total and ETA: arguments
+/// and suite targets exactly, files by their lines that are neither blank nor comments (a
+/// test-list CSV less its header). `None` with standard input (it cannot be read twice).
+/// Reads each file once more, on the caller's thread: run it off the scan's path.
+pub fn estimate(sources: &[Source]) -> Option<u64> {
+    let mut n = 0u64;
+    for s in sources {
+        n += match s {
+            Source::Arg(_) => 1,
+            Source::Suite(suite) => suite.targets.len() as u64,
+            Source::Stdin => return None,
+            Source::File(p) => {
+                let f = BufReader::new(File::open(p).ok()?);
+                let mut lines = 0u64;
+                for (i, line) in f.split(b'\n').enumerate() {
+                    let line = line.ok()?;
+                    let t = line.trim_ascii();
+                    // A test list's header names its `url` column.
+                    let header = i == 0
+                        && t.contains(&b',')
+                        && t.windows(3).any(|w| w.eq_ignore_ascii_case(b"url"));
+                    if !header && !t.is_empty() && !t.starts_with(b"#") {
+                        lines += 1;
+                    }
+                }
+                lines
+            }
+        };
+    }
+    Some(n)
+}
+
 /// A malformed line: reported with its place and skipped (fatal with `--strict`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{origin}:{line}: {message}")]

@@ -314,9 +314,22 @@ fn print_summary(outcome: &scan::Outcome, run_id: &str, store_url: Option<&str>)
         });
     if io::IsTerminal::is_terminal(&err) {
         let _ = write!(err, "{}", outcome.summary.render());
+        let _ = write!(err, "{}", outcome.summary.render_failures());
         if let Some(c) = controls {
             let _ = writeln!(err, "{c}");
         }
+        let _ = writeln!(
+            err,
+            "run {run_id}{}{}",
+            if outcome.interrupted {
+                " (interrupted)"
+            } else {
+                ""
+            },
+            store_url
+                .map(|u| format!("; stored in {u}"))
+                .unwrap_or_default()
+        );
         return;
     }
     if let Some(c) = controls {
@@ -363,6 +376,9 @@ fn html_report(args: &cli::ReportArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let data = match &args.file {
+        Some(p) if args.since.is_some() || args.run.is_some() => {
+            anyhow::bail!("--since and --run choose runs of the store: give them without FILE")
+        }
         Some(p) => {
             let mut data = Data::new(p.display().to_string());
             let read = if p.as_os_str() == "-" {
@@ -373,6 +389,9 @@ fn html_report(args: &cli::ReportArgs) -> anyhow::Result<ExitCode> {
                 data.read_report(io::BufReader::new(f))
             };
             read.with_context(|| p.display().to_string())?;
+            if data.records == 0 {
+                anyhow::bail!("{} holds no records", p.display());
+            }
             data
         }
         None => {

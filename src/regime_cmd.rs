@@ -73,9 +73,6 @@ pub(crate) fn run(args: RegimeArgs) -> anyhow::Result<ExitCode> {
     })?;
     let opened = crate::input::open(&sources)?;
     let interrupted = || *signals.borrow() > 0;
-    // A discovery list streams (in place, like JSONL); the check's document is atomic.
-    let (file, mut out) =
-        crate::outfile::open(args.output.as_deref(), !args.discover, false, &interrupted)?;
     let measured_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let resolver = SpecEntry::from(&cfg.vantages[0]);
 
@@ -91,6 +88,15 @@ pub(crate) fn run(args: RegimeArgs) -> anyhow::Result<ExitCode> {
     let Some(check) = check else {
         return Err(crate::Interrupted.into());
     };
+    // Opened once the check is done (an error or an interrupt before leaves a previous list
+    // alone): text and JSON are written aside and renamed into place at the end; JSONL streams
+    // in place.
+    let (file, mut out) = crate::outfile::open(
+        args.output.as_deref(),
+        args.format != RegimeFormat::Jsonl,
+        false,
+        &interrupted,
+    )?;
     if !args.quiet && (args.discover || args.output.is_some()) {
         warn(check.summary());
     }
@@ -136,7 +142,14 @@ pub(crate) fn run(args: RegimeArgs) -> anyhow::Result<ExitCode> {
                 let r = match item {
                     // An HTTPS URL or TLS endpoint with its own port is tested there.
                     Item::Target(t) => {
-                        Some((t.host.to_string(), if t.is_tls() { t.port } else { 443 }))
+                        use crate::target::Scheme;
+                        // An HTTPS URL's or a TLS/TCP endpoint's own port; 443 for the others
+                        // (plain HTTP, and UDP schemes whose port is no TLS port).
+                        let port = match t.scheme {
+                            Scheme::Https | Scheme::None | Scheme::Tcp => t.port,
+                            _ => 443,
+                        };
+                        Some((t.host.to_string(), port))
                     }
                     Item::Malformed(e) => {
                         warn(format_args!("{e} (skipped)"));
@@ -197,6 +210,9 @@ pub(crate) fn run(args: RegimeArgs) -> anyhow::Result<ExitCode> {
             warn(&tally);
         }
         if let Some(e) = fatal {
+            if text {
+                writeln!(out, "# reading the names failed here: {e}")?;
+            }
             out.flush()?;
             drop(out);
             file.commit()?;

@@ -226,6 +226,10 @@ pub async fn scan<W: Write>(
     }
 
     let mut sink = Sink::begin(cfg.output.format, out, &meta)?;
+    if cfg.output.path.is_none() {
+        sink = sink.for_stdout();
+    }
+    let live = sink.is_live();
     let ctx = Arc::new(ctx);
     let meta = Arc::new(meta);
 
@@ -324,6 +328,15 @@ pub async fn scan<W: Write>(
     let mut records = std::pin::pin!(records);
 
     let progress = crate::progress::Progress::new(cfg.output.quiet);
+    // The total for the bar, counted on a thread of its own (files are read once more) while
+    // the scan starts; the bar takes it when it is ready.
+    let mut estimate = progress.visible().then(|| {
+        let sources = cfg.sources.clone();
+        let per_target = ctx.vantages.len() as u64;
+        tokio::task::spawn_blocking(move || {
+            crate::input::estimate(&sources).map(|n| n * per_target)
+        })
+    });
     let mut summary = Summary::default();
     summary.regime = regime_summary;
     let mut failed_on = false;
@@ -405,7 +418,13 @@ pub async fn scan<W: Write>(
                     )
                 })??;
         }
-        if let Err(e) = sink.write(&record) {
+        // A table on the terminal: each line at once, drawn around the progress bar.
+        let wrote = if live {
+            progress.suspend(|| sink.write(&record).and_then(|()| sink.flush()))
+        } else {
+            sink.write(&record)
+        };
+        if let Err(e) = wrote {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
                 broken_pipe = true;
                 break;
@@ -414,6 +433,13 @@ pub async fn scan<W: Write>(
         }
         written += 1;
         dirty = true;
+        if estimate
+            .as_ref()
+            .is_some_and(tokio::task::JoinHandle::is_finished)
+            && let Some(Ok(Some(total))) = estimate.take().and_then(|h| h.now_or_never())
+        {
+            progress.set_total(total);
+        }
         progress.record(summary.count(Verdict::Blocked));
     }
     progress.finish();

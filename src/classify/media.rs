@@ -47,19 +47,45 @@ fn compare(run: &MediaRun, o: &Options) -> Decision {
             Verdict::Inconclusive,
             None,
             format!(
-                "{}: the path loses {} of random datagrams too, too lossy to judge calls — {both}",
+                "{}: the path loses {} of random datagrams too, too lossy to judge calls{} — {both}",
                 run.server,
-                pct(ctl.loss)
+                pct(ctl.loss),
+                if 2 * run.pps > 200 {
+                    format!(
+                        " (at {} datagrams/s in all, the echo server's per-source cap — `blockprobe echo --packets-per-source` — may be what drops them)",
+                        2 * run.pps
+                    )
+                } else {
+                    String::new()
+                }
             ),
         );
     }
-    if call.echoed == 0 {
+    if ctl.cut_at.is_some() {
+        return (
+            Verdict::Inconclusive,
+            None,
+            format!(
+                "{}: both streams were cut (the random one too, after {:.1} s): the path or the echo server stopped, not calls alone — {both}",
+                run.server,
+                ctl.cut_at.map_or(0.0, |t| t.as_secs_f64())
+            ),
+        );
+    }
+    // Only the STUN request (the first packet) came back: the media itself never did.
+    let stun_only = call.echoed == 1 && call.cut_at.is_some_and(|t| t.as_millis() < 100);
+    if call.echoed == 0 || stun_only {
         return (
             Verdict::Blocked,
             Some(Reason::MediaBlocked),
             format!(
-                "{}: nothing of the call-shaped stream came back, not even its STUN request, while the random stream of the same sizes and rate did — {both}",
-                run.server
+                "{}: nothing of the call-shaped stream came back{}, while the random stream of the same sizes and rate did — {both}",
+                run.server,
+                if stun_only {
+                    " after its STUN request"
+                } else {
+                    ", not even its STUN request"
+                }
             ),
         );
     }

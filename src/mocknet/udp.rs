@@ -72,8 +72,9 @@ impl Calls {
             Self::Cut(after) => now.duration_since(flow.first) >= after,
             Self::Throttle(pps) => {
                 let rate = f64::from(pps);
+                // A bucket of two: arrival jitter does not cost the flow its rate.
                 flow.tokens =
-                    (flow.tokens + now.duration_since(flow.at).as_secs_f64() * rate).min(1.0);
+                    (flow.tokens + now.duration_since(flow.at).as_secs_f64() * rate).min(2.0);
                 flow.at = now;
                 if flow.tokens >= 1.0 {
                     flow.tokens -= 1.0;

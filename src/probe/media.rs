@@ -163,12 +163,18 @@ fn call_packets(o: &Options) -> Vec<Vec<u8>> {
     out
 }
 
-/// Random bytes of each of `sizes`, none shaped like RTP or a protocol's first packet.
+/// Random bytes of each of `sizes`, none shaped like RTP or a protocol's first packet: the
+/// first byte's top bits are `01`, which no RTP or RTCP packet (version 2: `10`), STUN message
+/// (`00`), DTLS record (20–63) or QUIC long header (`1x`) starts with — whatever a DPI box's
+/// definition of RTP is.
 fn control_packets(sizes: impl Iterator<Item = usize>) -> Vec<Vec<u8>> {
     sizes
         .map(|n| {
             loop {
-                let p: Vec<u8> = (0..n).map(|_| rand::random::<u8>()).collect();
+                let mut p: Vec<u8> = (0..n).map(|_| rand::random::<u8>()).collect();
+                if let Some(b) = p.first_mut() {
+                    *b = (*b & 0x3f) | 0x40;
+                }
                 if !is_rtp(&p) && Shape::of(&p).is_none() {
                     break p;
                 }
@@ -404,14 +410,25 @@ async fn streams(
     let mut end = start + o.duration + drain;
     let (mut buf_a, mut buf_b) = (vec![0u8; 2048], vec![0u8; 2048]);
     let mut echoes = 0usize;
+    // ICMP port unreachable, per stream: a censor may forge it for the call's flow only.
+    let mut refused = [false; 2];
+    let note = |failure: &mut Option<Failure>, refused: &mut bool, e: &std::io::Error| {
+        let f = Failure::new(FailureKind::from_io(e), e.to_string());
+        *refused |= f.kind == FailureKind::Refused;
+        failure.get_or_insert(f);
+    };
     loop {
         let send_at = start + gap * u32::try_from(next).unwrap_or(u32::MAX);
         tokio::select! {
             () = tokio::time::sleep_until(send_at), if next < n => {
                 let now = start.elapsed();
-                for (leg, (line, p)) in [(&call, (0, &call_packets[next])), (&control, (1, &control_packets[next]))] {
+                // Which stream goes first alternates: a rate cap on the way (or the echo
+                // server's) short by one datagram must not always spare the same stream.
+                let pair = [(&call, 0, &call_packets[next]), (&control, 1, &control_packets[next])];
+                for k in 0..2 {
+                    let (leg, line, p) = pair[(k + next) % 2];
                     if let Err(e) = leg.send(p).await {
-                        failure.get_or_insert(Failure::new(FailureKind::from_io(&e), e.to_string()));
+                        note(&mut failure, &mut refused[line], &e);
                     }
                     lines[line].sent.push(now);
                 }
@@ -430,7 +447,7 @@ async fn streams(
                             echoes += 1;
                         }
                     }
-                    Err(e) => { failure.get_or_insert(Failure::new(FailureKind::from_io(&e), e.to_string())); }
+                    Err(e) => note(&mut failure, &mut refused[0], &e),
                 }
             }
             r = control.sock.recv(&mut buf_b) => {
@@ -443,7 +460,7 @@ async fn streams(
                             echoes += 1;
                         }
                     }
-                    Err(e) => { failure.get_or_insert(Failure::new(FailureKind::from_io(&e), e.to_string())); }
+                    Err(e) => note(&mut failure, &mut refused[1], &e),
                 }
             }
             () = tokio::time::sleep_until(end) => break,
@@ -451,13 +468,9 @@ async fn streams(
         if next == n && echoes == 2 * n {
             break;
         }
-        // Nothing listens there (ICMP port unreachable) and nothing came back: no echo will.
-        if echoes == 0
-            && failure
-                .as_ref()
-                .is_some_and(|f: &Failure| f.kind == FailureKind::Refused)
-            && next >= 3
-        {
+        // Nothing listens there (ICMP port unreachable on both flows) and nothing came back
+        // for a while: no echo will.
+        if echoes == 0 && refused == [true, true] && start.elapsed() >= drain.min(o.duration) {
             break;
         }
     }
@@ -587,6 +600,8 @@ mod tests {
         for (c, p) in control.iter().zip(&call) {
             assert_eq!(c.len(), p.len());
             assert!(!is_rtp(c) && Shape::of(c).is_none());
+            // Not RTP/RTCP by any definition: version 1.
+            assert_eq!(c[0] >> 6, 1);
         }
     }
 

@@ -54,7 +54,6 @@ pub struct RunInfo {
 #[derive(Clone, Debug)]
 struct Cell {
     verdict: String,
-    layer: Option<String>,
     reason: Option<String>,
     detail: String,
 }
@@ -71,6 +70,10 @@ pub struct Data {
     /// Records not drawn (past [`MAX_ROWS`] pairs or [`MAX_RUNS`] runs).
     pub left_out: u64,
     pub records: u64,
+    /// Per run, every record counted (drawn or not): by verdict, and by (layer, reason,
+    /// verdict) — bounded by the reasons there are, not by the records.
+    counts: Vec<[u64; 5]>,
+    reasons: Vec<BTreeMap<(String, String, String), u64>>,
 }
 
 impl Data {
@@ -88,6 +91,8 @@ impl Data {
         }
         self.run_index.insert(r.run_id.clone(), self.runs.len());
         self.runs.push(r);
+        self.counts.push([0; 5]);
+        self.reasons.push(BTreeMap::new());
     }
 
     /// Runs read.
@@ -108,6 +113,17 @@ impl Data {
                 self.runs.len() - 1
             }
         };
+        let v = VERDICTS.iter().position(|v| *v == row.verdict).unwrap_or(4);
+        self.counts[run][v] += 1;
+        if let Some(r) = &row.reason {
+            let layer = row
+                .layer
+                .clone()
+                .unwrap_or_else(|| r.split('.').next().unwrap_or("").to_owned());
+            *self.reasons[run]
+                .entry((layer, r.clone(), VERDICTS[v].to_owned()))
+                .or_default() += 1;
+        }
         let key = (row.target, row.resolver);
         if !self.cells.contains_key(&key) && self.cells.len() >= MAX_ROWS {
             self.left_out += 1;
@@ -117,7 +133,6 @@ impl Data {
             run,
             Cell {
                 verdict: row.verdict,
-                layer: row.layer,
                 reason: row.reason,
                 detail: row.detail,
             },
@@ -176,6 +191,17 @@ impl Data {
             }
             return Ok(());
         }
+        let head = first.trim_start();
+        if !head.is_empty() && !head.starts_with('{') {
+            anyhow::bail!(
+                "line 1: not a JSON or JSONL report{} (give the scan's -o x.json or -o x.jsonl, or --store)",
+                if head.contains(',') {
+                    " — a CSV report?"
+                } else {
+                    ""
+                }
+            );
+        }
         let mut n = 1usize;
         let mut parse = |line: &str, n: usize| -> anyhow::Result<()> {
             if line.trim().is_empty() {
@@ -211,11 +237,18 @@ fn colour(verdict: &str) -> (&'static str, &'static str) {
 
 const VERDICTS: [&str; 5] = ["reachable", "blocked", "throttled", "down", "inconclusive"];
 
-/// HTML-escapes text for element content and attribute values.
+/// HTML-escapes text for element content and attribute values. Control characters and
+/// bidirectional overrides (U+202E can make `https://` followed by `gnp.exe` read as a PNG
+/// file name) become U+FFFD.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
+            c if (c.is_control() && c != '\n' && c != '\t')
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                out.push('\u{fffd}');
+            }
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
@@ -312,18 +345,13 @@ pub fn render(d: &Data, generated_at: &str) -> String {
             esc(&run.regime)
         );
     }
-    // Counts by verdict.
-    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
-    for (_, c) in &current {
-        *counts.entry(c.verdict.as_str()).or_default() += 1;
-    }
+    // Counts by verdict: every record of the run, drawn or not.
     h.push_str("<div class=\"chips\" id=\"counts\">");
-    for v in VERDICTS {
+    for (v, n) in VERDICTS.iter().zip(d.counts[latest]) {
         let (bg, fg) = colour(v);
         let _ = write!(
             h,
-            "<span class=\"v-{v}\" style=\"background:{bg};color:{fg}\">{v}: {}</span>",
-            counts.get(v).copied().unwrap_or(0)
+            "<span class=\"v-{v}\" style=\"background:{bg};color:{fg}\">{v}: {n}</span>"
         );
     }
     h.push_str("</div>\n");
@@ -370,19 +398,9 @@ pub fn render(d: &Data, generated_at: &str) -> String {
     h.push_str("</table>\n");
 
     // Breakdown by layer and reason.
-    // (layer, reason, verdict): a transfer reason's layer is its connection's (tls or http).
-    let mut reasons: BTreeMap<(String, String, String), u64> = BTreeMap::new();
-    for (_, c) in &current {
-        if let Some(r) = &c.reason {
-            let layer = c
-                .layer
-                .clone()
-                .unwrap_or_else(|| r.split('.').next().unwrap_or("").to_owned());
-            *reasons
-                .entry((layer, r.clone(), c.verdict.clone()))
-                .or_default() += 1;
-        }
-    }
+    // (layer, reason, verdict), every record of the run: a transfer reason's layer is its
+    // connection's (tls or http).
+    let reasons = d.reasons[latest].clone();
     if !reasons.is_empty() {
         let max = reasons.values().copied().max().unwrap_or(1).max(1);
         h.push_str("<h2>By layer and reason</h2><table id=\"reasons\"><tr><th>layer</th><th>reason</th><th>verdict</th><th>results</th></tr>\n");
@@ -412,13 +430,7 @@ pub fn render(d: &Data, generated_at: &str) -> String {
 
 /// Per-run stacked bars of the verdicts (inline SVG).
 fn trend(h: &mut String, d: &Data) {
-    let mut per_run = vec![[0u64; 5]; d.runs.len()];
-    for runs in d.cells.values() {
-        for (i, c) in runs {
-            let v = VERDICTS.iter().position(|v| *v == c.verdict).unwrap_or(4);
-            per_run[*i][v] += 1;
-        }
-    }
+    let per_run = &d.counts;
     let max = per_run
         .iter()
         .map(|c| c.iter().sum::<u64>())
@@ -467,9 +479,13 @@ fn trend(h: &mut String, d: &Data) {
             );
         }
     }
-    h.push_str(
-        "</svg><p class=\"note\">W: the run was under a whitelist (or offline) regime.</p>\n",
-    );
+    h.push_str("</svg>\n");
+    if d.runs
+        .iter()
+        .any(|r| matches!(r.regime.as_str(), "whitelist" | "offline"))
+    {
+        h.push_str("<p class=\"note\">W: the run was under a whitelist (or offline) regime.</p>\n");
+    }
 }
 
 /// One row per (target, resolver), one cell per run, and when it became blocked or came back.
@@ -612,6 +628,27 @@ mod tests {
         assert!(!page.contains("<b>a.example"));
         assert!(page.contains("id=\"trend\"") && page.contains("id=\"timeline\""));
         assert!(!page.contains("<script") && !page.contains("src="));
+    }
+
+    /// Past the rows drawn, every record still counts (a run with thousands blocked after the
+    /// first 5,000 pairs must not look clean), and text cannot reorder itself.
+    #[test]
+    fn counts_cover_every_record_and_text_is_tamed() {
+        let mut d = Data::new("big");
+        for i in 0..MAX_ROWS + 100 {
+            let v = if i < MAX_ROWS { "reachable" } else { "blocked" };
+            let r = (v == "blocked").then_some("tcp.reset");
+            d.add(row("r", "2026-11-01T10:00:00Z", &format!("t{i}"), v, r));
+        }
+        let page = render(&d, "now");
+        assert!(
+            page.contains(">blocked: 100<"),
+            "the chips count every record"
+        );
+        assert!(page.contains("tcp.reset"), "and so does the breakdown");
+        assert!(page.contains("100 record(s) past the first"));
+        assert_eq!(esc("a\u{202e}b\u{0}c"), "a\u{fffd}b\u{fffd}c");
+        assert!(!page.contains("W: the run"), "no whitelist run, no legend");
     }
 
     #[test]

@@ -417,6 +417,8 @@ pub enum Format {
     Csv,
     Json,
     Jsonl,
+    /// One readable line per result, for people (the default on a terminal).
+    Table,
 }
 
 impl Format {
@@ -444,8 +446,74 @@ pub struct RunEnd {
 /// record finished more than 100 ms earlier, and memory does not grow with the run.
 pub enum Sink<W: Write> {
     Csv(Box<csv::Writer<W>>),
-    Json { out: W, first: bool },
+    Json {
+        out: W,
+        first: bool,
+    },
     Jsonl(W),
+    /// For people: coloured by verdict on a terminal (`NO_COLOR` respected), each line as wide
+    /// as the terminal.
+    Table {
+        out: W,
+        style: TableStyle,
+    },
+}
+
+/// How a table sink draws its lines.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TableStyle {
+    /// ANSI colours by verdict.
+    pub color: bool,
+    /// Characters per line at most (the terminal's width); `None`: no limit.
+    pub width: Option<usize>,
+}
+
+impl TableStyle {
+    /// Colours and width for standard output, when it is a terminal.
+    pub fn for_stdout() -> Self {
+        let term = console::Term::stdout();
+        if !term.is_term() {
+            return Self::default();
+        }
+        Self {
+            color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            width: term.size_checked().map(|(_, w)| usize::from(w)),
+        }
+    }
+}
+
+/// One result as a table line: verdict, reason, resolver, target, detail.
+pub fn table_line(rec: &Record, style: TableStyle) -> String {
+    let verdict = rec.verdict.as_str();
+    let reason = rec.reason.map_or("-", Reason::as_str);
+    let head = format!(
+        "{verdict:<12} {reason:<20} {:<8} {}",
+        rec.resolver, rec.target
+    );
+    let mut line = format!("{head}  {}", rec.detail);
+    if let Some(w) = style.width
+        && line.chars().count() > w
+    {
+        line = line
+            .chars()
+            .take(w.saturating_sub(1).max(head.len()))
+            .collect();
+        line.push('…');
+    }
+    if style.color {
+        let code = match rec.verdict {
+            Verdict::Reachable => "32",
+            Verdict::Blocked => "1;31",
+            Verdict::Throttled => "33",
+            Verdict::Down => "90",
+            Verdict::Inconclusive => "2",
+        };
+        line = format!(
+            "\x1b[{code}m{verdict:<12}\x1b[0m{}",
+            &line[verdict.len().max(12)..]
+        );
+    }
+    line
 }
 
 impl<W: Write> Sink<W> {
@@ -465,7 +533,24 @@ impl<W: Write> Sink<W> {
                 Self::Json { out, first: true }
             }
             Format::Jsonl => Self::Jsonl(out),
+            Format::Table => Self::Table {
+                out,
+                style: TableStyle::default(),
+            },
         })
+    }
+
+    /// Draws a table for standard output (colours and width when it is a terminal).
+    pub fn for_stdout(mut self) -> Self {
+        if let Self::Table { style, .. } = &mut self {
+            *style = TableStyle::for_stdout();
+        }
+        self
+    }
+
+    /// A table shown on a terminal: each line is flushed at once, around the progress bar.
+    pub fn is_live(&self) -> bool {
+        matches!(self, Self::Table { style, .. } if style.color || style.width.is_some())
     }
 
     /// Writes one record; it reaches the file at the next [`flush`](Self::flush) (the scan
@@ -488,13 +573,14 @@ impl<W: Write> Sink<W> {
                 serde_json::to_writer(&mut *out, rec)?;
                 out.write_all(b"\n")
             }
+            Self::Table { out, style } => writeln!(out, "{}", table_line(rec, *style)),
         }
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
         match self {
             Self::Csv(w) => w.flush(),
-            Self::Json { out, .. } | Self::Jsonl(out) => out.flush(),
+            Self::Json { out, .. } | Self::Jsonl(out) | Self::Table { out, .. } => out.flush(),
         }
     }
 
@@ -508,7 +594,7 @@ impl<W: Write> Sink<W> {
                 out.write_all(b"}\n")?;
                 out.flush()
             }
-            Self::Jsonl(mut out) => out.flush(),
+            Self::Jsonl(mut out) | Self::Table { mut out, .. } => out.flush(),
         }
     }
 }

@@ -18,11 +18,31 @@ pub struct Summary {
     /// The run's network regime, when the check found a whitelist or nothing working: the
     /// summary leads with it.
     pub regime: Option<String>,
+    /// The first blocked or throttled results, named in the summary: (target, resolver,
+    /// verdict, reason).
+    failures: Vec<(String, String, Verdict, Option<&'static str>)>,
+    /// Blocked or throttled results past those.
+    more_failures: u64,
 }
+
+/// Blocked or throttled results named in the summary at most.
+pub const NAMED: usize = 20;
 
 impl Summary {
     /// Counts what decided a record (in-run references, a missing control path).
     pub fn note(&mut self, r: &crate::report::Record) {
+        if matches!(r.verdict, Verdict::Blocked | Verdict::Throttled) {
+            if self.failures.len() < NAMED {
+                self.failures.push((
+                    r.target.clone(),
+                    r.resolver.clone(),
+                    r.verdict,
+                    r.reason.map(crate::verdict::Reason::as_str),
+                ));
+            } else {
+                self.more_failures += 1;
+            }
+        }
         if r.baseline.as_deref().is_some_and(|b| b != "control_path")
             && r.verdict != Verdict::Inconclusive
         {
@@ -60,6 +80,27 @@ impl Summary {
             .position(|v| *v == verdict)
             .expect("all");
         self.counts.values().map(|r| r[idx]).sum()
+    }
+
+    /// What is blocked or throttled, by name: one line each (the first [`NAMED`]).
+    pub fn render_failures(&self) -> String {
+        let mut s = String::new();
+        if self.failures.is_empty() {
+            return s;
+        }
+        s.push_str("blocked or throttled:\n");
+        for (target, resolver, verdict, reason) in &self.failures {
+            let _ = writeln!(
+                s,
+                "  {target} via {resolver}: {}{}",
+                verdict.as_str(),
+                reason.map(|r| format!(" {r}")).unwrap_or_default()
+            );
+        }
+        if self.more_failures > 0 {
+            let _ = writeln!(s, "  … and {} more (see the report)", self.more_failures);
+        }
+        s
     }
 
     pub fn render(&self) -> String {

@@ -84,3 +84,56 @@ async fn issue_13_a_repeated_flag_takes_the_last_value_and_fail_on_says_why() {
     );
     assert!(!err.contains("ok.test"), "{err}");
 }
+
+/// On a terminal without `-o`, results are a readable table as they arrive (coloured by
+/// verdict unless NO_COLOR), and the summary names what is blocked and the run; piped, the
+/// same scan writes JSON lines (scripts keep working). The terminal is `script`'s pty.
+#[tokio::test]
+async fn issue_13_a_terminal_gets_a_table_and_a_pipe_gets_jsonl() {
+    let Some(script) = crate::support::tool("script") else {
+        eprintln!("SKIPPED: `script` (util-linux) is not installed");
+        return;
+    };
+    let origin = blockprobe::mocknet::origin::Origin::start("127.0.0.1".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let args = format!(
+        "{} scan tcp://{} tcp://127.0.0.1:9 --control-resolver c=udp://127.0.0.1:9 --canary '' --timeout 2s --run-id tty-run",
+        crate::support::bin(),
+        origin.addr
+    );
+    for color in [true, false] {
+        let out = tokio::process::Command::new(&script)
+            .args(["-qec", &args, "/dev/null"])
+            .env("NO_COLOR", if color { "" } else { "1" })
+            .env("TERM", "xterm")
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(
+            !text.contains("{\"run_id\""),
+            "no JSON on a terminal: {text}"
+        );
+        let line = text
+            .lines()
+            .find(|l| l.contains("tcp://127.0.0.1:9 "))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(line.contains("inconclusive"), "{line}");
+        assert!(line.contains("TCP fails"), "the detail follows: {line}");
+        assert_eq!(text.contains("\u{1b}[32mreachable"), color, "{text}");
+        assert!(text.contains("run tty-run"), "{text}");
+    }
+    // Piped: JSON lines.
+    let out = run(&[
+        "scan",
+        &format!("tcp://{}", origin.addr),
+        "--control-resolver",
+        "c=udp://127.0.0.1:9",
+        "--canary",
+        "",
+    ])
+    .await;
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("{\"run_id\""));
+}

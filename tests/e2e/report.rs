@@ -30,30 +30,11 @@ async fn two_runs(dir: &Path) -> (String, std::path::PathBuf, usize) {
         }
     };
     {
-        let ready_file = dir.join("open.ready.json");
-        let mut child = tokio::process::Command::new(crate::support::bin())
-            .args([
-                "mocknet",
-                "--suite",
-                "whatsapp",
-                "--timeout",
-                "3s",
-                "--ready-file",
-            ])
-            .arg(&ready_file)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        // Readiness: the ready line on stdout.
-        use tokio::io::AsyncBufReadExt as _;
-        let mut line = String::new();
-        tokio::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .await
-            .unwrap();
-        let ready: blockprobe::mocknet::Ready = serde_json::from_str(&line).unwrap();
+        let (_child, ready) = crate::support::spawn_mocknet_with(
+            &["--suite", "whatsapp"],
+            &dir.join("open.ready.json"),
+        )
+        .await;
         scan(ready.scan_args, "run-1", Vec::new()).await;
     }
     let (_child, ready) = spawn_mocknet(

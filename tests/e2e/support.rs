@@ -198,10 +198,19 @@ pub(crate) async fn spawn_mocknet(
     scenario: &str,
     ready_file: &Path,
 ) -> (tokio::process::Child, blockprobe::mocknet::Ready) {
-    use tokio::io::AsyncBufReadExt as _;
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join(scenario);
+    spawn_mocknet_with(&["--scenario", scenario.to_str().unwrap()], ready_file).await
+}
+
+/// A mock network with these `mocknet` arguments (`--scenario …`, `--suite …`), once ready.
+pub(crate) async fn spawn_mocknet_with(
+    args: &[&str],
+    ready_file: &Path,
+) -> (tokio::process::Child, blockprobe::mocknet::Ready) {
+    use tokio::io::AsyncBufReadExt as _;
     let mut child = tokio::process::Command::new(bin())
-        .args(["mocknet", "--scenario", scenario.to_str().unwrap()])
+        .arg("mocknet")
+        .args(args)
         .args([
             // Generous: a debug build on a loaded 2-core CI machine handshakes slowly, and a
             // tight timeout there turns a slow success into a false timeout.

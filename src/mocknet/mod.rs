@@ -169,6 +169,19 @@ impl MockNet {
         let mut vpn_servers = Vec::new();
         let mut vpn_held: Vec<Box<dyn Send + Sync>> = Vec::new();
         let mut quic_censors = Vec::new();
+        // Stable target texts: a name target is scanned at its scheme's default port, mapped to
+        // its censor with --connect-to, so two runs of a scenario measure the same targets
+        // (`diff` compares them) — unless another name target of the host wants the same
+        // address and port, which then keeps the censor's port in its URL.
+        let mut claims: std::collections::HashMap<(u8, bool), usize> =
+            std::collections::HashMap::new();
+        for (t, p) in plan.scenario.targets.iter().zip(&plan.placed) {
+            if !p.literal {
+                *claims
+                    .entry((p.n, t.scheme == SchemeMode::Https))
+                    .or_default() += 1;
+            }
+        }
         for (t, p) in plan.scenario.targets.iter().zip(&plan.placed) {
             let n = p.n;
             let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 1, n));
@@ -394,6 +407,8 @@ impl MockNet {
             } else {
                 t.scheme == SchemeMode::Https
             };
+            let default_port = if https { 443 } else { 80 };
+            let stable = !p.literal && claims.get(&(p.n, https)) == Some(&1);
             let upstream = if https {
                 origin.addr
             } else {
@@ -461,8 +476,8 @@ impl MockNet {
                 // The regime check reaches its references by name on port 443.
                 let referenced = regime
                     .is_some_and(|r| r.allowlisted.iter().chain(&r.foreign).any(|n| *n == host));
-                if referenced && https {
-                    connect_to.push((SocketAddr::new(ip, 443), SocketAddr::new(ip, port)));
+                if stable || (referenced && https) {
+                    connect_to.push((SocketAddr::new(ip, default_port), SocketAddr::new(ip, port)));
                 }
             }
             if t.proxy == Some(ProxyMode::Timeout) {
@@ -491,10 +506,18 @@ impl MockNet {
                         SocketAddr::new(bp_ip, target.port),
                         SocketAddr::new(bp_ip, port),
                     ));
+                } else if stable {
+                    connect_to.push((
+                        SocketAddr::new(bp_ip, default_port),
+                        SocketAddr::new(bp_ip, port),
+                    ));
                 }
             }
             urls.push(if p.literal {
                 target.input.clone()
+            } else if stable {
+                let scheme = if https { "https" } else { "http" };
+                format!("{scheme}://{host}{}", t.path)
             } else {
                 let scheme = if https { "https" } else { "http" };
                 format!("{scheme}://{host}:{port}{}", t.path)

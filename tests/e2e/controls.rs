@@ -39,7 +39,7 @@ async fn issue_12_without_a_proxy_a_reference_decides_throttling_and_the_freeze(
         video["baseline"]
             .as_str()
             .unwrap()
-            .starts_with("reference:https://static.yandex.net:"),
+            .starts_with("reference:https://static.yandex.net/"),
         "{video:#}"
     );
     assert!(video["baseline_bps"].as_f64().unwrap() > 2e6, "{video:#}");

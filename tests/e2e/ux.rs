@@ -137,3 +137,63 @@ async fn issue_13_a_terminal_gets_a_table_and_a_pipe_gets_jsonl() {
     .await;
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("{\"run_id\""));
 }
+
+/// Two runs of the mock network with the scenario changed in between measure the same targets
+/// (target texts carry no random port), so `diff` reports the one site that became blocked —
+/// nothing new, nothing gone — and `diff --fail-on blocked` exits 1.
+#[tokio::test]
+async fn issue_13_stable_mock_identities_make_diff_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("runs.db").display());
+    let scenario = |site: &str| {
+        format!(
+            "name = \"changing\"\ndescription = \"a site that becomes blocked\"\n\n\
+             [[target]]\ntarget = \"site.example\"\n{site}\n\n\
+             [[target]]\ntarget = \"other.example\"\nexpect = {{ verdict = \"reachable\" }}\n"
+        )
+    };
+    let runs = [
+        ("run-a", scenario("expect = { verdict = \"reachable\" }")),
+        (
+            "run-b",
+            scenario("tls = \"reset\"\nexpect = { verdict = \"blocked\", reason = \"tls.reset\" }"),
+        ),
+    ];
+    for (id, text) in &runs {
+        let path = dir.path().join(format!("{id}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let (_child, ready) = crate::support::spawn_mocknet_with(
+            &["--scenario", path.to_str().unwrap()],
+            &dir.path().join(format!("{id}.ready.json")),
+        )
+        .await;
+        let mut args = ready.scan_args.clone();
+        args.extend(["--quiet", "--run-id", id, "--store", &store].map(String::from));
+        let out = run(&args).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = run(&[
+        "diff",
+        "--store",
+        &store,
+        "run-a",
+        "run-b",
+        "--fail-on",
+        "blocked",
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(text.contains("https://site.example/"), "{text}");
+    assert!(text.contains("tls.reset"), "{text}");
+    assert!(!text.contains("other.example"), "unchanged: {text}");
+    assert!(text.contains("0 new, 0 gone"), "{text}");
+    for kind in ["new", "gone"] {
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(kind)),
+            "{kind}: {text}"
+        );
+    }
+}

@@ -47,6 +47,7 @@ fn bench(url: &StoreUrl, n: usize) -> anyhow::Result<(f64, usize)> {
         resolvers: vec![],
         control_resolvers: vec![],
         probes: vec!["dns".into()],
+        vantage: "bench".into(),
         canaries: vec![],
         regime: blockprobe::regime::RegimeCheck::unchecked(),
     };

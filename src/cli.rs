@@ -419,6 +419,11 @@ pub struct ScanArgs {
     /// Identifier written in every record [default: generated from time and randomness].
     #[arg(long, value_name = "ID")]
     pub run_id: Option<String>,
+
+    /// Where this probe measures from, written in every record and the store (e.g.
+    /// msk-beeline-1): a fleet's records are told apart by it [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    pub vantage: Option<String>,
 }
 
 const REGIME_EXAMPLES: &str = "\
@@ -549,6 +554,10 @@ pub struct HistoryArgs {
     #[arg(long, value_name = "NAME")]
     pub resolver: Option<String>,
 
+    /// Only records measured from this vantage (`scan --vantage`, else the host name).
+    #[arg(long, value_name = "NAME")]
+    pub vantage: Option<String>,
+
     /// Only runs started since: a date (2026-11-01), an RFC 3339 time, or an age (7d, 24h).
     #[arg(long, value_name = "WHEN", value_parser = crate::store::query::parse_since)]
     pub since: Option<String>,
@@ -652,6 +661,10 @@ pub struct ExportArgs {
     /// Only this run.
     #[arg(long, value_name = "RUN_ID")]
     pub run: Option<String>,
+
+    /// Only records measured from this vantage (`scan --vantage`).
+    #[arg(long, value_name = "NAME")]
+    pub vantage: Option<String>,
 
     /// Write to PATH (atomically) instead of standard output.
     #[arg(short = 'o', long, value_name = "PATH")]

@@ -78,6 +78,7 @@ pub struct FileConfig {
     pub connect_to: Option<Vec<String>>,
     pub append: Option<bool>,
     pub run_id: Option<String>,
+    pub vantage: Option<String>,
     pub format: Option<Format>,
     pub output: Option<PathBuf>,
     pub fail_on: Option<Vec<String>>,
@@ -202,6 +203,15 @@ fn show_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
+/// A vantage label: printable and short (it is in every record and filters the store).
+fn check_vantage(v: String) -> anyhow::Result<String> {
+    let ok = !v.trim().is_empty() && v.len() <= 64 && !v.chars().any(char::is_control);
+    if !ok {
+        bail!("--vantage `{v}`: use 1 to 64 printable characters (e.g. msk-beeline-1)");
+    }
+    Ok(v)
+}
+
 /// A run id names files, store rows and `--resume` arguments: printable, no spaces, not empty.
 fn check_run_id(id: String) -> anyhow::Result<String> {
     let ok = !id.is_empty()
@@ -286,6 +296,8 @@ pub struct ScanConfig {
     pub output: OutputOptions,
     pub strict: bool,
     pub run_id: Option<String>,
+    /// Where the run measures from (`--vantage`, else the host name).
+    pub vantage: String,
     pub store: Option<crate::store::StoreUrl>,
     /// `--resume RUN_ID`.
     pub resume: Option<String>,
@@ -828,6 +840,10 @@ impl ScanConfig {
                 .or(file.run_id)
                 .map(check_run_id)
                 .transpose()?,
+            vantage: match args.vantage.or(file.vantage) {
+                Some(v) => check_vantage(v)?,
+                None => crate::store::host_name(),
+            },
             store,
             resume: args.resume,
             lock_wait: args.lock_wait,

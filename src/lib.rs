@@ -434,6 +434,7 @@ fn history(args: cli::HistoryArgs) -> anyhow::Result<ExitCode> {
         target: args.target,
         resolver: args.resolver,
         since: args.since,
+        vantage: args.vantage,
     };
     let mut out = BufWriter::new(io::stdout().lock());
     store::query::history(&mut st, &filter, args.format, &mut out)?;
@@ -488,6 +489,7 @@ fn export(args: cli::ExportArgs) -> anyhow::Result<ExitCode> {
         args.format,
         args.since.as_deref(),
         args.run.as_deref(),
+        args.vantage.as_deref(),
         &mut out,
     )?;
     out.flush()?;

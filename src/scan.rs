@@ -62,6 +62,7 @@ pub fn run_meta(cfg: &ScanConfig, now: SystemTime) -> RunMeta {
         resolvers: cfg.vantages.iter().map(SpecEntry::from).collect(),
         control_resolvers: cfg.controls.iter().map(SpecEntry::from).collect(),
         probes: cfg.probes.iter().map(|p| p.as_str().to_owned()).collect(),
+        vantage: cfg.vantage.clone(),
         canaries: Vec::new(),
         regime: crate::regime::RegimeCheck::unchecked(),
     }

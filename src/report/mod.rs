@@ -18,7 +18,7 @@ pub mod html;
 pub mod summary;
 
 /// Version of the report schema documented in `docs/report-schema.md`.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// The flat columns, in order (CSV header; JSON key order before `evidence`).
 pub const COLUMNS: &[&str] = &[
@@ -26,6 +26,7 @@ pub const COLUMNS: &[&str] = &[
     "started_at",
     "tool_version",
     "regime",
+    "vantage",
     "target",
     "category",
     "kind",
@@ -80,6 +81,9 @@ pub struct RunMeta {
     pub resolvers: Vec<SpecEntry>,
     pub control_resolvers: Vec<SpecEntry>,
     pub probes: Vec<String>,
+    /// Where the run measured from: `--vantage NAME`, else the host name (a fleet's records
+    /// are told apart by it).
+    pub vantage: String,
     /// Each canary name's outcome at every vantage and control resolver (the health check).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub canaries: Vec<CanaryCheck>,
@@ -126,6 +130,8 @@ pub struct Record {
     pub tool_version: String,
     /// The run's network regime (`open`, `whitelist`, `offline`, `unknown`).
     pub regime: &'static str,
+    /// The run's vantage label (`--vantage`, else the host name).
+    pub vantage: String,
     pub target: String,
     pub category: Option<String>,
     pub kind: &'static str,
@@ -282,6 +288,7 @@ impl Record {
             started_at: meta.started_at.clone(),
             tool_version: meta.tool_version.clone(),
             regime: meta.regime.regime.as_str(),
+            vantage: meta.vantage.clone(),
             target: target.input.clone(),
             category: target.category.clone(),
             kind: target.kind.as_str(),
@@ -364,6 +371,7 @@ impl Record {
             self.started_at.clone(),
             self.tool_version.clone(),
             self.regime.to_owned(),
+            self.vantage.clone(),
             self.target.clone(),
             opt(self.category.as_ref()),
             self.kind.to_owned(),

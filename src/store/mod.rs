@@ -138,6 +138,10 @@ fn migrations(d: Dialect) -> Vec<String> {
         "ALTER TABLE runs ADD COLUMN regime TEXT;
          ALTER TABLE records ADD COLUMN regime TEXT"
             .to_owned(),
+        // Issue 13: where a run measured from (`--vantage`, else the host name).
+        "ALTER TABLE runs ADD COLUMN vantage TEXT;
+         ALTER TABLE records ADD COLUMN vantage TEXT"
+            .to_owned(),
     ]
 }
 
@@ -441,7 +445,7 @@ impl Store {
         }
         self.execute(
             "INSERT INTO runs (run_id, started_at, status, tool_version, host_name, resolvers, \
-             control_resolvers, sources, probes) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+             control_resolvers, sources, probes, vantage) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
             &[
                 meta.run_id.clone().into(),
                 meta.started_at.clone().into(),
@@ -451,6 +455,7 @@ impl Store {
                 serde_json::to_string(&meta.control_resolvers)?.into(),
                 serde_json::to_string(sources)?.into(),
                 meta.probes.join(",").into(),
+                meta.vantage.clone().into(),
             ],
         )?;
         Ok(())

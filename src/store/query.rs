@@ -49,6 +49,8 @@ pub struct HistoryFilter {
     pub target: Option<String>,
     pub resolver: Option<String>,
     pub since: Option<String>,
+    /// Only records measured from this vantage (`--vantage`).
+    pub vantage: Option<String>,
 }
 
 /// One row of the timeline.
@@ -82,6 +84,10 @@ pub fn history(
     if let Some(r) = &f.resolver {
         sql.push_str(" AND r.resolver = ?");
         params.push(r.clone().into());
+    }
+    if let Some(v) = &f.vantage {
+        sql.push_str(" AND r.vantage = ?");
+        params.push(v.clone().into());
     }
     if let Some(s) = &f.since {
         sql.push_str(" AND runs.started_at >= ?");
@@ -526,6 +532,7 @@ pub fn export(
     format: ExportFormat,
     since: Option<&str>,
     run: Option<&str>,
+    vantage: Option<&str>,
     out: &mut impl Write,
 ) -> anyhow::Result<u64> {
     const PAGE: i64 = 5_000;
@@ -539,6 +546,9 @@ pub fn export(
     }
     if run.is_some() {
         sql.push_str(" AND r.run_id = ?");
+    }
+    if vantage.is_some() {
+        sql.push_str(" AND r.vantage = ?");
     }
     sql.push_str(&format!(" ORDER BY r.id LIMIT {PAGE}"));
     enum Rows<'a, W: Write> {
@@ -559,6 +569,7 @@ pub fn export(
         let mut params: Vec<Value> = vec![Value::Int(last)];
         params.extend(since.map(Value::from));
         params.extend(run.map(Value::from));
+        params.extend(vantage.map(Value::from));
         let rows = store.query(&sql, &params)?;
         for r in &rows {
             last = r[0].int().unwrap_or(last);

@@ -197,3 +197,82 @@ async fn issue_13_stable_mock_identities_make_diff_work() {
         );
     }
 }
+
+/// `--vantage NAME` (else the host name) is in every record, the JSON run and the store, and
+/// `history`/`export --vantage` pick one probe's records out of a fleet's store.
+#[tokio::test]
+async fn issue_13_vantage_labels_records_and_filters_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("runs.db").display());
+    let origin = blockprobe::mocknet::origin::Origin::start("127.0.0.1".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let target = format!("tcp://{}", origin.addr);
+    let report = dir.path().join("msk.json");
+    for (id, vantage) in [("run-msk", Some("msk-beeline-1")), ("run-host", None)] {
+        let mut args: Vec<String> = [
+            "scan",
+            &target,
+            "--control-resolver",
+            "c=udp://127.0.0.1:9",
+            "--canary",
+            "",
+            "--quiet",
+            "--run-id",
+            id,
+            "--store",
+            &store,
+        ]
+        .map(String::from)
+        .to_vec();
+        if let Some(v) = vantage {
+            args.extend([
+                "--vantage".into(),
+                v.into(),
+                "-o".into(),
+                report.display().to_string(),
+            ]);
+        }
+        let out = run(&args).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["run"]["vantage"], "msk-beeline-1");
+    assert_eq!(json["records"][0]["vantage"], "msk-beeline-1");
+    let out = run(&[
+        "export",
+        "--store",
+        &store,
+        "--format",
+        "csv",
+        "--vantage",
+        "msk-beeline-1",
+    ])
+    .await;
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(csv.lines().count(), 2, "a header and one record: {csv}");
+    assert!(
+        csv.contains("run-msk") && !csv.contains("run-host"),
+        "{csv}"
+    );
+    // The other run carries the host name.
+    let host = blockprobe::store::host_name();
+    let out = run(&[
+        "history",
+        "--store",
+        &store,
+        "--vantage",
+        &host,
+        "--format",
+        "csv",
+    ])
+    .await;
+    let history = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        history.contains("run-host") && !history.contains("run-msk"),
+        "{history}"
+    );
+    let bad = run(&["scan", &target, "--vantage", ""]).await;
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}

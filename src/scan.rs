@@ -340,6 +340,8 @@ pub async fn scan<W: Write>(
     });
     let mut summary = Summary::default();
     summary.regime = regime_summary;
+    let probes: Vec<&str> = cfg.probes.iter().map(|p| p.as_str()).collect();
+    summary.probes = (probes != crate::config::DEFAULT_PROBES).then(|| probes.join(","));
     let mut failed_on = false;
     let mut failing = 0u64;
     let mut written = 0u64;

@@ -276,3 +276,23 @@ async fn issue_13_vantage_labels_records_and_filters_the_store() {
     let bad = run(&["scan", &target, "--vantage", ""]).await;
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
 }
+
+/// A run that did not run every step says so in its summary line (a DNS-only run's "0 blocked"
+/// is not a clean bill of health).
+#[tokio::test]
+async fn issue_13_the_summary_names_the_probes_when_not_the_default() {
+    let base = [
+        "scan",
+        "tcp://127.0.0.1:9",
+        "--control-resolver",
+        "c=udp://127.0.0.1:9",
+        "--canary",
+        "",
+    ];
+    let mut dns_only = base.to_vec();
+    dns_only.extend(["--probes", "dns"]);
+    let out = run(&dns_only).await;
+    assert!(stderr(&out).contains("(probes dns):"), "{}", stderr(&out));
+    let out = run(&base).await;
+    assert!(!stderr(&out).contains("(probes"), "{}", stderr(&out));
+}

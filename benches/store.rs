@@ -48,6 +48,7 @@ fn bench(url: &StoreUrl, n: usize) -> anyhow::Result<(f64, usize)> {
         control_resolvers: vec![],
         probes: vec!["dns".into()],
         vantage: "bench".into(),
+        public_ip: None,
         canaries: vec![],
         regime: blockprobe::regime::RegimeCheck::unchecked(),
     };

@@ -424,6 +424,12 @@ pub struct ScanArgs {
     /// msk-beeline-1): a fleet's records are told apart by it [default: the host name].
     #[arg(long, value_name = "NAME")]
     pub vantage: Option<String>,
+
+    /// Learn this probe's public IP address from a STUN server (HOST[:PORT], one Binding
+    /// Request at the start of the run) and write it in every record (`public_ip`). Nothing is
+    /// asked unless this is given.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub public_ip_stun: Option<String>,
 }
 
 const REGIME_EXAMPLES: &str = "\

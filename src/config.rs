@@ -79,6 +79,7 @@ pub struct FileConfig {
     pub append: Option<bool>,
     pub run_id: Option<String>,
     pub vantage: Option<String>,
+    pub public_ip_stun: Option<String>,
     pub format: Option<Format>,
     pub output: Option<PathBuf>,
     pub fail_on: Option<Vec<String>>,
@@ -298,6 +299,8 @@ pub struct ScanConfig {
     pub run_id: Option<String>,
     /// Where the run measures from (`--vantage`, else the host name).
     pub vantage: String,
+    /// `--public-ip-stun HOST:PORT`: the STUN server that tells the run its public address.
+    pub public_ip_stun: Option<(String, u16)>,
     pub store: Option<crate::store::StoreUrl>,
     /// `--resume RUN_ID`.
     pub resume: Option<String>,
@@ -760,7 +763,7 @@ impl ScanConfig {
             }
             (None, Some(p)) => Format::from_path(p).ok_or_else(|| {
                 anyhow::anyhow!(
-                    "cannot tell the report format from `{}`; use a .csv, .json or .jsonl name or pass --format",
+                    "cannot tell the report format from `{}`; use a .csv, .json, .jsonl or .txt (table) name or pass --format",
                     p.display()
                 )
             })?,
@@ -839,6 +842,11 @@ impl ScanConfig {
                 .or(args.run_id)
                 .or(file.run_id)
                 .map(check_run_id)
+                .transpose()?,
+            public_ip_stun: args
+                .public_ip_stun
+                .or(file.public_ip_stun)
+                .map(|s| parse_host_port(&s).map_err(|e| anyhow::anyhow!("--public-ip-stun: {e}")))
                 .transpose()?,
             vantage: match args.vantage.or(file.vantage) {
                 Some(v) => check_vantage(v)?,

@@ -166,6 +166,36 @@ impl ProbeCtx {
         }
     }
 
+    /// This probe's public address as a STUN server at `host:port` sees it (the name resolved
+    /// through the first vantage resolver).
+    pub async fn public_ip(&self, host: &str, port: u16) -> Result<IpAddr, String> {
+        let ip = match host.parse::<IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => {
+                let v = self.vantages.first().ok_or("no resolver")?;
+                let obs = v.client.lookup(host).await;
+                let addrs = obs.addresses();
+                *addrs
+                    .iter()
+                    .next()
+                    .ok_or_else(|| format!("`{host}` does not resolve"))?
+            }
+        };
+        let a = stun::probe(
+            SocketAddr::new(ip, port),
+            AddrSource::Vantage,
+            &self.conn.remap,
+            self.conn.timeout,
+        )
+        .await;
+        a.mapped_address.map(|m| m.ip()).ok_or_else(|| {
+            a.failure.map_or_else(
+                || "no mapped address in the answer".to_owned(),
+                |f| f.message,
+            )
+        })
+    }
+
     /// What the regime check and allow-list discovery probe with: the first vantage resolver.
     pub fn regime_probes(&self) -> Option<crate::regime::Probes<'_>> {
         let v = self.vantages.first()?;

@@ -313,6 +313,9 @@ fn print_summary(outcome: &scan::Outcome, run_id: &str, store_url: Option<&str>)
             )
         });
     if io::IsTerminal::is_terminal(&err) {
+        if let Some(p) = &s.probes {
+            let _ = writeln!(err, "probes: {p} (not the default dns,tcp,tls,http)");
+        }
         let _ = write!(err, "{}", outcome.summary.render());
         let _ = write!(err, "{}", outcome.summary.render_failures());
         if let Some(c) = controls {
@@ -338,7 +341,11 @@ fn print_summary(outcome: &scan::Outcome, run_id: &str, store_url: Option<&str>)
     // Cron mails stderr: one line (two without a working control path).
     let _ = writeln!(
         err,
-        "blockprobe: run {run_id}{}: {} result{}, {} blocked, {} throttled, {} down, {} inconclusive{}",
+        "blockprobe: run {run_id}{}{}: {} result{}, {} blocked, {} throttled, {} down, {} inconclusive{}",
+        s.probes
+            .as_ref()
+            .map(|p| format!(" (probes {p})"))
+            .unwrap_or_default(),
         if outcome.interrupted {
             " (interrupted)"
         } else if outcome.output_closed {

@@ -63,6 +63,7 @@ pub fn run_meta(cfg: &ScanConfig, now: SystemTime) -> RunMeta {
         control_resolvers: cfg.controls.iter().map(SpecEntry::from).collect(),
         probes: cfg.probes.iter().map(|p| p.as_str().to_owned()).collect(),
         vantage: cfg.vantage.clone(),
+        public_ip: None,
         canaries: Vec::new(),
         regime: crate::regime::RegimeCheck::unchecked(),
     }
@@ -209,6 +210,25 @@ pub async fn scan<W: Write>(
             meta.regime = r;
         }
     }
+    // The public address, when asked: one STUN Binding Request through the first vantage.
+    if let Some((host, port)) = &cfg.public_ip_stun {
+        let mut startup = signals.clone();
+        let ask = ctx.public_ip(host, *port);
+        if let Some(r) = tokio::select! {
+            r = ask => Some(r),
+            () = wait_for(&mut startup, 1) => None,
+        } {
+            match r {
+                Ok(ip) => meta.public_ip = Some(ip),
+                Err(e) if !cfg.output.quiet => {
+                    warn(format_args!(
+                        "--public-ip-stun {host}:{port}: {e}; public_ip stays empty"
+                    ));
+                }
+                Err(_) => {}
+            }
+        }
+    }
     if cfg.probes.contains(&Probe::Quic) && !connects && !cfg.output.quiet {
         warn(
             "--probes without tcp: HTTPS targets get DNS and their quic:// twin only (add tcp,tls,http to fetch them over TCP)",
@@ -340,6 +360,8 @@ pub async fn scan<W: Write>(
     });
     let mut summary = Summary::default();
     summary.regime = regime_summary;
+    let probes: Vec<&str> = cfg.probes.iter().map(|p| p.as_str()).collect();
+    summary.probes = (probes != crate::config::DEFAULT_PROBES).then(|| probes.join(","));
     let mut failed_on = false;
     let mut failing = 0u64;
     let mut written = 0u64;

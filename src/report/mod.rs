@@ -27,6 +27,7 @@ pub const COLUMNS: &[&str] = &[
     "tool_version",
     "regime",
     "vantage",
+    "public_ip",
     "target",
     "category",
     "kind",
@@ -84,6 +85,9 @@ pub struct RunMeta {
     /// Where the run measured from: `--vantage NAME`, else the host name (a fleet's records
     /// are told apart by it).
     pub vantage: String,
+    /// The probe's public address, when `--public-ip-stun` asked a STUN server for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_ip: Option<IpAddr>,
     /// Each canary name's outcome at every vantage and control resolver (the health check).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub canaries: Vec<CanaryCheck>,
@@ -132,6 +136,8 @@ pub struct Record {
     pub regime: &'static str,
     /// The run's vantage label (`--vantage`, else the host name).
     pub vantage: String,
+    /// The probe's public address (`--public-ip-stun`), else null.
+    pub public_ip: Option<IpAddr>,
     pub target: String,
     pub category: Option<String>,
     pub kind: &'static str,
@@ -289,6 +295,7 @@ impl Record {
             tool_version: meta.tool_version.clone(),
             regime: meta.regime.regime.as_str(),
             vantage: meta.vantage.clone(),
+            public_ip: meta.public_ip,
             target: target.input.clone(),
             category: target.category.clone(),
             kind: target.kind.as_str(),
@@ -372,6 +379,7 @@ impl Record {
             self.tool_version.clone(),
             self.regime.to_owned(),
             self.vantage.clone(),
+            opt(self.public_ip),
             self.target.clone(),
             opt(self.category.as_ref()),
             self.kind.to_owned(),
@@ -436,6 +444,7 @@ impl Format {
             "csv" => Some(Self::Csv),
             "json" => Some(Self::Json),
             "jsonl" | "ndjson" => Some(Self::Jsonl),
+            "txt" => Some(Self::Table),
             _ => None,
         }
     }
@@ -498,7 +507,8 @@ pub fn table_line(rec: &Record, style: TableStyle) -> String {
         "{verdict:<12} {reason:<20} {:<8} {}",
         rec.resolver, rec.target
     );
-    let mut line = format!("{head}  {}", rec.detail);
+    // Control characters from a target or a server's words never reach the terminal raw.
+    let mut line = crate::diag::printable(&format!("{head}  {}", rec.detail)).into_owned();
     if let Some(w) = style.width
         && line.chars().count() > w
     {

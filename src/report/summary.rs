@@ -18,6 +18,8 @@ pub struct Summary {
     /// The run's network regime, when the check found a whitelist or nothing working: the
     /// summary leads with it.
     pub regime: Option<String>,
+    /// The probe steps, when `--probes` chose other than the default (`dns`, `dns,tcp`, …).
+    pub probes: Option<String>,
     /// The first blocked or throttled results, named in the summary: (target, resolver,
     /// verdict, reason).
     failures: Vec<(String, String, Verdict, Option<&'static str>)>,

@@ -142,6 +142,8 @@ fn migrations(d: Dialect) -> Vec<String> {
         "ALTER TABLE runs ADD COLUMN vantage TEXT;
          ALTER TABLE records ADD COLUMN vantage TEXT"
             .to_owned(),
+        // Issue 13: the probe's public address (`--public-ip-stun`).
+        "ALTER TABLE records ADD COLUMN public_ip TEXT".to_owned(),
     ]
 }
 
@@ -468,7 +470,7 @@ impl Store {
         meta: &RunMeta,
     ) -> anyhow::Result<(HashSet<(String, String)>, String)> {
         let rows = self.query(
-            "SELECT status, resolvers, started_at FROM runs WHERE run_id = ?",
+            "SELECT status, resolvers, started_at, vantage FROM runs WHERE run_id = ?",
             &[meta.run_id.clone().into()],
         )?;
         let Some(row) = rows.first() else {
@@ -488,6 +490,16 @@ impl Store {
                  resume with the same --resolver flags",
                 meta.run_id,
                 row[1].str_or_empty()
+            );
+        }
+        // One run, one vantage: resuming from elsewhere would mix two places in one run.
+        if let Some(v) = row[3].text()
+            && v != meta.vantage
+        {
+            bail!(
+                "--resume: run `{}` was measured from vantage `{v}`, this command line's is `{}`; resume it there, or with --vantage {v}",
+                meta.run_id,
+                meta.vantage
             );
         }
         let started_at = row[2].str_or_empty();

@@ -64,6 +64,8 @@ struct Point {
     reason: Option<String>,
     /// The run's network regime (`open`, `whitelist`, …; empty for runs before it was kept).
     regime: String,
+    /// Where the run measured from (empty for runs before it was kept).
+    vantage: String,
 }
 
 pub fn history(
@@ -73,7 +75,7 @@ pub fn history(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let mut sql = "SELECT r.target, r.resolver, r.run_id, runs.started_at, r.verdict, r.reason, \
-                   runs.regime FROM records r JOIN runs ON runs.run_id = r.run_id WHERE 1 = 1"
+                   runs.regime, r.vantage FROM records r JOIN runs ON runs.run_id = r.run_id WHERE 1 = 1"
         .to_owned();
     let mut params: Vec<Value> = Vec::new();
     if let Some(t) = &f.target {
@@ -93,8 +95,8 @@ pub fn history(
         sql.push_str(" AND runs.started_at >= ?");
         params.push(s.clone().into());
     }
-    sql.push_str(" ORDER BY r.target, r.resolver, runs.started_at, r.run_id");
-    let points: Vec<Point> = store
+    sql.push_str(" ORDER BY r.target, r.resolver, r.vantage, runs.started_at, r.run_id");
+    let mut points: Vec<Point> = store
         .query(&sql, &params)?
         .into_iter()
         .map(|r| Point {
@@ -105,8 +107,12 @@ pub fn history(
             verdict: r[4].str_or_empty(),
             reason: r[5].text().map(str::to_owned),
             regime: r[6].str_or_empty(),
+            vantage: r[7].str_or_empty(),
         })
         .collect();
+    // A fleet's store: one timeline per resolver *and vantage* (two places are two timelines,
+    // not one that flips), shown as RESOLVER@VANTAGE in the table.
+    let several = points.iter().any(|p| p.vantage != points[0].vantage);
     match output {
         Output::Json => {
             serde_json::to_writer_pretty(&mut *out, &points)?;
@@ -122,6 +128,7 @@ pub fn history(
                 "verdict",
                 "reason",
                 "regime",
+                "vantage",
             ])?;
             for p in &points {
                 w.write_record(
@@ -133,13 +140,21 @@ pub fn history(
                         &p.verdict,
                         p.reason.as_deref().unwrap_or(""),
                         &p.regime,
+                        &p.vantage,
                     ]
                     .map(|c| csv_safe(c).into_owned()),
                 )?;
             }
             w.flush()?;
         }
-        Output::Table => history_table(&points, out)?,
+        Output::Table => {
+            if several {
+                for p in &mut points {
+                    p.resolver = format!("{}@{}", p.resolver, p.vantage);
+                }
+            }
+            history_table(&points, out)?;
+        }
     }
     Ok(())
 }

@@ -232,7 +232,7 @@ async fn usage_and_input_errors_exit_two_with_a_clear_message() {
                 "scan".into(),
                 "x.test".into(),
                 "-o".into(),
-                "out.txt".into(),
+                "out.xyz".into(),
             ],
             "--format",
         ),

@@ -209,6 +209,13 @@ async fn issue_13_vantage_labels_records_and_filters_the_store() {
         .unwrap();
     let target = format!("tcp://{}", origin.addr);
     let report = dir.path().join("msk.json");
+    // A STUN server that tells the probe its public address (on loopback: 127.0.0.1).
+    let stun = blockprobe::mocknet::stun::StunServer::start(
+        "127.0.0.1".parse().unwrap(),
+        blockprobe::mocknet::stun::Mode::Answer,
+    )
+    .await
+    .unwrap();
     for (id, vantage) in [("run-msk", Some("msk-beeline-1")), ("run-host", None)] {
         let mut args: Vec<String> = [
             "scan",
@@ -231,6 +238,8 @@ async fn issue_13_vantage_labels_records_and_filters_the_store() {
                 v.into(),
                 "-o".into(),
                 report.display().to_string(),
+                "--public-ip-stun".into(),
+                stun.addr.to_string(),
             ]);
         }
         let out = run(&args).await;
@@ -240,6 +249,8 @@ async fn issue_13_vantage_labels_records_and_filters_the_store() {
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(json["run"]["vantage"], "msk-beeline-1");
     assert_eq!(json["records"][0]["vantage"], "msk-beeline-1");
+    assert_eq!(json["run"]["public_ip"], "127.0.0.1");
+    assert_eq!(json["records"][0]["public_ip"], "127.0.0.1");
     let out = run(&[
         "export",
         "--store",
@@ -273,6 +284,62 @@ async fn issue_13_vantage_labels_records_and_filters_the_store() {
         history.contains("run-host") && !history.contains("run-msk"),
         "{history}"
     );
+    // Two places are two timelines, not one that flips.
+    let out = run(&["history", "--store", &store, "--target", &target]).await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("system@msk-beeline-1") && table.contains(&format!("system@{host}")),
+        "{table}"
+    );
+    // A run is resumed from where it was measured, or not at all.
+    let db = dir.path().join("runs.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE runs SET status = 'interrupted' WHERE run_id = 'run-msk'",
+            [],
+        )
+        .unwrap();
+    let out = run(&[
+        "scan",
+        &target,
+        "--control-resolver",
+        "c=udp://127.0.0.1:9",
+        "--canary",
+        "",
+        "--quiet",
+        "--store",
+        &store,
+        "--resume",
+        "run-msk",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--vantage msk-beeline-1"),
+        "{}",
+        stderr(&out)
+    );
     let bad = run(&["scan", &target, "--vantage", ""]).await;
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}
+
+/// A run that did not run every step says so in its summary line (a DNS-only run's "0 blocked"
+/// is not a clean bill of health).
+#[tokio::test]
+async fn issue_13_the_summary_names_the_probes_when_not_the_default() {
+    let base = [
+        "scan",
+        "tcp://127.0.0.1:9",
+        "--control-resolver",
+        "c=udp://127.0.0.1:9",
+        "--canary",
+        "",
+    ];
+    let mut dns_only = base.to_vec();
+    dns_only.extend(["--probes", "dns"]);
+    let out = run(&dns_only).await;
+    assert!(stderr(&out).contains("(probes dns):"), "{}", stderr(&out));
+    let out = run(&base).await;
+    assert!(!stderr(&out).contains("(probes"), "{}", stderr(&out));
 }

@@ -491,7 +491,7 @@ fn export(args: cli::ExportArgs) -> anyhow::Result<ExitCode> {
     let mut st = open_store(&args.store)?;
     // The same treatment as scan reports: atomic over a regular file, in place on a device.
     let (file, mut out) = outfile::open(args.output.as_deref(), true, false, &|| false)?;
-    store::query::export(
+    let n = store::query::export(
         &mut st,
         args.format,
         args.since.as_deref(),
@@ -499,6 +499,14 @@ fn export(args: cli::ExportArgs) -> anyhow::Result<ExitCode> {
         args.vantage.as_deref(),
         &mut out,
     )?;
+    if n == 0
+        && let Some(v) = &args.vantage
+    {
+        report::warn(format_args!(
+            "no records from vantage `{v}`; the store's vantages: {}",
+            store::query::known_vantages(&mut st)?.join(", ")
+        ));
+    }
     out.flush()?;
     drop(out);
     file.commit()?;

@@ -30,7 +30,7 @@ impl Progress {
             pb.set_length(total);
             pb.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} [{bar:20}] {pos}/{len} results, ~{eta} left ({rate}) {msg}",
+                    "{spinner} [{wide_bar}] {pos}/{len}, ~{eta} left, {rate} {msg}",
                 )
                 .expect("static template")
                 .with_key("rate", rate)

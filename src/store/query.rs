@@ -110,6 +110,14 @@ pub fn history(
             vantage: r[7].str_or_empty(),
         })
         .collect();
+    if points.is_empty()
+        && let Some(v) = &f.vantage
+    {
+        anyhow::bail!(
+            "no records from vantage `{v}`; the store's vantages: {}",
+            known_vantages(store)?.join(", ")
+        );
+    }
     // A fleet's store: one timeline per resolver *and vantage* (two places are two timelines,
     // not one that flips), shown as RESOLVER@VANTAGE in the table.
     let several = points.iter().any(|p| p.vantage != points[0].vantage);
@@ -539,6 +547,18 @@ pub fn report_data(
         }
     }
     Ok(())
+}
+
+/// The vantages the store's runs were measured from (for a filter that matched nothing).
+pub fn known_vantages(store: &mut Store) -> anyhow::Result<Vec<String>> {
+    Ok(store
+        .query(
+            "SELECT DISTINCT vantage FROM runs WHERE vantage IS NOT NULL ORDER BY vantage",
+            &[],
+        )?
+        .into_iter()
+        .map(|r| r[0].str_or_empty())
+        .collect())
 }
 
 /// Streams records (oldest first) in pages, so memory does not grow with the store.

@@ -322,6 +322,20 @@ async fn issue_13_vantage_labels_records_and_filters_the_store() {
     );
     let bad = run(&["scan", &target, "--vantage", ""]).await;
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    // A vantage the store does not have: say which it has.
+    let out = run(&["history", "--store", &store, "--vantage", "nope"]).await;
+    assert!(stderr(&out).contains("msk-beeline-1"), "{}", stderr(&out));
+    let out = run(&[
+        "export",
+        "--store",
+        &store,
+        "--format",
+        "csv",
+        "--vantage",
+        "nope",
+    ])
+    .await;
+    assert!(stderr(&out).contains("msk-beeline-1"), "{}", stderr(&out));
 }
 
 /// A run that did not run every step says so in its summary line (a DNS-only run's "0 blocked"

@@ -49,6 +49,7 @@ fn bench(url: &StoreUrl, n: usize) -> anyhow::Result<(f64, usize)> {
         probes: vec!["dns".into()],
         vantage: "bench".into(),
         public_ip: None,
+        network: Default::default(),
         canaries: vec![],
         regime: blockprobe::regime::RegimeCheck::unchecked(),
     };

@@ -428,8 +428,20 @@ pub struct ScanArgs {
     /// Learn this probe's public IP address from a STUN server (HOST[:PORT], one Binding
     /// Request at the start of the run) and write it in every record (`public_ip`). Nothing is
     /// asked unless this is given.
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "public_ip")]
     pub public_ip_stun: Option<String>,
+
+    /// This probe's public IP address, when known (instead of asking a STUN server): written
+    /// in every record (`public_ip`) and looked up in --asn-db.
+    #[arg(long, value_name = "ADDR")]
+    pub public_ip: Option<std::net::IpAddr>,
+
+    /// An offline IP database in MaxMind DB format (repeatable: e.g. an ASN file and a country
+    /// file): the public IP's ASN, network name and country go in every record (`asn`,
+    /// `as_org`, `country`). DB-IP Lite, IPinfo Lite and MaxMind GeoLite2 files work. Needs
+    /// --public-ip-stun or --public-ip; nothing is looked up on the network.
+    #[arg(long, value_name = "FILE")]
+    pub asn_db: Vec<PathBuf>,
 }
 
 const REGIME_EXAMPLES: &str = "\
@@ -564,6 +576,10 @@ pub struct HistoryArgs {
     #[arg(long, value_name = "NAME")]
     pub vantage: Option<String>,
 
+    /// Only records measured from this autonomous system (`scan --asn-db`): 8402 or AS8402.
+    #[arg(long, value_name = "ASN", value_parser = parse_asn)]
+    pub asn: Option<u32>,
+
     /// Only runs started since: a date (2026-11-01), an RFC 3339 time, or an age (7d, 24h).
     #[arg(long, value_name = "WHEN", value_parser = crate::store::query::parse_since)]
     pub since: Option<String>,
@@ -585,9 +601,14 @@ pub struct DiffArgs {
     pub store: StoreArg,
 
     /// The two runs to compare, older first [default: the last finished run and the one
-    /// before it from the same host and resolvers].
+    /// before it from the same vantage and resolvers].
     #[arg(value_name = "RUN", num_args = 2)]
     pub runs: Vec<String>,
+
+    /// Without RUNs: the last two finished runs measured from this vantage (`scan --vantage`)
+    /// with the same resolvers.
+    #[arg(long, value_name = "NAME", conflicts_with = "runs")]
+    pub vantage: Option<String>,
 
     /// table, csv or json.
     #[arg(long, value_enum, default_value = "table")]
@@ -672,7 +693,15 @@ pub struct ExportArgs {
     #[arg(long, value_name = "NAME")]
     pub vantage: Option<String>,
 
+    /// Only records measured from this autonomous system (`scan --asn-db`): 8402 or AS8402.
+    #[arg(long, value_name = "ASN", value_parser = parse_asn)]
+    pub asn: Option<u32>,
+
     /// Write to PATH (atomically) instead of standard output.
     #[arg(short = 'o', long, value_name = "PATH")]
     pub output: Option<PathBuf>,
+}
+
+fn parse_asn(s: &str) -> Result<u32, String> {
+    crate::asn::parse_asn(s).ok_or_else(|| format!("`{s}` is not an AS number (8402 or AS8402)"))
 }

@@ -80,6 +80,8 @@ pub struct FileConfig {
     pub run_id: Option<String>,
     pub vantage: Option<String>,
     pub public_ip_stun: Option<String>,
+    pub public_ip: Option<std::net::IpAddr>,
+    pub asn_db: Option<Vec<PathBuf>>,
     pub format: Option<Format>,
     pub output: Option<PathBuf>,
     pub fail_on: Option<Vec<String>>,
@@ -301,6 +303,10 @@ pub struct ScanConfig {
     pub vantage: String,
     /// `--public-ip-stun HOST:PORT`: the STUN server that tells the run its public address.
     pub public_ip_stun: Option<(String, u16)>,
+    /// `--public-ip ADDR`: the public address, given.
+    pub public_ip: Option<std::net::IpAddr>,
+    /// `--asn-db FILE...`, opened: the public address's ASN, network name and country.
+    pub asn_dbs: Option<std::sync::Arc<crate::asn::Databases>>,
     pub store: Option<crate::store::StoreUrl>,
     /// `--resume RUN_ID`.
     pub resume: Option<String>,
@@ -356,6 +362,7 @@ fn refuse_overwriting_inputs(
     sources: &[Source],
     config: Option<&Path>,
     ca_file: Option<&Path>,
+    asn_dbs: &[PathBuf],
     store: Option<&crate::store::StoreUrl>,
 ) -> anyhow::Result<()> {
     // A device or FIFO (`-i /dev/stdin -o /dev/stdout` on one terminal) is not a file to lose.
@@ -371,6 +378,7 @@ fn refuse_overwriting_inputs(
         .collect();
     inputs.extend(config.map(|p| ("the config file", p)));
     inputs.extend(ca_file.map(|p| ("the --ca-file", p)));
+    inputs.extend(asn_dbs.iter().map(|p| ("an --asn-db file", p.as_path())));
     if let Some(crate::store::StoreUrl::Sqlite(p)) = store {
         inputs.push(("the store", p.as_path()));
     }
@@ -805,12 +813,43 @@ impl ScanConfig {
         if args.resume.is_some() && store.is_none() {
             bail!("--resume needs --store (the run to resume is in the store)");
         }
+        let public_ip_stun = args
+            .public_ip_stun
+            .or(file.public_ip_stun)
+            .map(|s| parse_host_port(&s).map_err(|e| anyhow::anyhow!("--public-ip-stun: {e}")))
+            .transpose()?;
+        let public_ip = args.public_ip.or(file.public_ip);
+        if public_ip.is_some() && public_ip_stun.is_some() {
+            bail!("--public-ip and --public-ip-stun: give one (the address, or where to learn it)");
+        }
+        let asn_paths = if args.asn_db.is_empty() {
+            file.asn_db
+                .unwrap_or_default()
+                .iter()
+                .map(|p| rel_path(origin.as_ref(), p))
+                .collect()
+        } else {
+            args.asn_db
+        };
+        let asn_dbs = if asn_paths.is_empty() {
+            None
+        } else if public_ip.is_none() && public_ip_stun.is_none() {
+            bail!(
+                "--asn-db looks up this probe's public address: add --public-ip-stun HOST:PORT \
+                 (a STUN server tells it) or --public-ip ADDR"
+            );
+        } else {
+            Some(std::sync::Arc::new(crate::asn::Databases::open(
+                &asn_paths,
+            )?))
+        };
         if let Some(out) = &path {
             refuse_overwriting_inputs(
                 out,
                 &sources,
                 args.config.as_deref(),
                 ca_file.as_deref(),
+                &asn_paths,
                 store.as_ref(),
             )?;
         }
@@ -843,11 +882,9 @@ impl ScanConfig {
                 .or(file.run_id)
                 .map(check_run_id)
                 .transpose()?,
-            public_ip_stun: args
-                .public_ip_stun
-                .or(file.public_ip_stun)
-                .map(|s| parse_host_port(&s).map_err(|e| anyhow::anyhow!("--public-ip-stun: {e}")))
-                .transpose()?,
+            public_ip_stun,
+            public_ip,
+            asn_dbs,
             vantage: match args.vantage.or(file.vantage) {
                 Some(v) => check_vantage(v)?,
                 None => crate::store::host_name(),

@@ -1,6 +1,7 @@
 //! blockprobe: a censorship-measurement probe. The binary is a thin shell over [`run`], so
 //! tests and benchmarks can drive a whole scan in-process.
 
+pub mod asn;
 pub mod blockpage;
 pub mod classify;
 pub mod cli;
@@ -442,6 +443,7 @@ fn history(args: cli::HistoryArgs) -> anyhow::Result<ExitCode> {
         resolver: args.resolver,
         since: args.since,
         vantage: args.vantage,
+        asn: args.asn,
     };
     let mut out = BufWriter::new(io::stdout().lock());
     store::query::history(&mut st, &filter, args.format, &mut out)?;
@@ -456,7 +458,13 @@ fn diff(args: cli::DiffArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let mut out = BufWriter::new(io::stdout().lock());
-    let changes = store::query::diff(&mut st, runs, args.format, &mut out)?;
+    let changes = store::query::diff(
+        &mut st,
+        runs,
+        args.vantage.as_deref(),
+        args.format,
+        &mut out,
+    )?;
     out.flush()?;
     Ok(
         if changes
@@ -497,15 +505,22 @@ fn export(args: cli::ExportArgs) -> anyhow::Result<ExitCode> {
         args.since.as_deref(),
         args.run.as_deref(),
         args.vantage.as_deref(),
+        args.asn,
         &mut out,
     )?;
-    if n == 0
-        && let Some(v) = &args.vantage
-    {
-        report::warn(format_args!(
-            "no records from vantage `{v}`; the store's vantages: {}",
-            store::query::known_vantages(&mut st)?.join(", ")
-        ));
+    if n == 0 {
+        if let Some(v) = &args.vantage {
+            report::warn(format_args!(
+                "no records from vantage `{v}`; the store's vantages: {}",
+                store::query::known_vantages(&mut st)?.join(", ")
+            ));
+        }
+        if let Some(a) = args.asn {
+            report::warn(format_args!(
+                "no records from AS{a}; {}",
+                store::query::known_asns(&mut st)?
+            ));
+        }
     }
     out.flush()?;
     drop(out);

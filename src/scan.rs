@@ -63,7 +63,8 @@ pub fn run_meta(cfg: &ScanConfig, now: SystemTime) -> RunMeta {
         control_resolvers: cfg.controls.iter().map(SpecEntry::from).collect(),
         probes: cfg.probes.iter().map(|p| p.as_str().to_owned()).collect(),
         vantage: cfg.vantage.clone(),
-        public_ip: None,
+        public_ip: cfg.public_ip,
+        network: crate::asn::Network::default(),
         canaries: Vec::new(),
         regime: crate::regime::RegimeCheck::unchecked(),
     }
@@ -227,6 +228,19 @@ pub async fn scan<W: Write>(
                 }
                 Err(_) => {}
             }
+        }
+    }
+    // Its network, from the offline databases.
+    if let (Some(dbs), Some(ip)) = (&cfg.asn_dbs, meta.public_ip) {
+        meta.network = dbs.lookup(ip);
+        if meta.network.is_empty() && !cfg.output.quiet {
+            warn(format_args!(
+                "--asn-db: {ip} is in none of {}; asn, as_org and country stay empty",
+                dbs.paths()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
     }
     if cfg.probes.contains(&Probe::Quic) && !connects && !cfg.output.quiet {

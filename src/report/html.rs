@@ -41,6 +41,57 @@ pub struct Row {
     pub reason: Option<String>,
     #[serde(default)]
     pub detail: String,
+    // Where it was measured from (the fields of [`Place`]; not flattened: serde would buffer
+    // every other field, evidence and all, to find them).
+    #[serde(default)]
+    pub vantage: Option<String>,
+    #[serde(default)]
+    pub public_ip: Option<String>,
+    #[serde(default)]
+    pub asn: Option<u32>,
+    #[serde(default)]
+    pub as_org: Option<String>,
+    #[serde(default)]
+    pub country: Option<String>,
+}
+
+/// Where a run measured from (`--vantage`, `--public-ip-stun`/`--public-ip`, `--asn-db`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct Place {
+    #[serde(default)]
+    pub vantage: Option<String>,
+    #[serde(default)]
+    pub public_ip: Option<String>,
+    #[serde(default)]
+    pub asn: Option<u32>,
+    #[serde(default)]
+    pub as_org: Option<String>,
+    #[serde(default)]
+    pub country: Option<String>,
+}
+
+impl Place {
+    /// "msk-beeline-1 — 203.0.113.7, AS8402 Beeline Moscow, RU", or nothing known.
+    fn describe(&self) -> Option<String> {
+        let asn = self.asn.map(|a| match &self.as_org {
+            Some(o) => format!("AS{a} {o}"),
+            None => format!("AS{a}"),
+        });
+        let net: Vec<&str> = [
+            self.public_ip.as_deref(),
+            asn.as_deref(),
+            self.country.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match (&self.vantage, net.is_empty()) {
+            (None, true) => None,
+            (Some(v), true) => Some(v.clone()),
+            (None, false) => Some(net.join(", ")),
+            (Some(v), false) => Some(format!("{v} — {}", net.join(", "))),
+        }
+    }
 }
 
 /// One run's column.
@@ -49,6 +100,7 @@ pub struct RunInfo {
     pub run_id: String,
     pub started_at: String,
     pub regime: String,
+    pub place: Place,
 }
 
 #[derive(Clone, Debug)]
@@ -109,6 +161,13 @@ impl Data {
                     run_id: row.run_id.clone(),
                     started_at: row.started_at.clone(),
                     regime: row.regime.clone(),
+                    place: Place {
+                        vantage: row.vantage.clone(),
+                        public_ip: row.public_ip.clone(),
+                        asn: row.asn,
+                        as_org: row.as_org.clone(),
+                        country: row.country.clone(),
+                    },
                 });
                 self.runs.len() - 1
             }
@@ -165,6 +224,8 @@ impl Data {
                 started_at: String,
                 #[serde(default)]
                 regime: Option<serde_json::Value>,
+                #[serde(flatten)]
+                place: Place,
             }
             let mut text = first;
             for line in lines {
@@ -185,6 +246,7 @@ impl Data {
                 run_id: doc.run.run_id,
                 started_at: doc.run.started_at,
                 regime,
+                place: doc.run.place,
             });
             for r in doc.records {
                 self.add(r);
@@ -338,6 +400,13 @@ pub fn render(d: &Data, generated_at: &str) -> String {
         esc(&run.run_id),
         esc(&short_date(&run.started_at))
     );
+    if let Some(place) = run.place.describe() {
+        let _ = writeln!(
+            h,
+            "<p class=\"meta\" id=\"place\">Measured from {}</p>",
+            esc(&place)
+        );
+    }
     if matches!(run.regime.as_str(), "whitelist" | "offline") {
         let _ = writeln!(
             h,
@@ -577,6 +646,7 @@ mod tests {
             layer: None,
             reason: reason.map(Into::into),
             detail: format!("<b>{target}</b> & more"),
+            ..Row::default()
         }
     }
 

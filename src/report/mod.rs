@@ -18,7 +18,7 @@ pub mod html;
 pub mod summary;
 
 /// Version of the report schema documented in `docs/report-schema.md`.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// The flat columns, in order (CSV header; JSON key order before `evidence`).
 pub const COLUMNS: &[&str] = &[
@@ -28,6 +28,9 @@ pub const COLUMNS: &[&str] = &[
     "regime",
     "vantage",
     "public_ip",
+    "asn",
+    "as_org",
+    "country",
     "target",
     "category",
     "kind",
@@ -88,6 +91,10 @@ pub struct RunMeta {
     /// The probe's public address, when `--public-ip-stun` asked a STUN server for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_ip: Option<IpAddr>,
+    /// The public address's network from `--asn-db` (`asn`, `as_org`, `country`; empty fields
+    /// left out).
+    #[serde(flatten)]
+    pub network: crate::asn::Network,
     /// Each canary name's outcome at every vantage and control resolver (the health check).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub canaries: Vec<CanaryCheck>,
@@ -136,8 +143,14 @@ pub struct Record {
     pub regime: &'static str,
     /// The run's vantage label (`--vantage`, else the host name).
     pub vantage: String,
-    /// The probe's public address (`--public-ip-stun`), else null.
+    /// The probe's public address (`--public-ip-stun`, `--public-ip`), else null.
     pub public_ip: Option<IpAddr>,
+    /// The public address's autonomous system (`--asn-db`), else null.
+    pub asn: Option<u32>,
+    /// That autonomous system's name (`--asn-db`), else null.
+    pub as_org: Option<String>,
+    /// The public address's country, ISO 3166-1 alpha-2 (`--asn-db`), else null.
+    pub country: Option<String>,
     pub target: String,
     pub category: Option<String>,
     pub kind: &'static str,
@@ -296,6 +309,9 @@ impl Record {
             regime: meta.regime.regime.as_str(),
             vantage: meta.vantage.clone(),
             public_ip: meta.public_ip,
+            asn: meta.network.asn,
+            as_org: meta.network.as_org.clone(),
+            country: meta.network.country.clone(),
             target: target.input.clone(),
             category: target.category.clone(),
             kind: target.kind.as_str(),
@@ -380,6 +396,9 @@ impl Record {
             self.regime.to_owned(),
             self.vantage.clone(),
             opt(self.public_ip),
+            opt(self.asn),
+            opt(self.as_org.as_ref()),
+            opt(self.country.as_ref()),
             self.target.clone(),
             opt(self.category.as_ref()),
             self.kind.to_owned(),

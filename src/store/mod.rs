@@ -144,6 +144,11 @@ fn migrations(d: Dialect) -> Vec<String> {
             .to_owned(),
         // Issue 13: the probe's public address (`--public-ip-stun`).
         "ALTER TABLE records ADD COLUMN public_ip TEXT".to_owned(),
+        // Issue 13: the public address's network (`--asn-db`).
+        "ALTER TABLE records ADD COLUMN asn TEXT;
+         ALTER TABLE records ADD COLUMN as_org TEXT;
+         ALTER TABLE records ADD COLUMN country TEXT"
+            .to_owned(),
     ]
 }
 

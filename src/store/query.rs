@@ -51,6 +51,8 @@ pub struct HistoryFilter {
     pub since: Option<String>,
     /// Only records measured from this vantage (`--vantage`).
     pub vantage: Option<String>,
+    /// Only records measured from this autonomous system (`--asn`).
+    pub asn: Option<u32>,
 }
 
 /// One row of the timeline.
@@ -91,6 +93,10 @@ pub fn history(
         sql.push_str(" AND r.vantage = ?");
         params.push(v.clone().into());
     }
+    if let Some(a) = f.asn {
+        sql.push_str(" AND r.asn = ?");
+        params.push(a.to_string().into());
+    }
     if let Some(s) = &f.since {
         sql.push_str(" AND runs.started_at >= ?");
         params.push(s.clone().into());
@@ -110,13 +116,16 @@ pub fn history(
             vantage: r[7].str_or_empty(),
         })
         .collect();
-    if points.is_empty()
-        && let Some(v) = &f.vantage
-    {
-        anyhow::bail!(
-            "no records from vantage `{v}`; the store's vantages: {}",
-            known_vantages(store)?.join(", ")
-        );
+    if points.is_empty() {
+        if let Some(v) = &f.vantage {
+            anyhow::bail!(
+                "no records from vantage `{v}`; the store's vantages: {}",
+                known_vantages(store)?.join(", ")
+            );
+        }
+        if let Some(a) = f.asn {
+            anyhow::bail!("no records from AS{a}; {}", known_asns(store)?);
+        }
     }
     // A fleet's store: one timeline per resolver *and vantage* (two places are two timelines,
     // not one that flips), shown as RESOLVER@VANTAGE in the table.
@@ -243,24 +252,32 @@ fn resolver_names(json: &str) -> Vec<String> {
         .collect()
 }
 
-/// The last finished run, and the one before it from the same vantage: same host, same
-/// resolver names.
-fn default_pair(store: &mut Store) -> anyhow::Result<(String, String)> {
+/// The last finished run (of `vantage`, when given), and the one before it from the same
+/// place with the same resolver names. The place is the run's vantage label, or its host name
+/// for runs from before the label was kept.
+fn default_pair(store: &mut Store, vantage: Option<&str>) -> anyhow::Result<(String, String)> {
     let runs = store.query(
-        "SELECT run_id, host_name, resolvers FROM runs WHERE status IN ('complete', 'interrupted') \
-         ORDER BY started_at DESC",
+        "SELECT run_id, COALESCE(vantage, host_name), resolvers FROM runs \
+         WHERE status IN ('complete', 'interrupted') ORDER BY started_at DESC",
         &[],
     )?;
-    let Some(b) = runs.first() else {
+    let mut runs = runs
+        .iter()
+        .filter(|r| vantage.is_none_or(|v| r[1].str_or_empty() == v));
+    let Some(b) = runs.next() else {
+        if let Some(v) = vantage {
+            bail!(
+                "no finished run from vantage `{v}`; the store's vantages: {}",
+                known_vantages(store)?.join(", ")
+            );
+        }
         bail!("the store has no finished run yet");
     };
     let names = resolver_names(&b[2].str_or_empty());
-    let Some(a) = runs[1..]
-        .iter()
-        .find(|r| r[1] == b[1] && resolver_names(&r[2].str_or_empty()) == names)
+    let Some(a) = runs.find(|r| r[1] == b[1] && resolver_names(&r[2].str_or_empty()) == names)
     else {
         bail!(
-            "run {} has no earlier run from the same host and resolvers to compare with; name two runs",
+            "run {} has no earlier run from the same vantage and resolvers to compare with; name two runs",
             b[0].str_or_empty()
         );
     };
@@ -317,12 +334,13 @@ fn censored(v: &str) -> bool {
 pub fn diff(
     store: &mut Store,
     runs: Option<(String, String)>,
+    vantage: Option<&str>,
     output: Output,
     out: &mut impl Write,
 ) -> anyhow::Result<Vec<Change>> {
     let (a, b) = match runs {
         Some(p) => p,
-        None => default_pair(store)?,
+        None => default_pair(store, vantage)?,
     };
     let before = outcomes(store, &a)?;
     let after = outcomes(store, &b)?;
@@ -482,8 +500,15 @@ pub fn report_data(
     run: Option<&str>,
     data: &mut crate::report::html::Data,
 ) -> anyhow::Result<()> {
-    use crate::report::html::{MAX_RUNS, Row, RunInfo};
-    let mut sql = "SELECT run_id, started_at, regime FROM runs WHERE 1 = 1".to_owned();
+    use crate::report::html::{MAX_RUNS, Place, Row, RunInfo};
+    // Where each run measured from: its vantage, and the network of its first record.
+    let mut sql = "SELECT run_id, started_at, regime, vantage, \
+         (SELECT public_ip FROM records r WHERE r.run_id = runs.run_id ORDER BY r.id LIMIT 1), \
+         (SELECT asn FROM records r WHERE r.run_id = runs.run_id ORDER BY r.id LIMIT 1), \
+         (SELECT as_org FROM records r WHERE r.run_id = runs.run_id ORDER BY r.id LIMIT 1), \
+         (SELECT country FROM records r WHERE r.run_id = runs.run_id ORDER BY r.id LIMIT 1) \
+         FROM runs WHERE 1 = 1"
+        .to_owned();
     let mut params: Vec<Value> = Vec::new();
     if let Some(s) = since {
         sql.push_str(" AND started_at >= ?");
@@ -503,6 +528,16 @@ pub fn report_data(
             run_id: r[0].str_or_empty(),
             started_at: r[1].str_or_empty(),
             regime: r[2].text().unwrap_or("unknown").to_owned(),
+            place: {
+                let text = |i: usize| r[i].text().filter(|t| !t.is_empty()).map(str::to_owned);
+                Place {
+                    vantage: text(3),
+                    public_ip: text(4),
+                    asn: text(5).and_then(|a| a.parse().ok()),
+                    as_org: text(6),
+                    country: text(7),
+                }
+            },
         })
         .collect();
     if runs.is_empty() {
@@ -539,6 +574,7 @@ pub fn report_data(
                     layer: r[4].text().map(str::to_owned),
                     reason: r[5].text().map(str::to_owned),
                     detail: r[6].str_or_empty(),
+                    ..Row::default()
                 });
             }
             if (rows.len() as i64) < PAGE {
@@ -547,6 +583,24 @@ pub fn report_data(
         }
     }
     Ok(())
+}
+
+/// The autonomous systems the store's records were measured from, in words (for a filter
+/// that matched nothing).
+pub fn known_asns(store: &mut Store) -> anyhow::Result<String> {
+    let asns: Vec<String> = store
+        .query(
+            "SELECT DISTINCT asn FROM records WHERE asn IS NOT NULL AND asn <> '' ORDER BY asn",
+            &[],
+        )?
+        .iter()
+        .map(|r| format!("AS{}", r[0].str_or_empty()))
+        .collect();
+    Ok(if asns.is_empty() {
+        "no record has an ASN (scan with --asn-db)".to_owned()
+    } else {
+        format!("the store's ASNs: {}", asns.join(", "))
+    })
 }
 
 /// The vantages the store's runs were measured from (for a filter that matched nothing).
@@ -568,6 +622,7 @@ pub fn export(
     since: Option<&str>,
     run: Option<&str>,
     vantage: Option<&str>,
+    asn: Option<u32>,
     out: &mut impl Write,
 ) -> anyhow::Result<u64> {
     const PAGE: i64 = 5_000;
@@ -584,6 +639,9 @@ pub fn export(
     }
     if vantage.is_some() {
         sql.push_str(" AND r.vantage = ?");
+    }
+    if asn.is_some() {
+        sql.push_str(" AND r.asn = ?");
     }
     sql.push_str(&format!(" ORDER BY r.id LIMIT {PAGE}"));
     enum Rows<'a, W: Write> {
@@ -605,6 +663,7 @@ pub fn export(
         params.extend(since.map(Value::from));
         params.extend(run.map(Value::from));
         params.extend(vantage.map(Value::from));
+        params.extend(asn.map(|a| Value::from(a.to_string())));
         let rows = store.query(&sql, &params)?;
         for r in &rows {
             last = r[0].int().unwrap_or(last);

@@ -1,6 +1,7 @@
 //! The single integration-test binary (one link, many modules).
 
 mod architecture;
+mod asn;
 mod blockpages;
 mod classify;
 mod classify_conn;

@@ -192,7 +192,7 @@ async fn sqlite_store_records_runs_and_reports_what_changed() {
             ],
         ]
     );
-    assert_eq!(st.schema_version().unwrap(), 6);
+    assert_eq!(st.schema_version().unwrap(), 7);
     // A second run with the same id is refused rather than mixed in.
     let net = Net::start().await;
     let mut args = net.args();

@@ -61,30 +61,66 @@ impl Databases {
 
     /// The network of `ip`; fields no file knows stay empty.
     pub fn lookup(&self, ip: IpAddr) -> Network {
+        self.lookup_noting(ip).0
+    }
+
+    /// [`lookup`](Self::lookup), and what a user should hear about it: an address in no file,
+    /// an entry without a field blockprobe reads, a file that could not be searched.
+    pub fn lookup_noting(&self, ip: IpAddr) -> (Network, Vec<String>) {
+        // ::ffff:192.0.2.1 is 192.0.2.1 (IPv4-only files cannot be searched for the former).
+        let ip = ip.to_canonical();
         let mut n = Network::default();
-        for (_, db) in &self.0 {
-            // An IPv6 address in an IPv4-only file is an error: that file just does not know it.
-            let Ok(found) = db.lookup(ip) else { continue };
-            let get_u32 = |path: &[&str]| -> Option<u32> {
-                found.decode_path::<u32>(&keys(path)).ok().flatten()
+        let mut notes = Vec::new();
+        let mut found_any = false;
+        for (path, db) in &self.0 {
+            let found = match db.lookup(ip) {
+                Ok(f) => f,
+                Err(_) if ip.is_ipv6() && db.metadata().ip_version == 4 => {
+                    notes.push(format!(
+                        "{} holds IPv4 addresses only; {ip} is IPv6",
+                        path.display()
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    notes.push(format!(
+                        "{}: cannot search it for {ip} ({e}); is the file damaged?",
+                        path.display()
+                    ));
+                    continue;
+                }
             };
+            if !found.has_data() {
+                continue;
+            }
+            found_any = true;
+            // A field of another type in this layout (IPinfo's `country` is a name, not a
+            // map) is not an error: the next candidate is tried.
             let get_str = |path: &[&str]| -> Option<String> {
                 found
                     .decode_path::<String>(&keys(path))
                     .ok()
                     .flatten()
-                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| clean(&s))
+                    .filter(|s| !s.is_empty())
             };
+            let get_asn = |path: &[&str]| -> Option<u32> {
+                match found.decode_path::<Number>(&keys(path)).ok().flatten()? {
+                    Number::Unsigned(n) => u32::try_from(n).ok(),
+                    Number::Signed(n) => u32::try_from(n).ok(),
+                    Number::Text(s) => parse_asn(&s),
+                }
+            };
+            let before = n.clone();
             n.asn = n
                 .asn
-                .or_else(|| get_u32(&["autonomous_system_number"]))
-                .or_else(|| get_str(&["asn"]).and_then(|s| parse_asn(&s)));
+                .or_else(|| get_asn(&["autonomous_system_number"]))
+                .or_else(|| get_asn(&["asn"]));
             n.as_org = n
                 .as_org
                 .take()
                 .or_else(|| get_str(&["autonomous_system_organization"]))
-                .or_else(|| get_str(&["as_name"]))
-                .map(|s| crate::diag::printable(&s).into_owned());
+                .or_else(|| get_str(&["as_name"]));
             n.country = n
                 .country
                 .take()
@@ -93,8 +129,64 @@ impl Databases {
                 .or_else(|| get_str(&["registered_country", "iso_code"]))
                 .filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()))
                 .map(|c| c.to_ascii_uppercase());
+            if n == before && before.is_empty() {
+                notes.push(format!(
+                    "{} has an entry for {ip} but none of the fields blockprobe reads \
+                     (autonomous_system_number or asn, autonomous_system_organization or \
+                     as_name, country.iso_code or country_code)",
+                    path.display()
+                ));
+            }
         }
-        n
+        if !found_any {
+            notes.push(format!(
+                "{ip} is in none of {}; asn, as_org and country stay empty",
+                self.paths()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        (n, notes)
+    }
+}
+
+/// An AS number as the files store it: any integer type, or text (`"AS13335"`, `"13335"`).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Number {
+    Unsigned(u64),
+    Signed(i64),
+    Text(String),
+}
+
+/// The longest network name kept (some files carry whole descriptions).
+const MAX_ORG: usize = 256;
+
+/// A name from the file as one printable line: control, bidi-override and zero-width
+/// characters dropped, whitespace runs made one space, at most [`MAX_ORG`] characters.
+fn clean(s: &str) -> String {
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    };
+    let mut out = String::new();
+    for word in s
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+    {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(word.chars().filter(|c| !invisible(*c)));
+    }
+    match out.char_indices().nth(MAX_ORG) {
+        Some((at, _)) => {
+            out.truncate(at);
+            out.push('…');
+            out
+        }
+        None => out,
     }
 }
 
@@ -102,7 +194,25 @@ fn keys<'a>(path: &[&'a str]) -> Vec<PathElement<'a>> {
     path.iter().map(|k| PathElement::Key(k)).collect()
 }
 
+/// The largest file read (the biggest free city databases are a few hundred MB).
+const MAX_FILE: u64 = 2 << 30;
+
 fn open_one(p: &Path) -> anyhow::Result<Reader<Vec<u8>>> {
+    // A FIFO or a device would block or never end: only a regular file is read.
+    let meta = std::fs::metadata(p).with_context(|| format!("--asn-db {}", p.display()))?;
+    if !meta.is_file() {
+        anyhow::bail!(
+            "--asn-db {}: not a regular file (give the .mmdb file itself)",
+            p.display()
+        );
+    }
+    if meta.len() > MAX_FILE {
+        anyhow::bail!(
+            "--asn-db {}: {} bytes; IP-to-ASN and country files are far smaller (at most {MAX_FILE} read)",
+            p.display(),
+            meta.len()
+        );
+    }
     let bytes = std::fs::read(p).with_context(|| format!("--asn-db {}", p.display()))?;
     Reader::from_source(bytes).map_err(|e| {
         anyhow::anyhow!(
@@ -127,6 +237,16 @@ pub fn parse_asn(s: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_one_printable_line() {
+        assert_eq!(
+            clean("Beeline\n\u{202E}Moscow\r\t \u{1b}[2J"),
+            "Beeline Moscow [2J"
+        );
+        assert_eq!(clean(&"x".repeat(1000)).chars().count(), MAX_ORG + 1);
+        assert_eq!(clean(" \u{200B} "), "");
+    }
 
     #[test]
     fn asn_forms() {

@@ -201,6 +201,11 @@ Examples:
   # With a control path outside the censored network (tells blocked from down, and throttling)
   blockprobe scan t.me youtube.com --control-proxy socks5://127.0.0.1:1080
 
+  # One probe of a fleet: label it, learn its public IP, name its network (free offline
+  # files: DB-IP \"IP to ASN Lite\" / \"IP to Country Lite\", IPinfo Lite, MaxMind GeoLite2)
+  blockprobe scan --suite whatsapp --vantage msk-beeline-1 --public-ip-stun stun.example.nl:3478 \\
+    --asn-db dbip-asn-lite.mmdb --asn-db dbip-country-lite.mmdb --store postgres://probe@db.example/bp
+
   # CI smoke test: fail when anything is blocked or throttled
   blockprobe scan -i targets.txt --fail-on blocked,throttled --quiet
 
@@ -661,6 +666,11 @@ pub struct ReportArgs {
     /// From the store: only this run.
     #[arg(long, value_name = "RUN_ID")]
     pub run: Option<String>,
+
+    /// From the store: only runs measured from this vantage (`scan --vantage`), so a fleet's
+    /// probes get a page each.
+    #[arg(long, value_name = "NAME")]
+    pub vantage: Option<String>,
 
     /// Write the page to PATH (atomically) instead of standard output.
     #[arg(short = 'o', long, value_name = "PATH")]

@@ -813,12 +813,17 @@ impl ScanConfig {
         if args.resume.is_some() && store.is_none() {
             bail!("--resume needs --store (the run to resume is in the store)");
         }
-        let public_ip_stun = args
-            .public_ip_stun
-            .or(file.public_ip_stun)
+        // Where the public address comes from: a flag replaces the file's choice, whichever
+        // of the two the file made.
+        let (stun, given) = if args.public_ip_stun.is_some() || args.public_ip.is_some() {
+            (args.public_ip_stun, args.public_ip)
+        } else {
+            (file.public_ip_stun, file.public_ip)
+        };
+        let public_ip_stun = stun
             .map(|s| parse_host_port(&s).map_err(|e| anyhow::anyhow!("--public-ip-stun: {e}")))
             .transpose()?;
-        let public_ip = args.public_ip.or(file.public_ip);
+        let public_ip = given;
         if public_ip.is_some() && public_ip_stun.is_some() {
             bail!("--public-ip and --public-ip-stun: give one (the address, or where to learn it)");
         }

@@ -128,6 +128,7 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
     }
     // The store next: a locked store or an unknown --resume run stops before any output.
     let mut skip = std::collections::HashSet::new();
+    let mut resumed_network = None;
     let writer = match &cfg.store {
         Some(url) => {
             let mut st = store::Store::open(url)?;
@@ -137,16 +138,17 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
                 interrupted,
             )?;
             if cfg.resume.is_some() {
-                let (done, started_at) = st.resume(&meta)?;
+                let resumed = st.resume(&meta)?;
                 if !quiet {
                     report::warn(format_args!(
                         "resuming run {}: {} results already recorded are not measured again",
                         meta.run_id,
-                        done.len()
+                        resumed.done.len()
                     ));
                 }
-                skip = done;
-                meta.started_at = started_at;
+                skip = resumed.done;
+                meta.started_at = resumed.started_at;
+                resumed_network = Some(resumed.network);
             } else {
                 st.begin_run(&meta, &describe_sources(&cfg))?;
             }
@@ -169,6 +171,7 @@ fn run_scan(args: cli::ScanArgs) -> anyhow::Result<ExitCode> {
         skip,
         store: writer.as_ref(),
         signals: Some(signals.clone()),
+        resumed_network,
     };
     let outcome = runtime.block_on(scan::scan(cfg, meta, out, hooks));
     // Jobs abandoned by a second interrupt must not keep the process alive.
@@ -414,6 +417,7 @@ fn html_report(args: &cli::ReportArgs) -> anyhow::Result<ExitCode> {
                 &mut st,
                 args.since.as_deref(),
                 args.run.as_deref(),
+                args.vantage.as_deref(),
                 &mut data,
             )?;
             data
@@ -508,19 +512,10 @@ fn export(args: cli::ExportArgs) -> anyhow::Result<ExitCode> {
         args.asn,
         &mut out,
     )?;
-    if n == 0 {
-        if let Some(v) = &args.vantage {
-            report::warn(format_args!(
-                "no records from vantage `{v}`; the store's vantages: {}",
-                store::query::known_vantages(&mut st)?.join(", ")
-            ));
-        }
-        if let Some(a) = args.asn {
-            report::warn(format_args!(
-                "no records from AS{a}; {}",
-                store::query::known_asns(&mut st)?
-            ));
-        }
+    if n == 0
+        && let Some(why) = store::query::unknown_filter(&mut st, args.vantage.as_deref(), args.asn)?
+    {
+        report::warn(why);
     }
     out.flush()?;
     drop(out);

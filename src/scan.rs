@@ -148,6 +148,9 @@ pub struct Hooks<'a> {
     pub store: Option<&'a crate::store::Writer>,
     /// Interrupts counted since start-up ([`signals`]); the scan installs its own when `None`.
     pub signals: Option<watch::Receiver<u32>>,
+    /// `--resume`: the network the run was measured from so far (checked once this probe's
+    /// public address is learned).
+    pub resumed_network: Option<crate::store::RunNetwork>,
 }
 
 /// Runs a whole scan, writing records to `out` as they finish.
@@ -232,16 +235,16 @@ pub async fn scan<W: Write>(
     }
     // Its network, from the offline databases.
     if let (Some(dbs), Some(ip)) = (&cfg.asn_dbs, meta.public_ip) {
-        meta.network = dbs.lookup(ip);
-        if meta.network.is_empty() && !cfg.output.quiet {
-            warn(format_args!(
-                "--asn-db: {ip} is in none of {}; asn, as_org and country stay empty",
-                dbs.paths()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+        let (network, notes) = dbs.lookup_noting(ip);
+        meta.network = network;
+        if !cfg.output.quiet {
+            for note in notes {
+                warn(format_args!("--asn-db: {note}"));
+            }
         }
+    }
+    if let Some(before) = &hooks.resumed_network {
+        before.check(&meta.run_id, meta.public_ip, meta.network.asn)?;
     }
     if cfg.probes.contains(&Probe::Quic) && !connects && !cfg.output.quiet {
         warn(

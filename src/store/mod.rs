@@ -111,6 +111,49 @@ fn record_columns() -> impl Iterator<Item = &'static str> {
     COLUMNS.iter().copied().filter(|c| *c != "run_id")
 }
 
+/// What `--resume` continues.
+pub struct Resumed {
+    /// (target, resolver) pairs already recorded.
+    pub done: HashSet<(String, String)>,
+    pub started_at: String,
+    pub network: RunNetwork,
+}
+
+/// The public address and ASN a run's records were measured from (empty when not asked).
+#[derive(Clone, Debug, Default)]
+pub struct RunNetwork {
+    pub public_ip: Option<String>,
+    pub asn: Option<u32>,
+}
+
+impl RunNetwork {
+    /// One run, one network: resuming from another public address or autonomous system would
+    /// mix two networks in one run (a VPN switched on, a laptop moved).
+    pub fn check(
+        &self,
+        run_id: &str,
+        public_ip: Option<std::net::IpAddr>,
+        asn: Option<u32>,
+    ) -> anyhow::Result<()> {
+        let ip = public_ip.map(|i| i.to_string());
+        let moved_ip = self.public_ip.is_some() && ip.is_some() && self.public_ip != ip;
+        let moved_asn = self.asn.is_some() && asn.is_some() && self.asn != asn;
+        if moved_ip || moved_asn {
+            let show = |ip: Option<&str>, asn: Option<u32>| {
+                let asn = asn.map(|a| format!(" (AS{a})")).unwrap_or_default();
+                format!("{}{asn}", ip.unwrap_or("?"))
+            };
+            bail!(
+                "--resume: run `{run_id}` was measured from {}, this probe is now at {}; its \
+                 records would mix two networks — start a new run",
+                show(self.public_ip.as_deref(), self.asn),
+                show(ip.as_deref(), asn)
+            );
+        }
+        Ok(())
+    }
+}
+
 /// How often `--lock-wait` tries the lock again.
 const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -469,11 +512,9 @@ impl Store {
     }
 
     /// `--resume RUN_ID`: checks the run can be continued with these resolvers and returns
-    /// the (target, resolver) pairs it has recorded, and the run's start time.
-    pub fn resume(
-        &mut self,
-        meta: &RunMeta,
-    ) -> anyhow::Result<(HashSet<(String, String)>, String)> {
+    /// the (target, resolver) pairs it has recorded, the run's start time and the network it
+    /// was measured from.
+    pub fn resume(&mut self, meta: &RunMeta) -> anyhow::Result<Resumed> {
         let rows = self.query(
             "SELECT status, resolvers, started_at, vantage FROM runs WHERE run_id = ?",
             &[meta.run_id.clone().into()],
@@ -508,6 +549,18 @@ impl Store {
             );
         }
         let started_at = row[2].str_or_empty();
+        let network = self
+            .query(
+                "SELECT public_ip, asn FROM records WHERE run_id = ? ORDER BY id LIMIT 1",
+                &[meta.run_id.clone().into()],
+            )?
+            .first()
+            .map(|r| RunNetwork {
+                public_ip: r[0].text().filter(|t| !t.is_empty()).map(str::to_owned),
+                asn: r[1].text().and_then(|a| a.parse().ok()),
+            })
+            .unwrap_or_default();
+        network.check(&meta.run_id, meta.public_ip, None)?;
         let done = self.query(
             "SELECT target, resolver FROM records WHERE run_id = ?",
             &[meta.run_id.clone().into()],
@@ -516,12 +569,14 @@ impl Store {
             "UPDATE runs SET status = 'running', finished_at = NULL WHERE run_id = ?",
             &[meta.run_id.clone().into()],
         )?;
-        Ok((
-            done.into_iter()
+        Ok(Resumed {
+            done: done
+                .into_iter()
                 .map(|r| (r[0].str_or_empty(), r[1].str_or_empty()))
                 .collect(),
             started_at,
-        ))
+            network,
+        })
     }
 
     /// Inserts a batch in one transaction, up to [`ROWS_PER_INSERT`] rows per statement.

@@ -116,16 +116,10 @@ pub fn history(
             vantage: r[7].str_or_empty(),
         })
         .collect();
-    if points.is_empty() {
-        if let Some(v) = &f.vantage {
-            anyhow::bail!(
-                "no records from vantage `{v}`; the store's vantages: {}",
-                known_vantages(store)?.join(", ")
-            );
-        }
-        if let Some(a) = f.asn {
-            anyhow::bail!("no records from AS{a}; {}", known_asns(store)?);
-        }
+    if points.is_empty()
+        && let Some(why) = unknown_filter(store, f.vantage.as_deref(), f.asn)?
+    {
+        anyhow::bail!(why);
     }
     // A fleet's store: one timeline per resolver *and vantage* (two places are two timelines,
     // not one that flips), shown as RESOLVER@VANTAGE in the table.
@@ -265,11 +259,11 @@ fn default_pair(store: &mut Store, vantage: Option<&str>) -> anyhow::Result<(Str
         .iter()
         .filter(|r| vantage.is_none_or(|v| r[1].str_or_empty() == v));
     let Some(b) = runs.next() else {
+        if let Some(why) = unknown_filter(store, vantage, None)? {
+            bail!(why);
+        }
         if let Some(v) = vantage {
-            bail!(
-                "no finished run from vantage `{v}`; the store's vantages: {}",
-                known_vantages(store)?.join(", ")
-            );
+            bail!("no finished run from vantage `{v}` yet");
         }
         bail!("the store has no finished run yet");
     };
@@ -277,8 +271,9 @@ fn default_pair(store: &mut Store, vantage: Option<&str>) -> anyhow::Result<(Str
     let Some(a) = runs.find(|r| r[1] == b[1] && resolver_names(&r[2].str_or_empty()) == names)
     else {
         bail!(
-            "run {} has no earlier run from the same vantage and resolvers to compare with; name two runs",
-            b[0].str_or_empty()
+            "run {} is the only finished run from vantage `{}` with these resolvers; nothing to compare it with yet (or name two runs)",
+            b[0].str_or_empty(),
+            b[1].str_or_empty()
         );
     };
     Ok((a[0].str_or_empty(), b[0].str_or_empty()))
@@ -498,6 +493,7 @@ pub fn report_data(
     store: &mut Store,
     since: Option<&str>,
     run: Option<&str>,
+    vantage: Option<&str>,
     data: &mut crate::report::html::Data,
 ) -> anyhow::Result<()> {
     use crate::report::html::{MAX_RUNS, Place, Row, RunInfo};
@@ -517,6 +513,10 @@ pub fn report_data(
     if let Some(r) = run {
         sql.push_str(" AND run_id = ?");
         params.push(r.into());
+    }
+    if let Some(v) = vantage {
+        sql.push_str(" AND vantage = ?");
+        params.push(v.into());
     }
     sql.push_str(&format!(
         " ORDER BY started_at DESC, run_id DESC LIMIT {MAX_RUNS}"
@@ -540,6 +540,11 @@ pub fn report_data(
             },
         })
         .collect();
+    if runs.is_empty()
+        && let Some(why) = unknown_filter(store, vantage, None)?
+    {
+        anyhow::bail!(why);
+    }
     if runs.is_empty() {
         anyhow::bail!(
             "no runs in the store{}",
@@ -585,22 +590,61 @@ pub fn report_data(
     Ok(())
 }
 
-/// The autonomous systems the store's records were measured from, in words (for a filter
-/// that matched nothing).
-pub fn known_asns(store: &mut Store) -> anyhow::Result<String> {
-    let asns: Vec<String> = store
-        .query(
-            "SELECT DISTINCT asn FROM records WHERE asn IS NOT NULL AND asn <> '' ORDER BY asn",
-            &[],
-        )?
-        .iter()
-        .map(|r| format!("AS{}", r[0].str_or_empty()))
-        .collect();
-    Ok(if asns.is_empty() {
-        "no record has an ASN (scan with --asn-db)".to_owned()
-    } else {
-        format!("the store's ASNs: {}", asns.join(", "))
-    })
+/// When a filter that matched nothing names a vantage or an ASN the store has never seen:
+/// says so, with those it has (a filter that is known but matched nothing with the others is
+/// not blamed).
+pub fn unknown_filter(
+    store: &mut Store,
+    vantage: Option<&str>,
+    asn: Option<u32>,
+) -> anyhow::Result<Option<String>> {
+    fn some_of(all: &[String]) -> String {
+        const SHOWN: usize = 20;
+        let mut s = all[..all.len().min(SHOWN)].join(", ");
+        if all.len() > SHOWN {
+            s.push_str(&format!(" … and {} more", all.len() - SHOWN));
+        }
+        s
+    }
+    if let Some(v) = vantage {
+        let known = known_vantages(store)?;
+        if !known.iter().any(|k| k == v) {
+            return Ok(Some(if known.is_empty() {
+                format!(
+                    "no records from vantage `{v}`; the store's runs carry no vantage label (scan --vantage)"
+                )
+            } else {
+                format!(
+                    "no records from vantage `{v}`; the store's vantages: {}",
+                    some_of(&known)
+                )
+            }));
+        }
+    }
+    if let Some(a) = asn {
+        let known: Vec<String> = store
+            .query(
+                "SELECT DISTINCT asn FROM records WHERE asn IS NOT NULL AND asn <> ''",
+                &[],
+            )?
+            .iter()
+            .filter_map(|r| r[0].text().and_then(|t| t.parse::<u32>().ok()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|a| format!("AS{a}"))
+            .collect();
+        if !known.iter().any(|k| *k == format!("AS{a}")) {
+            return Ok(Some(if known.is_empty() {
+                format!("no records from AS{a}; no record has an ASN (scan with --asn-db)")
+            } else {
+                format!(
+                    "no records from AS{a}; the store's ASNs: {}",
+                    some_of(&known)
+                )
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// The vantages the store's runs were measured from (for a filter that matched nothing).

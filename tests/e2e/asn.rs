@@ -182,16 +182,30 @@ fn issue_13_asn_databases_of_every_common_layout() {
         &ipinfo,
         mmdb(
             "ipinfo lite.mmdb",
-            vec![(
-                "10.1.0.0/16",
-                V::Map(vec![
-                    ("asn", V::Str("AS13335")),
-                    ("as_name", V::Str("Cloudflare, Inc.")),
-                    ("as_domain", V::Str("cloudflare.com")),
-                    ("country_code", V::Str("US")),
-                    ("country", V::Str("United States")),
-                ]),
-            )],
+            vec![
+                (
+                    "10.1.0.0/16",
+                    V::Map(vec![
+                        ("asn", V::Str("AS13335")),
+                        ("as_name", V::Str("Cloudflare, Inc.")),
+                        ("as_domain", V::Str("cloudflare.com")),
+                        ("country_code", V::Str("US")),
+                        ("country", V::Str("United States")),
+                    ]),
+                ),
+                // Writers store small numbers in the smallest type, or as text.
+                (
+                    "10.2.0.0/16",
+                    V::Map(vec![("autonomous_system_number", V::U16(8359))]),
+                ),
+                ("10.3.0.0/16", V::Map(vec![("asn", V::U32(12389))])),
+                (
+                    "10.4.0.0/16",
+                    V::Map(vec![("autonomous_system_number", V::Str("3216"))]),
+                ),
+                // An entry blockprobe cannot read anything from.
+                ("10.5.0.0/16", V::Map(vec![("foo", V::Str("bar"))])),
+            ],
         ),
     )
     .unwrap();
@@ -225,7 +239,40 @@ fn issue_13_asn_databases_of_every_common_layout() {
         }
     );
     assert_eq!(dbs.lookup("2001:db8::1".parse().unwrap()).asn, Some(12389));
-    assert!(dbs.lookup("192.0.2.1".parse().unwrap()).is_empty());
+    for (ip, asn) in [("10.2.0.1", 8359), ("10.3.0.1", 12389), ("10.4.0.1", 3216)] {
+        assert_eq!(dbs.lookup(ip.parse().unwrap()).asn, Some(asn), "{ip}");
+    }
+    // An IPv4-mapped address is the IPv4 address.
+    assert_eq!(
+        dbs.lookup("::ffff:127.0.0.1".parse().unwrap()).asn,
+        Some(8402)
+    );
+    // What is said when nothing is found, or nothing readable.
+    let (n, notes) = dbs.lookup_noting("192.0.2.1".parse().unwrap());
+    assert!(n.is_empty());
+    assert!(
+        notes.iter().any(|n| n.contains("is in none of")),
+        "{notes:?}"
+    );
+    let (n, notes) = dbs.lookup_noting("10.5.0.1".parse().unwrap());
+    assert!(n.is_empty());
+    assert!(
+        notes.iter().any(|n| n.contains("none of the fields")),
+        "{notes:?}"
+    );
+    // A FIFO would block the start of the run: only regular files are read.
+    let fifo = dir.path().join("fifo.mmdb");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let e = Databases::open(std::slice::from_ref(&fifo))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a regular file"), "{e}");
     // Not a database: the error names the file.
     let junk = dir.path().join("junk.mmdb");
     std::fs::write(&junk, b"GIF89a not a database").unwrap();
@@ -349,10 +396,14 @@ async fn issue_13_asn_in_records_and_store_filters() {
         assert_eq!(obj["as_org"], "Beeline Moscow", "{obj}");
         assert_eq!(obj["country"], "RU", "{obj}");
     }
-    // The HTML report says where, from the report file and from the store.
+    // The HTML report says where, from the report file and from the store (one vantage's
+    // page).
     for args in [
         vec!["report".to_owned(), report.display().to_string()],
         ["report", "--store", &store, "--run", "run-msk-2"]
+            .map(String::from)
+            .to_vec(),
+        ["report", "--store", &store, "--vantage", "msk"]
             .map(String::from)
             .to_vec(),
     ] {
@@ -408,6 +459,28 @@ async fn issue_13_asn_in_records_and_store_filters() {
     let out = run(&["diff", "--store", &store, "--vantage", "nowhere"]).await;
     assert!(!out.status.success());
     assert!(stderr(&out).contains("ams, msk"), "{}", stderr(&out));
+    // A run is resumed from the network it was measured from, or not at all.
+    rusqlite::Connection::open(dir.path().join("runs.db"))
+        .unwrap()
+        .execute(
+            "UPDATE runs SET status = 'interrupted' WHERE run_id = 'run-msk-2'",
+            [],
+        )
+        .unwrap();
+    let mut resume = scan(
+        "run-msk-2",
+        "msk",
+        vec!["--public-ip".into(), "127.0.0.2".into()],
+    );
+    let at = resume.iter().position(|a| a == "--run-id").unwrap();
+    resume[at] = "--resume".into();
+    let out = run(&resume).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("mix two networks") && stderr(&out).contains("127.0.0.1 (AS8402)"),
+        "{}",
+        stderr(&out)
+    );
     // In a config file: paths relative to the file, the address given.
     let conf = dir.path().join("probe.toml");
     std::fs::write(
@@ -434,6 +507,26 @@ async fn issue_13_asn_in_records_and_store_filters() {
     assert_eq!(rec["public_ip"], "127.0.0.9", "{rec}");
     assert_eq!(rec["asn"], 8402, "{rec}");
     assert_eq!(rec["country"], "RU", "{rec}");
+    // A flag replaces the file's source of the address (here: ask STUN instead).
+    let out = run(&[
+        "scan",
+        &target,
+        "--config",
+        &conf.display().to_string(),
+        "--public-ip-stun",
+        &stun.addr.to_string(),
+        "--control-resolver",
+        "c=udp://127.0.0.1:9",
+        "--canary",
+        "",
+        "--quiet",
+        "--format",
+        "jsonl",
+    ])
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["public_ip"], "127.0.0.1", "{rec}");
     // The database needs an address to look up.
     let out = run(&[
         "scan",

@@ -296,6 +296,8 @@ pub struct DnsClient {
     window: Duration,
     /// Idle DoH connections (used only by `https://` specs).
     doh: DohPool,
+    /// Idle UDP sockets to the resolver (used only by `udp://` specs).
+    udp: Arc<UdpPool>,
     /// Spacing of lookups when a query rate is set.
     pacer: Option<Pacer>,
 }
@@ -337,6 +339,7 @@ impl DnsClient {
             timeout,
             window,
             doh: DohPool::default(),
+            udp: Arc::default(),
             pacer: None,
         })
     }
@@ -473,20 +476,10 @@ impl DnsClient {
         start: Instant,
         late: &mut Option<Late>,
     ) -> [QueryObservation; 2] {
-        let bind: SocketAddr = if server.is_ipv4() {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let sock = match UdpSocket::bind(bind).await {
+        let sock = match self.udp.take(server).await {
             Ok(s) => s,
             Err(e) => return both_failed(Failure::from_error(&e)),
         };
-        // Connected: the kernel drops datagrams from other sources. An on-path injector forges
-        // the resolver's address, so injected responses still arrive.
-        if let Err(e) = sock.connect(server).await {
-            return both_failed(Failure::from_error(&e));
-        }
         for q in &queries {
             if let Err(e) = sock.send(&q.wire).await {
                 return both_failed(Failure::from_error(&e));
@@ -559,6 +552,7 @@ impl DnsClient {
                 match linger_budget().clone().try_acquire_owned() {
                     Ok(permit) => {
                         let room = [0, 1].map(|i| MAX_RESPONSES.saturating_sub(got[i].len()));
+                        let clean = got.iter().all(|g| g.len() == 1);
                         *late = Some(Late::listen(
                             sock,
                             queries.clone(),
@@ -566,13 +560,33 @@ impl DnsClient {
                             end,
                             room,
                             permit,
+                            clean.then(|| self.udp.clone()),
                         ));
-                        break;
+                        return self
+                            .udp_finish(server, &queries, got, sent, None, start)
+                            .await;
                     }
                     Err(_) => window_end = Some(end),
                 }
             }
         }
+        if failure.is_none() && got.iter().all(|g| g.len() == 1) {
+            self.udp.give(sock);
+        }
+        self.udp_finish(server, &queries, got, sent, failure, start)
+            .await
+    }
+
+    /// The observations of a UDP exchange, truncated answers asked again over TCP.
+    async fn udp_finish(
+        &self,
+        server: SocketAddr,
+        queries: &[WireQuery; 2],
+        mut got: [Vec<DnsResponse>; 2],
+        sent: [u8; 2],
+        failure: Option<Failure>,
+        start: Instant,
+    ) -> [QueryObservation; 2] {
         let mut out = [0, 1].map(|i| QueryObservation {
             qtype: qtype_str(queries[i].qtype),
             responses: std::mem::take(&mut got[i]),
@@ -653,6 +667,54 @@ async fn recv_with<R>(sock: &UdpSocket, mut f: impl FnMut(&[u8]) -> R) -> std::i
     }
 }
 
+/// Idle connected UDP sockets to one resolver, reused by later lookups (issue 14: opening,
+/// connecting, registering and closing a socket per lookup was a fifth of a DNS scan's CPU).
+///
+/// Reuse keeps what a socket per lookup gave: one lookup at a time per socket, so every
+/// datagram on it is attributed to that lookup's queries (by id and question, as before; a
+/// stray one from an earlier lookup answers neither). Only a socket whose lookup was clean —
+/// each query answered exactly once, no error, and nothing more within the injection window —
+/// goes back: a flow a censor has acted on (forged answers, drops, ICMP) is closed, never
+/// reused, so per-flow state in a middlebox cannot leak from one name's measurement into the
+/// next. A pending socket error is checked before reuse.
+#[derive(Default)]
+struct UdpPool {
+    idle: std::sync::Mutex<Vec<UdpSocket>>,
+}
+
+/// Idle sockets kept per resolver at most (each holds a file descriptor).
+const UDP_POOL_MAX: usize = 256;
+
+impl UdpPool {
+    async fn take(&self, server: SocketAddr) -> std::io::Result<UdpSocket> {
+        loop {
+            let idle = self.idle.lock().expect("udp pool lock").pop();
+            match idle {
+                Some(s) if matches!(s.take_error(), Ok(None)) => return Ok(s),
+                Some(_) => continue,
+                None => break,
+            }
+        }
+        let bind: SocketAddr = if server.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let sock = UdpSocket::bind(bind).await?;
+        // Connected: the kernel drops datagrams from other sources. An on-path injector forges
+        // the resolver's address, so injected responses still arrive.
+        sock.connect(server).await?;
+        Ok(sock)
+    }
+
+    fn give(&self, sock: UdpSocket) {
+        let mut idle = self.idle.lock().expect("udp pool lock");
+        if idle.len() < UDP_POOL_MAX.min(linger_capacity()) {
+            idle.push(sock);
+        }
+    }
+}
+
 /// UDP responses still arriving after the first answers, collected in the background until
 /// the injection window ends. The socket it holds counts against a budget of lingering sockets
 /// (a quarter of `ulimit -n`), not against `--concurrency`.
@@ -679,6 +741,7 @@ impl Late {
         end: Instant,
         room: [usize; 2],
         permit: tokio::sync::OwnedSemaphorePermit,
+        pool: Option<Arc<UdpPool>>,
     ) -> Self {
         let task = tokio::spawn(async move {
             let _permit = permit;
@@ -693,8 +756,16 @@ impl Late {
                         }
                     }
                 });
-                if !matches!(tokio::time::timeout_at(end, received).await, Ok(Ok(()))) {
-                    break;
+                match tokio::time::timeout_at(end, received).await {
+                    Ok(Ok(())) => {}
+                    // The window is over with nothing more: the socket can serve another lookup.
+                    Err(_) => {
+                        if let Some(pool) = pool.filter(|_| got.iter().all(Vec::is_empty)) {
+                            pool.give(sock);
+                        }
+                        break;
+                    }
+                    Ok(Err(_)) => break,
                 }
             }
             got

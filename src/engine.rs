@@ -715,41 +715,67 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
         layer: target.transfer_layer(),
         started,
     };
-    let dns_ref = dns.as_ref();
     if !addrs.is_empty() {
-        match plan {
-            Plan::Dns => {}
-            Plan::Stun => {
-                observed.layer = Layer::Udp;
-                let s = stun_step(ctx, v, target, &addrs).await;
-                observed.tries.push(Conn::Stun(s));
-            }
-            Plan::Echo => {
-                use crate::probe::echo;
-                observed.layer = Layer::Udp;
-                let t = ctx.conn.timeout;
-                observed.tries = handshakes(
-                    ctx,
-                    target,
-                    &addrs,
-                    false,
-                    |to| echo::probe(to, t),
-                    |p, host, port| async move { echo::probe_via_proxy(p, &host, port, t).await },
-                    |direct, control| Conn::Echo(echo::EchoObservation { direct, control }),
-                )
-                .await;
-            }
-            Plan::Media => {
-                use crate::probe::media;
-                observed.layer = Layer::Media;
-                let t = ctx.conn.timeout;
-                let opts = media::Options::of_path(&target.path).unwrap_or_default();
-                let opts = &opts;
-                // Echoes are awaited up to a second after the last packet (a call's receiver
-                // gives up on later ones).
-                let drain = t.min(Duration::from_secs(1));
-                let _permit = ctx.media_permits.acquire().await;
-                observed.tries =
+        // Boxed: the connection steps of every plan make a future of many kilobytes, which a
+        // DNS-only job would otherwise carry (and copy on every move) for nothing.
+        Box::pin(steps(
+            ctx,
+            v,
+            target,
+            plan,
+            addrs,
+            dns.as_ref(),
+            &mut observed,
+        ))
+        .await;
+    }
+    observed.dns = dns;
+    observed
+}
+
+/// The connection step of a job's plan, to the addresses DNS gave.
+async fn steps(
+    ctx: &ProbeCtx,
+    v: &VantageCtx,
+    target: &Target,
+    plan: Plan,
+    addrs: Vec<(IpAddr, AddrSource)>,
+    dns_ref: Option<&DnsObservation>,
+    observed: &mut Observed,
+) {
+    match plan {
+        Plan::Dns => {}
+        Plan::Stun => {
+            observed.layer = Layer::Udp;
+            let s = stun_step(ctx, v, target, &addrs).await;
+            observed.tries.push(Conn::Stun(s));
+        }
+        Plan::Echo => {
+            use crate::probe::echo;
+            observed.layer = Layer::Udp;
+            let t = ctx.conn.timeout;
+            observed.tries = handshakes(
+                ctx,
+                target,
+                &addrs,
+                false,
+                |to| echo::probe(to, t),
+                |p, host, port| async move { echo::probe_via_proxy(p, &host, port, t).await },
+                |direct, control| Conn::Echo(echo::EchoObservation { direct, control }),
+            )
+            .await;
+        }
+        Plan::Media => {
+            use crate::probe::media;
+            observed.layer = Layer::Media;
+            let t = ctx.conn.timeout;
+            let opts = media::Options::of_path(&target.path).unwrap_or_default();
+            let opts = &opts;
+            // Echoes are awaited up to a second after the last packet (a call's receiver
+            // gives up on later ones).
+            let drain = t.min(Duration::from_secs(1));
+            let _permit = ctx.media_permits.acquire().await;
+            observed.tries =
                     handshakes(
                         ctx,
                         target,
@@ -768,35 +794,36 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                         },
                     )
                     .await;
+        }
+        Plan::Wireguard => {
+            use crate::probe::wireguard;
+            observed.layer = Layer::Vpn;
+            let t = ctx.conn.timeout;
+            if let Ok(keys) = wireguard::Keys::of_path(&target.path) {
+                let keys = &keys;
+                observed.tries = handshakes(
+                    ctx,
+                    target,
+                    &addrs,
+                    true,
+                    |to| wireguard::probe(to, keys, t),
+                    |p, host, port| async move {
+                        wireguard::probe_via_proxy(p, &host, port, keys, t).await
+                    },
+                    |direct, control| {
+                        Conn::Wireguard(wireguard::WireguardObservation { direct, control })
+                    },
+                )
+                .await;
             }
-            Plan::Wireguard => {
-                use crate::probe::wireguard;
-                observed.layer = Layer::Vpn;
-                let t = ctx.conn.timeout;
-                if let Ok(keys) = wireguard::Keys::of_path(&target.path) {
-                    let keys = &keys;
-                    observed.tries = handshakes(
-                        ctx,
-                        target,
-                        &addrs,
-                        true,
-                        |to| wireguard::probe(to, keys, t),
-                        |p, host, port| async move {
-                            wireguard::probe_via_proxy(p, &host, port, keys, t).await
-                        },
-                        |direct, control| {
-                            Conn::Wireguard(wireguard::WireguardObservation { direct, control })
-                        },
-                    )
-                    .await;
-                }
-            }
-            Plan::Openvpn => {
-                use crate::probe::openvpn;
-                observed.layer = Layer::Vpn;
-                if let Ok(opts) = openvpn::Options::of_path(&target.path) {
-                    let (t, o) = (ctx.conn.timeout, &opts);
-                    observed.tries = handshakes(
+        }
+        Plan::Openvpn => {
+            use crate::probe::openvpn;
+            observed.layer = Layer::Vpn;
+            if let Ok(opts) = openvpn::Options::of_path(&target.path) {
+                let (t, o) = (ctx.conn.timeout, &opts);
+                observed.tries =
+                    handshakes(
                         ctx,
                         target,
                         &addrs,
@@ -815,101 +842,95 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
                         },
                     )
                     .await;
-                }
-            }
-            Plan::Tor => {
-                use crate::probe::tor;
-                observed.layer = Layer::Vpn;
-                let (t, tls, decoy) = (ctx.conn.timeout, &ctx.tls, &*ctx.conn.decoy_sni);
-                observed.tries =
-                    handshakes(
-                        ctx,
-                        target,
-                        &addrs,
-                        false,
-                        |to| tor::probe(to, tls, decoy, t),
-                        |p, host, port| async move {
-                            tor::probe_via_proxy(p, &host, port, tls, t).await
-                        },
-                        |direct, control| Conn::Tor(tor::TorObservation { direct, control }),
-                    )
-                    .await;
-            }
-            Plan::Shadowsocks => {
-                use crate::probe::shadowsocks as ss;
-                observed.layer = Layer::Vpn;
-                if let Some(creds) = ss::Credentials::of_path(&target.path) {
-                    let (t, creds, check) = (ctx.conn.timeout, &creds, &ctx.conn.tunnel_check);
-                    observed.tries = handshakes(
-                        ctx,
-                        target,
-                        &addrs,
-                        false,
-                        |to| ss::probe(to, creds, check, t),
-                        |p, host, port| async move {
-                            ss::probe_via_proxy(p, &host, port, creds, check, t).await
-                        },
-                        |direct, control| {
-                            Conn::Shadowsocks(ss::ShadowsocksObservation {
-                                method: creds.method,
-                                check: check.url.clone(),
-                                direct,
-                                control,
-                            })
-                        },
-                    )
-                    .await;
-                }
-            }
-            Plan::Obfs4 => {
-                use crate::probe::obfs4;
-                observed.layer = Layer::Vpn;
-                if let Ok(bridge) = obfs4::Bridge::of_path(&target.path) {
-                    let (t, bridge) = (ctx.conn.timeout, &bridge);
-                    observed.tries = handshakes(
-                        ctx,
-                        target,
-                        &addrs,
-                        false,
-                        |to| obfs4::probe(to, bridge, t),
-                        |p, host, port| async move {
-                            obfs4::probe_via_proxy(p, &host, port, bridge, t).await
-                        },
-                        |direct, control| {
-                            Conn::Obfs4(obfs4::Obfs4Observation {
-                                iat_mode: bridge.iat_mode,
-                                direct,
-                                control,
-                            })
-                        },
-                    )
-                    .await;
-                }
-            }
-            Plan::Quic => {
-                observed.layer = Layer::Quic;
-                for _ in 0..ctx.repeat {
-                    let q = quic_step(ctx, target, &addrs).await;
-                    observed.tries.push(Conn::Quic(q));
-                }
-            }
-            Plan::Path => {
-                let (tries, baseline) = path_step(
-                    ctx,
-                    v,
-                    target,
-                    addrs,
-                    dns_ref,
-                    observed.base.control.as_ref(),
-                )
-                .await;
-                observed.tries = tries;
-                observed.base.baseline = baseline;
             }
         }
+        Plan::Tor => {
+            use crate::probe::tor;
+            observed.layer = Layer::Vpn;
+            let (t, tls, decoy) = (ctx.conn.timeout, &ctx.tls, &*ctx.conn.decoy_sni);
+            observed.tries = handshakes(
+                ctx,
+                target,
+                &addrs,
+                false,
+                |to| tor::probe(to, tls, decoy, t),
+                |p, host, port| async move { tor::probe_via_proxy(p, &host, port, tls, t).await },
+                |direct, control| Conn::Tor(tor::TorObservation { direct, control }),
+            )
+            .await;
+        }
+        Plan::Shadowsocks => {
+            use crate::probe::shadowsocks as ss;
+            observed.layer = Layer::Vpn;
+            if let Some(creds) = ss::Credentials::of_path(&target.path) {
+                let (t, creds, check) = (ctx.conn.timeout, &creds, &ctx.conn.tunnel_check);
+                observed.tries = handshakes(
+                    ctx,
+                    target,
+                    &addrs,
+                    false,
+                    |to| ss::probe(to, creds, check, t),
+                    |p, host, port| async move {
+                        ss::probe_via_proxy(p, &host, port, creds, check, t).await
+                    },
+                    |direct, control| {
+                        Conn::Shadowsocks(ss::ShadowsocksObservation {
+                            method: creds.method,
+                            check: check.url.clone(),
+                            direct,
+                            control,
+                        })
+                    },
+                )
+                .await;
+            }
+        }
+        Plan::Obfs4 => {
+            use crate::probe::obfs4;
+            observed.layer = Layer::Vpn;
+            if let Ok(bridge) = obfs4::Bridge::of_path(&target.path) {
+                let (t, bridge) = (ctx.conn.timeout, &bridge);
+                observed.tries = handshakes(
+                    ctx,
+                    target,
+                    &addrs,
+                    false,
+                    |to| obfs4::probe(to, bridge, t),
+                    |p, host, port| async move {
+                        obfs4::probe_via_proxy(p, &host, port, bridge, t).await
+                    },
+                    |direct, control| {
+                        Conn::Obfs4(obfs4::Obfs4Observation {
+                            iat_mode: bridge.iat_mode,
+                            direct,
+                            control,
+                        })
+                    },
+                )
+                .await;
+            }
+        }
+        Plan::Quic => {
+            observed.layer = Layer::Quic;
+            for _ in 0..ctx.repeat {
+                let q = quic_step(ctx, target, &addrs).await;
+                observed.tries.push(Conn::Quic(q));
+            }
+        }
+        Plan::Path => {
+            let (tries, baseline) = path_step(
+                ctx,
+                v,
+                target,
+                addrs,
+                dns_ref,
+                observed.base.control.as_ref(),
+            )
+            .await;
+            observed.tries = tries;
+            observed.base.baseline = baseline;
+        }
     }
-    observed.dns = dns;
-    observed
 }
 
 /// `--repeat` tries of a handshake-style probe: to every vantage address from here and once

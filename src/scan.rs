@@ -334,11 +334,14 @@ pub async fn scan<W: Write>(
         })
         .map(move |(target, vantage)| {
             let ctx = ctx_jobs.clone();
-            tokio::spawn(async move {
+            // Boxed before spawning (here and below): tokio moves a future of up to 16 KiB by
+            // value several times on its way into the task, and a job's is kilobytes — those
+            // copies were a quarter of a DNS scan's instructions (issue 14).
+            tokio::spawn(Box::pin(async move {
                 let job = Job { target, vantage };
                 let observed = engine::run(&ctx, &job).await;
-                (job, observed)
-            })
+                Box::new((job, observed))
+            }))
         })
         .buffer_unordered(cfg.concurrency)
         // A job's concurrency slot is free once its steps are done; it waits for the rest of
@@ -347,18 +350,18 @@ pub async fn scan<W: Write>(
         .map(move |joined| {
             let (ctx, meta) = (ctx_done.clone(), meta.clone());
             async move {
-                let (job, observed) = joined?;
-                tokio::spawn(async move {
+                let (job, observed) = *joined?;
+                tokio::spawn(Box::pin(async move {
                     let (layer, started) = (observed.layer, observed.started);
                     let finding = vote(observed.complete().await, ctx.rules(), layer);
-                    Record::new(
+                    Box::new(Record::new(
                         &meta,
                         &job.target,
                         &ctx.vantages[job.vantage].vantage,
                         finding,
                         started.elapsed(),
-                    )
-                })
+                    ))
+                }))
                 .await
             }
         })

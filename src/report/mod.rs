@@ -553,6 +553,28 @@ pub fn table_line(rec: &Record, style: TableStyle) -> String {
     line
 }
 
+/// One record as a JSON line, serialised into a reused buffer and written at once: serde
+/// writes a record in hundreds of small pieces, each a call into the output's buffer.
+fn json_line(rec: &Record, comma: bool, out: &mut impl Write) -> io::Result<()> {
+    thread_local! {
+        static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    LINE.with_borrow_mut(|line| {
+        line.clear();
+        if comma {
+            line.push(b',');
+        }
+        serde_json::to_writer(&mut *line, rec)?;
+        line.push(b'\n');
+        let r = out.write_all(line);
+        // A huge record's buffer is not kept.
+        if line.capacity() > 1 << 20 {
+            *line = Vec::new();
+        }
+        r
+    })
+}
+
 impl<W: Write> Sink<W> {
     pub fn begin(format: Format, mut out: W, meta: &RunMeta) -> io::Result<Self> {
         Ok(match format {
@@ -600,16 +622,10 @@ impl<W: Write> Sink<W> {
             }
             Self::Json { out, first } => {
                 // One record per line, comma first, so every flushed line is complete.
-                if !std::mem::take(first) {
-                    out.write_all(b",")?;
-                }
-                serde_json::to_writer(&mut *out, rec)?;
-                out.write_all(b"\n")
+                let comma = !std::mem::take(first);
+                json_line(rec, comma, out)
             }
-            Self::Jsonl(out) => {
-                serde_json::to_writer(&mut *out, rec)?;
-                out.write_all(b"\n")
-            }
+            Self::Jsonl(out) => json_line(rec, false, out),
             Self::Table { out, style } => writeln!(out, "{}", table_line(rec, *style)),
         }
     }

@@ -364,3 +364,87 @@ async fn doh_speaks_http2_when_offered_and_http1_otherwise() {
         assert_eq!(server.http2_connections(), http2, "{offered:?}");
     }
 }
+
+/// Issue 14: UDP sockets are reused across lookups — one lookup at a time, and only after a
+/// clean one. A server written here records the source port of every query, answers forged
+/// names twice (a racing injection), and before each answer sends a stale duplicate of the
+/// previous query's answer (as a slow path or an injector would, after the window).
+#[tokio::test]
+async fn udp_sockets_are_reused_only_after_a_clean_lookup() {
+    use hickory_proto::op::{Message, MessageType};
+    use hickory_proto::rr::{RData, Record, rdata::A};
+    use std::sync::{Arc, Mutex};
+    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let seen: Arc<Mutex<Vec<(String, u16)>>> = Arc::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        let mut previous: Option<(Message, std::net::SocketAddr)> = None;
+        let answer = |q: &Message, ip: [u8; 4]| {
+            let mut r = q.clone();
+            r.metadata.message_type = MessageType::Response;
+            let query = q.queries[0].clone();
+            if query.query_type() == hickory_proto::rr::RecordType::A {
+                r.answers
+                    .push(Record::from_rdata(query.name().clone(), 60, RData::A(A(ip.into()))));
+            }
+            r.to_vec().unwrap()
+        };
+        loop {
+            let (n, from) = server.recv_from(&mut buf).await.unwrap();
+            let q = Message::from_vec(&buf[..n]).unwrap();
+            let name = q.queries[0].name().to_ascii();
+            log.lock().unwrap().push((name.clone(), from.port()));
+            // A stale answer for the previous lookup's query (not for the other query of
+            // this lookup, which would be a racing second answer).
+            if let Some((p, to)) = &previous
+                && p.queries[0].name().to_ascii() != name
+            {
+                let _ = server.send_to(&answer(p, [203, 0, 113, 66]), to).await;
+            }
+            let _ = server.send_to(&answer(&q, [192, 0, 2, 1]), from).await;
+            if name.starts_with("forged") {
+                let _ = server.send_to(&answer(&q, [203, 0, 113, 99]), from).await;
+            }
+            previous = Some((q, from));
+        }
+    });
+    let c = DnsClient::new(
+        ResolverSpec::Udp(addr),
+        TlsConfigs::new(None).unwrap(),
+        Duration::from_millis(400),
+        Duration::from_millis(100),
+    )
+    .unwrap();
+    let port_of = |name: &str| {
+        let seen = seen.lock().unwrap();
+        let ports: Vec<u16> = seen
+            .iter()
+            .filter(|(n, _)| n == &format!("{name}."))
+            .map(|(_, p)| *p)
+            .collect();
+        assert_eq!(ports.len(), 2, "{name}: A and AAAA: {seen:?}");
+        assert_eq!(ports[0], ports[1], "{name}: one socket per lookup");
+        ports[0]
+    };
+    let clean = |o: &DnsObservation| {
+        assert_eq!(o.a.responses.len(), 1, "{o:#?}");
+        assert_eq!(o.addresses(), [ip("192.0.2.1")].into(), "{o:#?}");
+        assert!(o.injected_addresses().is_none(), "{o:#?}");
+    };
+    clean(&c.lookup("one.test").await);
+    // The stale duplicate of one.test's answer arrives first on the reused socket: ignored.
+    clean(&c.lookup("two.test").await);
+    assert_eq!(port_of("one.test"), port_of("two.test"), "a clean socket is reused");
+    let forged = c.lookup("forged.test").await;
+    assert_eq!(
+        forged.injected_addresses(),
+        Some([ip("203.0.113.99")].into()),
+        "{forged:#?}"
+    );
+    assert_eq!(port_of("forged.test"), port_of("two.test"));
+    // The socket that saw a forged answer is closed, never reused.
+    clean(&c.lookup("three.test").await);
+    assert_ne!(port_of("three.test"), port_of("forged.test"));
+}

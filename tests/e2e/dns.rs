@@ -386,8 +386,11 @@ async fn udp_sockets_are_reused_only_after_a_clean_lookup() {
             r.metadata.message_type = MessageType::Response;
             let query = q.queries[0].clone();
             if query.query_type() == hickory_proto::rr::RecordType::A {
-                r.answers
-                    .push(Record::from_rdata(query.name().clone(), 60, RData::A(A(ip.into()))));
+                r.answers.push(Record::from_rdata(
+                    query.name().clone(),
+                    60,
+                    RData::A(A(ip.into())),
+                ));
             }
             r.to_vec().unwrap()
         };
@@ -436,7 +439,11 @@ async fn udp_sockets_are_reused_only_after_a_clean_lookup() {
     clean(&c.lookup("one.test").await);
     // The stale duplicate of one.test's answer arrives first on the reused socket: ignored.
     clean(&c.lookup("two.test").await);
-    assert_eq!(port_of("one.test"), port_of("two.test"), "a clean socket is reused");
+    assert_eq!(
+        port_of("one.test"),
+        port_of("two.test"),
+        "a clean socket is reused"
+    );
     let forged = c.lookup("forged.test").await;
     assert_eq!(
         forged.injected_addresses(),

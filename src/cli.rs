@@ -615,6 +615,11 @@ pub struct DiffArgs {
     #[arg(long, value_name = "NAME", conflicts_with = "runs")]
     pub vantage: Option<String>,
 
+    /// Without RUNs: the last two finished runs measured from this autonomous system
+    /// (`scan --asn-db`; 8402 or AS8402) from one vantage with the same resolvers.
+    #[arg(long, value_name = "ASN", value_parser = parse_asn, conflicts_with = "runs")]
+    pub asn: Option<u32>,
+
     /// table, csv or json.
     #[arg(long, value_enum, default_value = "table")]
     pub format: crate::store::query::Output,

@@ -465,7 +465,7 @@ fn diff(args: cli::DiffArgs) -> anyhow::Result<ExitCode> {
     let changes = store::query::diff(
         &mut st,
         runs,
-        args.vantage.as_deref(),
+        (args.vantage.as_deref(), args.asn),
         args.format,
         &mut out,
     )?;

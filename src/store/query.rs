@@ -249,21 +249,36 @@ fn resolver_names(json: &str) -> Vec<String> {
 /// The last finished run (of `vantage`, when given), and the one before it from the same
 /// place with the same resolver names. The place is the run's vantage label, or its host name
 /// for runs from before the label was kept.
-fn default_pair(store: &mut Store, vantage: Option<&str>) -> anyhow::Result<(String, String)> {
-    let runs = store.query(
-        "SELECT run_id, COALESCE(vantage, host_name), resolvers FROM runs \
-         WHERE status IN ('complete', 'interrupted') ORDER BY started_at DESC",
-        &[],
-    )?;
+fn default_pair(
+    store: &mut Store,
+    vantage: Option<&str>,
+    asn: Option<u32>,
+) -> anyhow::Result<(String, String)> {
+    // With an ASN: runs measured from that network (their first record says where).
+    let mut sql = "SELECT run_id, COALESCE(vantage, host_name), resolvers FROM runs \
+         WHERE status IN ('complete', 'interrupted')"
+        .to_owned();
+    let mut params = Vec::new();
+    if let Some(a) = asn {
+        sql.push_str(
+            " AND (SELECT r.asn FROM records r WHERE r.run_id = runs.run_id ORDER BY r.id LIMIT 1) = ?",
+        );
+        params.push(Value::from(a.to_string()));
+    }
+    sql.push_str(" ORDER BY started_at DESC");
+    let runs = store.query(&sql, &params)?;
     let mut runs = runs
         .iter()
         .filter(|r| vantage.is_none_or(|v| r[1].str_or_empty() == v));
     let Some(b) = runs.next() else {
-        if let Some(why) = unknown_filter(store, vantage, None)? {
+        if let Some(why) = unknown_filter(store, vantage, asn)? {
             bail!(why);
         }
         if let Some(v) = vantage {
             bail!("no finished run from vantage `{v}` yet");
+        }
+        if let Some(a) = asn {
+            bail!("no finished run from AS{a} yet");
         }
         bail!("the store has no finished run yet");
     };
@@ -329,13 +344,13 @@ fn censored(v: &str) -> bool {
 pub fn diff(
     store: &mut Store,
     runs: Option<(String, String)>,
-    vantage: Option<&str>,
+    (vantage, asn): (Option<&str>, Option<u32>),
     output: Output,
     out: &mut impl Write,
 ) -> anyhow::Result<Vec<Change>> {
     let (a, b) = match runs {
         Some(p) => p,
-        None => default_pair(store, vantage)?,
+        None => default_pair(store, vantage, asn)?,
     };
     let before = outcomes(store, &a)?;
     let after = outcomes(store, &b)?;

@@ -456,6 +456,15 @@ async fn issue_13_asn_in_records_and_store_filters() {
     let diff: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(diff["run_a"], "run-msk-1", "{diff}");
     assert_eq!(diff["run_b"], "run-msk-2", "{diff}");
+    // diff --asn: the last two runs from that network (Amsterdam's address is in no file).
+    let out = run(&[
+        "diff", "--store", &store, "--asn", "AS8402", "--format", "json",
+    ])
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let diff: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(diff["run_a"], "run-msk-1", "{diff}");
+    assert_eq!(diff["run_b"], "run-msk-2", "{diff}");
     let out = run(&["diff", "--store", &store, "--vantage", "nowhere"]).await;
     assert!(!out.status.success());
     assert!(stderr(&out).contains("ams, msk"), "{}", stderr(&out));

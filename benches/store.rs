@@ -63,7 +63,7 @@ fn bench(url: &StoreUrl, n: usize) -> anyhow::Result<(f64, usize)> {
         needs: None,
         evidence: Evidence {
             dns: Some(dns("NXDOMAIN", &[])),
-            control: Some(ControlDns {
+            control: Some(std::sync::Arc::new(ControlDns {
                 resolvers: vec![
                     ControlObservation {
                         resolver: "cloudflare".into(),
@@ -74,7 +74,7 @@ fn bench(url: &StoreUrl, n: usize) -> anyhow::Result<(f64, usize)> {
                         dns: dns("NOERROR", &["157.240.0.53"]),
                     },
                 ],
-            }),
+            })),
             resolver_healthy: true,
             conn: None,
             baseline: vec![],

@@ -688,7 +688,7 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
         Some(name) => {
             let ((dns, late), control) =
                 tokio::join!(v.client.lookup_early(name), ctx.controls.lookup(name));
-            (Some(dns), Some((*control).clone()), late)
+            (Some(dns), Some(control), late)
         }
         None => (None, None, None),
     };
@@ -924,7 +924,7 @@ async fn steps(
                 target,
                 addrs,
                 dns_ref,
-                observed.base.control.as_ref(),
+                observed.base.control.as_deref(),
             )
             .await;
             observed.tries = tries;

@@ -322,6 +322,9 @@ fn print_summary(outcome: &scan::Outcome, run_id: &str, store_url: Option<&str>)
         }
         let _ = write!(err, "{}", outcome.summary.render());
         let _ = write!(err, "{}", outcome.summary.render_failures());
+        if let Some(p) = &s.place {
+            let _ = writeln!(err, "measured from {p}");
+        }
         if let Some(c) = controls {
             let _ = writeln!(err, "{c}");
         }
@@ -345,7 +348,11 @@ fn print_summary(outcome: &scan::Outcome, run_id: &str, store_url: Option<&str>)
     // Cron mails stderr: one line (two without a working control path).
     let _ = writeln!(
         err,
-        "blockprobe: run {run_id}{}{}: {} result{}, {} blocked, {} throttled, {} down, {} inconclusive{}",
+        "blockprobe: run {run_id}{}{}{}: {} result{}, {} blocked, {} throttled, {} down, {} inconclusive{}",
+        s.place
+            .as_ref()
+            .map(|p| format!(" from {p}"))
+            .unwrap_or_default(),
         s.probes
             .as_ref()
             .map(|p| format!(" (probes {p})"))

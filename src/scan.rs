@@ -269,6 +269,17 @@ pub async fn scan<W: Write>(
     }
     let live = sink.is_live();
     let ctx = Arc::new(ctx);
+    // Said at the end when asked for: the user sees the address and network were learned.
+    let place = meta.public_ip.and_then(|ip| {
+        crate::report::html::Place {
+            vantage: None,
+            public_ip: Some(ip.to_string()),
+            asn: meta.network.asn,
+            as_org: meta.network.as_org.clone(),
+            country: meta.network.country.clone(),
+        }
+        .describe()
+    });
     let meta = Arc::new(meta);
 
     // Targets are read on their own thread (files and stdin block) into a small channel;
@@ -382,6 +393,7 @@ pub async fn scan<W: Write>(
     summary.regime = regime_summary;
     let probes: Vec<&str> = cfg.probes.iter().map(|p| p.as_str()).collect();
     summary.probes = (probes != crate::config::DEFAULT_PROBES).then(|| probes.join(","));
+    summary.place = place;
     let mut failed_on = false;
     let mut failing = 0u64;
     let mut written = 0u64;

@@ -30,7 +30,7 @@ pub(super) fn decide(
     };
     let control = ev
         .control
-        .as_ref()
+        .as_deref()
         .map_or(ControlView::Unavailable, ControlDns::view);
 
     if let Some(forged) = dns.injected_addresses() {

@@ -87,8 +87,9 @@ impl ControlDns {
 pub struct Evidence {
     /// The vantage resolver's answer; `None` when the target is an IP address.
     pub dns: Option<DnsObservation>,
-    /// The control resolvers' answers for the same name.
-    pub control: Option<ControlDns>,
+    /// The control resolvers' answers for the same name, shared with the run's control cache
+    /// (every job of a name and every try holds the same answers, not a copy).
+    pub control: Option<std::sync::Arc<ControlDns>>,
     /// Whether the vantage resolver answered at least one canary name this run.
     pub resolver_healthy: bool,
     /// The connection step, by kind; `None` when none ran (DNS only, or nowhere to connect).
@@ -245,7 +246,7 @@ impl Serialize for Evidence {
         use serde::ser::SerializeMap as _;
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("dns", &self.dns)?;
-        m.serialize_entry("control", &self.control)?;
+        m.serialize_entry("control", &self.control.as_deref())?;
         m.serialize_entry("resolver_healthy", &self.resolver_healthy)?;
         m.serialize_entry("direct", &self.direct())?;
         m.serialize_entry("control_path", &self.control_path())?;

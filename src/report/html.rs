@@ -72,7 +72,7 @@ pub struct Place {
 
 impl Place {
     /// "msk-beeline-1 — 203.0.113.7, AS8402 Beeline Moscow, RU", or nothing known.
-    fn describe(&self) -> Option<String> {
+    pub fn describe(&self) -> Option<String> {
         let asn = self.asn.map(|a| match &self.as_org {
             Some(o) => format!("AS{a} {o}"),
             None => format!("AS{a}"),

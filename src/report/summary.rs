@@ -20,6 +20,9 @@ pub struct Summary {
     pub regime: Option<String>,
     /// The probe steps, when `--probes` chose other than the default (`dns`, `dns,tcp`, …).
     pub probes: Option<String>,
+    /// Where the run measured from, when its public address is known (`--public-ip-stun`,
+    /// `--public-ip`, with `--asn-db` its network): "203.0.113.7, AS8402 Beeline, RU".
+    pub place: Option<String>,
     /// The first blocked or throttled results, named in the summary: (target, resolver,
     /// verdict, reason).
     failures: Vec<(String, String, Verdict, Option<&'static str>)>,

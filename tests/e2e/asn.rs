@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use crate::support::{run, stderr};
+use crate::support::{closed_scan, run, stderr};
 
 /// A value of the MaxMind DB data section.
 enum V {
@@ -136,6 +136,14 @@ fn mmdb(database_type: &'static str, networks: Vec<(&str, V)>) -> Vec<u8> {
     out
 }
 
+fn net(asn: Option<u32>, org: Option<&str>, country: Option<&str>) -> blockprobe::asn::Network {
+    blockprobe::asn::Network {
+        asn,
+        as_org: org.map(Into::into),
+        country: country.map(Into::into),
+    }
+}
+
 /// DB-IP / GeoLite2 ASN layout.
 fn asn_db(dir: &Path) -> std::path::PathBuf {
     let p = dir.join("asn.mmdb");
@@ -175,7 +183,7 @@ fn country_db(dir: &Path) -> std::path::PathBuf {
 
 #[test]
 fn issue_13_asn_databases_of_every_common_layout() {
-    use blockprobe::asn::{Databases, Network};
+    use blockprobe::asn::Databases;
     let dir = tempfile::tempdir().unwrap();
     let ipinfo = dir.path().join("ipinfo.mmdb");
     std::fs::write(
@@ -214,29 +222,17 @@ fn issue_13_asn_databases_of_every_common_layout() {
     // An ASN file and a country file together fill all three.
     assert_eq!(
         dbs.lookup("127.0.0.1".parse().unwrap()),
-        Network {
-            asn: Some(8402),
-            as_org: Some("Beeline Moscow".into()),
-            country: Some("RU".into()),
-        }
+        net(Some(8402), Some("Beeline Moscow"), Some("RU"))
     );
     // Outside the country file's /16: the ASN only.
     assert_eq!(
         dbs.lookup("127.9.0.1".parse().unwrap()),
-        Network {
-            asn: Some(8402),
-            as_org: Some("Beeline Moscow".into()),
-            country: None,
-        }
+        net(Some(8402), Some("Beeline Moscow"), None)
     );
     // IPinfo Lite: `asn` as text, `country` a name (not a map), `country_code`.
     assert_eq!(
         dbs.lookup("10.1.2.3".parse().unwrap()),
-        Network {
-            asn: Some(13335),
-            as_org: Some("Cloudflare, Inc.".into()),
-            country: Some("US".into()),
-        }
+        net(Some(13335), Some("Cloudflare, Inc."), Some("US"))
     );
     assert_eq!(dbs.lookup("2001:db8::1".parse().unwrap()).asn, Some(12389));
     for (ip, asn) in [("10.2.0.1", 8359), ("10.3.0.1", 12389), ("10.4.0.1", 3216)] {
@@ -288,7 +284,7 @@ fn issue_13_asn_databases_of_every_common_layout() {
 /// MaxMind's own test databases (tests/fixtures/mmdb): files blockprobe did not write.
 #[test]
 fn issue_13_maxmind_test_databases() {
-    use blockprobe::asn::{Databases, Network};
+    use blockprobe::asn::Databases;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mmdb");
     let dbs = Databases::open(&[
         dir.join("GeoLite2-ASN-Test.mmdb"),
@@ -297,20 +293,12 @@ fn issue_13_maxmind_test_databases() {
     .unwrap();
     assert_eq!(
         dbs.lookup("1.128.0.1".parse().unwrap()),
-        Network {
-            asn: Some(1221),
-            as_org: Some("Telstra Pty Ltd".into()),
-            country: None,
-        }
+        net(Some(1221), Some("Telstra Pty Ltd"), None)
     );
     // The country where the address is (GB), not where it is registered (US).
     assert_eq!(
         dbs.lookup("81.2.69.142".parse().unwrap()),
-        Network {
-            asn: None,
-            as_org: None,
-            country: Some("GB".into()),
-        }
+        net(None, None, Some("GB"))
     );
     assert_eq!(dbs.lookup("23.32.1.1".parse().unwrap()).asn, Some(35994));
 }
@@ -335,27 +323,22 @@ async fn issue_13_asn_in_records_and_store_filters() {
     .unwrap();
     let report = dir.path().join("msk.json");
     let scan = |id: &str, vantage: &str, ip: Vec<String>| {
-        let mut args: Vec<String> = [
-            "scan",
+        let mut args = closed_scan(
             &target,
-            "--control-resolver",
-            "c=udp://127.0.0.1:9",
-            "--canary",
-            "",
-            "--quiet",
-            "--run-id",
-            id,
-            "--store",
-            &store,
-            "--vantage",
-            vantage,
-            "--asn-db",
-            &asn.display().to_string(),
-            "--asn-db",
-            &country.display().to_string(),
-        ]
-        .map(String::from)
-        .to_vec();
+            &[
+                "--quiet",
+                "--run-id",
+                id,
+                "--store",
+                &store,
+                "--vantage",
+                vantage,
+                "--asn-db",
+                &asn.display().to_string(),
+                "--asn-db",
+                &country.display().to_string(),
+            ],
+        );
         args.extend(ip);
         args
     };
@@ -497,19 +480,16 @@ async fn issue_13_asn_in_records_and_store_filters() {
         "asn-db = [\"asn.mmdb\", \"country.mmdb\"]\npublic-ip = \"127.0.0.9\"\n",
     )
     .unwrap();
-    let out = run(&[
-        "scan",
+    let out = run(closed_scan(
         &target,
-        "--config",
-        &conf.display().to_string(),
-        "--control-resolver",
-        "c=udp://127.0.0.1:9",
-        "--canary",
-        "",
-        "--quiet",
-        "--format",
-        "jsonl",
-    ])
+        &[
+            "--config",
+            &conf.display().to_string(),
+            "--quiet",
+            "--format",
+            "jsonl",
+        ],
+    ))
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
     let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -517,25 +497,27 @@ async fn issue_13_asn_in_records_and_store_filters() {
     assert_eq!(rec["asn"], 8402, "{rec}");
     assert_eq!(rec["country"], "RU", "{rec}");
     // A flag replaces the file's source of the address (here: ask STUN instead).
-    let out = run(&[
-        "scan",
+    let out = run(closed_scan(
         &target,
-        "--config",
-        &conf.display().to_string(),
-        "--public-ip-stun",
-        &stun.addr.to_string(),
-        "--control-resolver",
-        "c=udp://127.0.0.1:9",
-        "--canary",
-        "",
-        "--quiet",
-        "--format",
-        "jsonl",
-    ])
+        &[
+            "--config",
+            &conf.display().to_string(),
+            "--public-ip-stun",
+            &stun.addr.to_string(),
+            "--format",
+            "jsonl",
+        ],
+    ))
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
     let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rec["public_ip"], "127.0.0.1", "{rec}");
+    // The summary says where the run measured from (a cron mail shows the lookup worked).
+    assert!(
+        stderr(&out).contains("from 127.0.0.1, AS8402 Beeline Moscow, RU:"),
+        "{}",
+        stderr(&out)
+    );
     // The database needs an address to look up.
     let out = run(&[
         "scan",

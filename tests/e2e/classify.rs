@@ -87,12 +87,14 @@ fn obs(v: &V) -> DnsObservation {
     }
 }
 
-fn control(v: Option<&V>) -> Option<ControlDns> {
-    v.map(|v| ControlDns {
-        resolvers: vec![ControlObservation {
-            resolver: "ctl".into(),
-            dns: obs(v),
-        }],
+fn control(v: Option<&V>) -> Option<std::sync::Arc<ControlDns>> {
+    v.map(|v| {
+        std::sync::Arc::new(ControlDns {
+            resolvers: vec![ControlObservation {
+                resolver: "ctl".into(),
+                dns: obs(v),
+            }],
+        })
     })
 }
 

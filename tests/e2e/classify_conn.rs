@@ -207,12 +207,12 @@ fn evidence(
 ) -> Evidence {
     Evidence {
         dns: Some(dns(&[vantage_addr])),
-        control: Some(ControlDns {
+        control: Some(std::sync::Arc::new(ControlDns {
             resolvers: vec![ControlObservation {
                 resolver: "c".into(),
                 dns: dns(&["93.184.216.34"]),
             }],
-        }),
+        })),
         resolver_healthy: true,
         conn: Some(Conn::Path(PathEvidence {
             direct,

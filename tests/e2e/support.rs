@@ -150,6 +150,23 @@ impl Net {
     }
 }
 
+/// `scan TARGET EXTRA…` on loopback alone: the control resolver is a closed port (nothing
+/// beyond loopback is asked, and nothing answers) and there are no canaries.
+pub(crate) fn closed_scan(target: &str, extra: &[&str]) -> Vec<String> {
+    [
+        "scan",
+        target,
+        "--control-resolver",
+        "c=udp://127.0.0.1:9",
+        "--canary",
+        "",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
 pub(crate) fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_blockprobe")
 }

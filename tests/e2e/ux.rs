@@ -1,7 +1,7 @@
 //! Issue 13 (researcher experience): bundled scenarios, last-wins flags, --fail-on reasons on
 //! stderr even when quiet.
 
-use crate::support::{Net, run, stderr};
+use crate::support::{Net, closed_scan, run, stderr};
 
 #[tokio::test]
 async fn issue_13_bundled_scenarios_run_from_anywhere() {
@@ -126,15 +126,7 @@ async fn issue_13_a_terminal_gets_a_table_and_a_pipe_gets_jsonl() {
         assert!(text.contains("run tty-run"), "{text}");
     }
     // Piped: JSON lines.
-    let out = run(&[
-        "scan",
-        &format!("tcp://{}", origin.addr),
-        "--control-resolver",
-        "c=udp://127.0.0.1:9",
-        "--canary",
-        "",
-    ])
-    .await;
+    let out = run(closed_scan(&format!("tcp://{}", origin.addr), &[])).await;
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("{\"run_id\""));
 }
 
@@ -217,21 +209,7 @@ async fn issue_13_vantage_labels_records_and_filters_the_store() {
     .await
     .unwrap();
     for (id, vantage) in [("run-msk", Some("msk-beeline-1")), ("run-host", None)] {
-        let mut args: Vec<String> = [
-            "scan",
-            &target,
-            "--control-resolver",
-            "c=udp://127.0.0.1:9",
-            "--canary",
-            "",
-            "--quiet",
-            "--run-id",
-            id,
-            "--store",
-            &store,
-        ]
-        .map(String::from)
-        .to_vec();
+        let mut args = closed_scan(&target, &["--quiet", "--run-id", id, "--store", &store]);
         if let Some(v) = vantage {
             args.extend([
                 "--vantage".into(),
@@ -300,19 +278,10 @@ async fn issue_13_vantage_labels_records_and_filters_the_store() {
             [],
         )
         .unwrap();
-    let out = run(&[
-        "scan",
+    let out = run(closed_scan(
         &target,
-        "--control-resolver",
-        "c=udp://127.0.0.1:9",
-        "--canary",
-        "",
-        "--quiet",
-        "--store",
-        &store,
-        "--resume",
-        "run-msk",
-    ])
+        &["--quiet", "--store", &store, "--resume", "run-msk"],
+    ))
     .await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(

@@ -68,6 +68,8 @@ struct Point {
     regime: String,
     /// Where the run measured from (empty for runs before it was kept).
     vantage: String,
+    /// The autonomous system it measured from (`scan --asn-db`), when known.
+    asn: Option<u32>,
 }
 
 pub fn history(
@@ -77,7 +79,7 @@ pub fn history(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let mut sql = "SELECT r.target, r.resolver, r.run_id, runs.started_at, r.verdict, r.reason, \
-                   runs.regime, r.vantage FROM records r JOIN runs ON runs.run_id = r.run_id WHERE 1 = 1"
+                   runs.regime, r.vantage, r.asn FROM records r JOIN runs ON runs.run_id = r.run_id WHERE 1 = 1"
         .to_owned();
     let mut params: Vec<Value> = Vec::new();
     if let Some(t) = &f.target {
@@ -114,6 +116,7 @@ pub fn history(
             reason: r[5].text().map(str::to_owned),
             regime: r[6].str_or_empty(),
             vantage: r[7].str_or_empty(),
+            asn: r[8].text().and_then(|a| a.parse().ok()),
         })
         .collect();
     if points.is_empty()
@@ -140,8 +143,10 @@ pub fn history(
                 "reason",
                 "regime",
                 "vantage",
+                "asn",
             ])?;
             for p in &points {
+                let asn = p.asn.map(|a| a.to_string()).unwrap_or_default();
                 w.write_record(
                     [
                         &p.target,
@@ -152,6 +157,7 @@ pub fn history(
                         p.reason.as_deref().unwrap_or(""),
                         &p.regime,
                         &p.vantage,
+                        &asn,
                     ]
                     .map(|c| csv_safe(c).into_owned()),
                 )?;
@@ -202,14 +208,30 @@ fn history_table(points: &[Point], out: &mut impl Write) -> anyhow::Result<()> {
     )?;
     let mut i = 0;
     let mut last_key: Option<(&str, &str)> = None;
+    // Timelines measured from more than one network (a probe moved, a VPN switched on) name
+    // the network on every span: the same outcome from two networks is two facts.
+    let mut networks: HashMap<(&str, &str), Option<u32>> = HashMap::new();
+    let mut moved: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
+    for p in points {
+        let key = (p.target.as_str(), p.resolver.as_str());
+        if *networks.entry(key).or_insert(p.asn) != p.asn {
+            moved.insert(key);
+        }
+    }
     // A span is one outcome under one regime: a region going into whitelist mode shows as
     // its own span, marked, not as the site's change.
     let shown = |p: &Point| {
-        let outcome = label(&p.verdict, p.reason.as_deref());
-        match p.regime.as_str() {
-            "whitelist" | "offline" => format!("{outcome} ({} regime)", p.regime),
-            _ => outcome,
+        let mut outcome = label(&p.verdict, p.reason.as_deref());
+        if let "whitelist" | "offline" = p.regime.as_str() {
+            outcome = format!("{outcome} ({} regime)", p.regime);
         }
+        if moved.contains(&(p.target.as_str(), p.resolver.as_str())) {
+            outcome = match p.asn {
+                Some(a) => format!("{outcome} [AS{a}]"),
+                None => format!("{outcome} [AS?]"),
+            };
+        }
+        outcome
     };
     while i < points.len() {
         let p = &points[i];
@@ -296,6 +318,17 @@ fn default_pair(
 
 type Outcomes = HashMap<(String, String), (String, Option<String>)>;
 
+/// The autonomous system a run measured from (its first record's; `--asn-db`), when known.
+fn asn_of(store: &mut Store, run: &str) -> anyhow::Result<Option<u32>> {
+    Ok(store
+        .query(
+            "SELECT asn FROM records WHERE run_id = ? ORDER BY id LIMIT 1",
+            &[run.into()],
+        )?
+        .first()
+        .and_then(|r| r[0].text().and_then(|a| a.parse().ok())))
+}
+
 /// A run's network regime (empty for runs before it was kept).
 fn regime_of(store: &mut Store, run: &str) -> anyhow::Result<String> {
     Ok(store
@@ -355,6 +388,7 @@ pub fn diff(
     let before = outcomes(store, &a)?;
     let after = outcomes(store, &b)?;
     let (regime_a, regime_b) = (regime_of(store, &a)?, regime_of(store, &b)?);
+    let (asn_a, asn_b) = (asn_of(store, &a)?, asn_of(store, &b)?);
     // Into or out of a whitelist (or offline): the sites' changes are the regime's.
     let regime_changed = regime_a != regime_b
         && [&regime_a, &regime_b]
@@ -406,6 +440,8 @@ pub fn diff(
                     "run_b": b,
                     "regime_a": regime_a,
                     "regime_b": regime_b,
+                    "asn_a": asn_a,
+                    "asn_b": asn_b,
                     "changes": changes,
                 }),
             )?;
@@ -434,6 +470,14 @@ pub fn diff(
         }
         Output::Table => {
             writeln!(out, "{a} -> {b}")?;
+            if let (Some(x), Some(y)) = (asn_a, asn_b)
+                && x != y
+            {
+                writeln!(
+                    out,
+                    "network: AS{x} -> AS{y} (the runs measured from different networks)"
+                )?;
+            }
             if regime_a != regime_b {
                 let label = |r: &str| {
                     if r.is_empty() {

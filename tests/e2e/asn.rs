@@ -518,6 +518,40 @@ async fn issue_13_asn_in_records_and_store_filters() {
         "{}",
         stderr(&out)
     );
+    // One vantage, two networks (a probe moved): history names the network on each span,
+    // diff says the runs measured from different networks.
+    for (id, ip) in [("run-mob-1", "127.0.0.5"), ("run-mob-2", "2001:db8::7")] {
+        let out = run(scan(id, "mob", vec!["--public-ip".into(), ip.into()])).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = run(&["history", "--store", &store, "--vantage", "mob"]).await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("[AS8402]") && table.contains("[AS12389]"),
+        "{table}"
+    );
+    let out = run(&[
+        "history",
+        "--store",
+        &store,
+        "--vantage",
+        "mob",
+        "--format",
+        "csv",
+    ])
+    .await;
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        csv.lines().next().unwrap().ends_with(",vantage,asn"),
+        "{csv}"
+    );
+    assert!(csv.contains(",mob,12389"), "{csv}");
+    let out = run(&["diff", "--store", &store, "--vantage", "mob"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("network: AS8402 -> AS12389"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // The database needs an address to look up.
     let out = run(&[
         "scan",

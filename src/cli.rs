@@ -553,6 +553,18 @@ pub enum RegimeFormat {
 }
 
 /// Where the store is, for the reading commands.
+/// Which probes of a fleet a store query is about (`history`, `export`).
+#[derive(Debug, Args)]
+pub struct FleetFilter {
+    /// Only records measured from this vantage (`scan --vantage`, else the host name).
+    #[arg(long, value_name = "NAME")]
+    pub vantage: Option<String>,
+
+    /// Only records measured from this autonomous system (`scan --asn-db`): 8402 or AS8402.
+    #[arg(long, value_name = "ASN", value_parser = parse_asn)]
+    pub asn: Option<u32>,
+}
+
 #[derive(Debug, Args)]
 pub struct StoreArg {
     /// The measurement store: sqlite:PATH or postgres://USER@HOST/DB
@@ -577,13 +589,8 @@ pub struct HistoryArgs {
     #[arg(long, value_name = "NAME")]
     pub resolver: Option<String>,
 
-    /// Only records measured from this vantage (`scan --vantage`, else the host name).
-    #[arg(long, value_name = "NAME")]
-    pub vantage: Option<String>,
-
-    /// Only records measured from this autonomous system (`scan --asn-db`): 8402 or AS8402.
-    #[arg(long, value_name = "ASN", value_parser = parse_asn)]
-    pub asn: Option<u32>,
+    #[command(flatten)]
+    pub fleet: FleetFilter,
 
     /// Only runs started since: a date (2026-11-01), an RFC 3339 time, or an age (7d, 24h).
     #[arg(long, value_name = "WHEN", value_parser = crate::store::query::parse_since)]
@@ -704,13 +711,8 @@ pub struct ExportArgs {
     #[arg(long, value_name = "RUN_ID")]
     pub run: Option<String>,
 
-    /// Only records measured from this vantage (`scan --vantage`).
-    #[arg(long, value_name = "NAME")]
-    pub vantage: Option<String>,
-
-    /// Only records measured from this autonomous system (`scan --asn-db`): 8402 or AS8402.
-    #[arg(long, value_name = "ASN", value_parser = parse_asn)]
-    pub asn: Option<u32>,
+    #[command(flatten)]
+    pub fleet: FleetFilter,
 
     /// Write to PATH (atomically) instead of standard output.
     #[arg(short = 'o', long, value_name = "PATH")]

@@ -453,8 +453,8 @@ fn history(args: cli::HistoryArgs) -> anyhow::Result<ExitCode> {
         target: args.target,
         resolver: args.resolver,
         since: args.since,
-        vantage: args.vantage,
-        asn: args.asn,
+        vantage: args.fleet.vantage,
+        asn: args.fleet.asn,
     };
     let mut out = BufWriter::new(io::stdout().lock());
     store::query::history(&mut st, &filter, args.format, &mut out)?;
@@ -515,12 +515,13 @@ fn export(args: cli::ExportArgs) -> anyhow::Result<ExitCode> {
         args.format,
         args.since.as_deref(),
         args.run.as_deref(),
-        args.vantage.as_deref(),
-        args.asn,
+        args.fleet.vantage.as_deref(),
+        args.fleet.asn,
         &mut out,
     )?;
     if n == 0
-        && let Some(why) = store::query::unknown_filter(&mut st, args.vantage.as_deref(), args.asn)?
+        && let Some(why) =
+            store::query::unknown_filter(&mut st, args.fleet.vantage.as_deref(), args.fleet.asn)?
     {
         report::warn(why);
     }

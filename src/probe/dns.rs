@@ -296,8 +296,6 @@ pub struct DnsClient {
     window: Duration,
     /// Idle DoH connections (used only by `https://` specs).
     doh: DohPool,
-    /// Idle UDP sockets to the resolver (used only by `udp://` specs).
-    udp: Arc<UdpPool>,
     /// Spacing of lookups when a query rate is set.
     pacer: Option<Pacer>,
 }
@@ -339,7 +337,6 @@ impl DnsClient {
             timeout,
             window,
             doh: DohPool::default(),
-            udp: Arc::default(),
             pacer: None,
         })
     }
@@ -476,7 +473,7 @@ impl DnsClient {
         start: Instant,
         late: &mut Option<Late>,
     ) -> [QueryObservation; 2] {
-        let sock = match self.udp.take(server).await {
+        let sock = match fresh_socket(server).await {
             Ok(s) => s,
             Err(e) => return both_failed(Failure::from_error(&e)),
         };
@@ -522,12 +519,17 @@ impl DnsClient {
             match tokio::time::timeout_at(until, received).await {
                 Err(_) if retrying => {
                     for (i, q) in queries.iter().enumerate() {
-                        if got[i].is_empty()
-                            && sent[i] < UDP_TRIES
-                            && sock.send(&q.wire).await.is_ok()
-                        {
-                            sent[i] += 1;
+                        if got[i].is_empty() && sent[i] < UDP_TRIES {
+                            match sock.send(&q.wire).await {
+                                Ok(_) => sent[i] += 1,
+                                // An ICMP refusal of an earlier datagram is reported on the
+                                // next send: the resolver is gone, not silent.
+                                Err(e) => failure = Some(Failure::from_error(&e)),
+                            }
                         }
+                    }
+                    if failure.is_some() {
+                        break;
                     }
                     next_retry += retry_every;
                     continue;
@@ -552,7 +554,6 @@ impl DnsClient {
                 match linger_budget().clone().try_acquire_owned() {
                     Ok(permit) => {
                         let room = [0, 1].map(|i| MAX_RESPONSES.saturating_sub(got[i].len()));
-                        let clean = got.iter().all(|g| g.len() == 1);
                         *late = Some(Late::listen(
                             sock,
                             queries.clone(),
@@ -560,7 +561,6 @@ impl DnsClient {
                             end,
                             room,
                             permit,
-                            clean.then(|| self.udp.clone()),
                         ));
                         return self
                             .udp_finish(server, &queries, got, sent, None, start)
@@ -570,9 +570,7 @@ impl DnsClient {
                 }
             }
         }
-        if failure.is_none() && got.iter().all(|g| g.len() == 1) {
-            self.udp.give(sock);
-        }
+        drop(sock);
         self.udp_finish(server, &queries, got, sent, failure, start)
             .await
     }
@@ -667,52 +665,24 @@ async fn recv_with<R>(sock: &UdpSocket, mut f: impl FnMut(&[u8]) -> R) -> std::i
     }
 }
 
-/// Idle connected UDP sockets to one resolver, reused by later lookups (issue 14: opening,
-/// connecting, registering and closing a socket per lookup was a fifth of a DNS scan's CPU).
+/// A fresh UDP socket per lookup, connected to the resolver (the kernel drops datagrams from
+/// other sources; an on-path injector forges the resolver's address, so injected responses
+/// still arrive).
 ///
-/// Reuse keeps what a socket per lookup gave: one lookup at a time per socket, so every
-/// datagram on it is attributed to that lookup's queries (by id and question, as before; a
-/// stray one from an earlier lookup answers neither). Only a socket whose lookup was clean —
-/// each query answered exactly once, no error, and nothing more within the injection window —
-/// goes back: a flow a censor has acted on (forged answers, drops, ICMP) is closed, never
-/// reused, so per-flow state in a middlebox cannot leak from one name's measurement into the
-/// next. A pending socket error is checked before reuse.
-#[derive(Default)]
-struct UdpPool {
-    idle: std::sync::Mutex<Vec<UdpSocket>>,
-}
-
-/// Idle sockets kept per resolver at most (each holds a file descriptor).
-const UDP_POOL_MAX: usize = 256;
-
-impl UdpPool {
-    async fn take(&self, server: SocketAddr) -> std::io::Result<UdpSocket> {
-        loop {
-            let idle = self.idle.lock().expect("udp pool lock").pop();
-            match idle {
-                Some(s) if matches!(s.take_error(), Ok(None)) => return Ok(s),
-                Some(_) => continue,
-                None => break,
-            }
-        }
-        let bind: SocketAddr = if server.is_ipv4() {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let sock = UdpSocket::bind(bind).await?;
-        // Connected: the kernel drops datagrams from other sources. An on-path injector forges
-        // the resolver's address, so injected responses still arrive.
-        sock.connect(server).await?;
-        Ok(sock)
-    }
-
-    fn give(&self, sock: UdpSocket) {
-        let mut idle = self.idle.lock().expect("udp pool lock");
-        if idle.len() < UDP_POOL_MAX.min(linger_capacity()) {
-            idle.push(sock);
-        }
-    }
+/// Never reused (issue 14 tried a pool of clean sockets; a hostile pass showed why not): a
+/// censor that forges an answer and then blackholes that flow for a while turned the next
+/// name asked on the same source port into a false `dns.timeout`, and whether a flow was acted
+/// on is only known once the answers are compared with the controls. A fresh source port per
+/// lookup keeps every name's measurement independent of the one before.
+async fn fresh_socket(server: SocketAddr) -> std::io::Result<UdpSocket> {
+    let bind: SocketAddr = if server.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let sock = UdpSocket::bind(bind).await?;
+    sock.connect(server).await?;
+    Ok(sock)
 }
 
 /// UDP responses still arriving after the first answers, collected in the background until
@@ -741,7 +711,6 @@ impl Late {
         end: Instant,
         room: [usize; 2],
         permit: tokio::sync::OwnedSemaphorePermit,
-        pool: Option<Arc<UdpPool>>,
     ) -> Self {
         let task = tokio::spawn(Box::pin(async move {
             let _permit = permit;
@@ -756,16 +725,8 @@ impl Late {
                         }
                     }
                 });
-                match tokio::time::timeout_at(end, received).await {
-                    Ok(Ok(())) => {}
-                    // The window is over with nothing more: the socket can serve another lookup.
-                    Err(_) => {
-                        if let Some(pool) = pool.filter(|_| got.iter().all(Vec::is_empty)) {
-                            pool.give(sock);
-                        }
-                        break;
-                    }
-                    Ok(Err(_)) => break,
+                if !matches!(tokio::time::timeout_at(end, received).await, Ok(Ok(()))) {
+                    break;
                 }
             }
             got

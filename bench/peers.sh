@@ -7,18 +7,22 @@
 #     injection window and with it off; then dnsperf's queries/s on the same Knot.
 #  2. Full HTTPS (DNS + TCP + TLS + GET): URLS URLs on nginx (throw-away CA, names from Knot),
 #     no control proxy; then wrk with a new connection per request (Connection: close) on the
-#     same nginx.
+#     same nginx. That nginx does full TLS handshakes only: wrk would otherwise resume its
+#     session on almost every "new" connection (no key exchange, no signature), which a probe
+#     of many sites never can. wrk against nginx's defaults (resumption on) is printed too, and
+#     nginx's log counts the resumed handshakes of each client.
 #
 #   bench/peers.sh [NAMES] [URLS]      defaults: 50000 6000
 #
 # Needs knot, dnsperf, wrk, nginx-light, openssl and time (Debian: apt-get install knot dnsperf
-# wrk nginx-light openssl time). Runs as any user; ports 5300 and 8443 on 127.0.0.1.
+# wrk nginx-light openssl time). Runs as any user; ports 5300, 8443 and 8444 on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAMES=${1:-50000}
 URLS=${2:-6000}
 DNS_PORT=${DNS_PORT:-5300}
 WEB_PORT=${WEB_PORT:-8443}
+RESUME_PORT=${RESUME_PORT:-8444}
 OUT=bench/out/peers
 rm -rf "$OUT"; mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -69,10 +73,25 @@ http {
   access_log off;
   client_body_temp_path $OUT/tmp; proxy_temp_path $OUT/tmp; fastcgi_temp_path $OUT/tmp;
   uwsgi_temp_path $OUT/tmp; scgi_temp_path $OUT/tmp;
+  log_format reuse '\$ssl_session_reused';
+  # Full handshakes only, as a probe meets them (every target is another site, so it has no
+  # session to resume): without this, wrk resumes its TLS session on ~99 % of its "new"
+  # connections — no key exchange, no signature — while blockprobe never can.
   server {
     listen 127.0.0.1:$WEB_PORT ssl;
     ssl_certificate $OUT/leaf.pem;
     ssl_certificate_key $OUT/leaf.key;
+    ssl_session_cache off;
+    ssl_session_tickets off;
+    access_log $OUT/full.log reuse;
+    location / { default_type text/html; return 200 "<html><head><title>bench</title></head><body>ok</body></html>\n"; }
+  }
+  # nginx's defaults (session tickets on), for wrk's resumed-session figure.
+  server {
+    listen 127.0.0.1:$RESUME_PORT ssl;
+    ssl_certificate $OUT/leaf.pem;
+    ssl_certificate_key $OUT/leaf.key;
+    access_log $OUT/resumed.log reuse;
     location / { default_type text/html; return 200 "<html><head><title>bench</title></head><body>ok</body></html>\n"; }
   }
 }
@@ -123,10 +142,21 @@ seq 1 "$URLS" | sed "s|^|https://u|; s|\$|.bench.test:$WEB_PORT/|" > "$OUT/urls.
 run "blockprobe (defaults, no control proxy)" "$OUT/urls.txt" --concurrency 64 --ca-file "$OUT/ca.pem"
 BP_HTTPS=$RATE
 run "blockprobe --injection-window 0" "$OUT/urls.txt" --concurrency 64 --ca-file "$OUT/ca.pem" --injection-window 0
-WRK=$(wrk -t2 -c64 -d10s -H 'Connection: close' "https://127.0.0.1:$WEB_PORT/" 2>&1 \
-  | awk '/Requests\/sec/ {print $2}')
-python3 - "$BP_HTTPS" "$WRK" <<'PY'
+wrk_rate() { # port -> GETs/s of wrk, a new connection per GET
+  wrk -t2 -c64 -d10s -H 'Connection: close' "https://127.0.0.1:$1/" 2>&1 | awk '/Requests\/sec/ {print $2}'
+}
+# How many of each client's TLS handshakes were resumptions ("r" in nginx's log): none of
+# blockprobe's may be, or the comparison below is not like for like.
+reused() { printf '%s of %s handshakes resumed' "$(grep -c '^r' "$1" || true)" "$(wc -l < "$1")"; }
+echo "blockprobe: $(reused "$OUT/full.log")"
+: > "$OUT/full.log"
+WRK=$(wrk_rate "$WEB_PORT")
+echo "wrk, full handshakes: $(reused "$OUT/full.log")"
+WRK_RESUMED=$(wrk_rate "$RESUME_PORT")
+echo "wrk, nginx defaults: $(reused "$OUT/resumed.log")"
+python3 - "$BP_HTTPS" "$WRK" "$WRK_RESUMED" <<'PY'
 import sys
-b, w = map(float, sys.argv[1:])
-print(f"HTTPS measurements/s: blockprobe defaults {b:,.0f} = {b/w:.2f}x wrk (new connection per GET: {w:,.0f}/s)")
+b, w, r = map(float, sys.argv[1:])
+print(f"HTTPS measurements/s: blockprobe defaults {b:,.0f} = {b/w:.2f}x wrk with full handshakes "
+      f"(new connection per GET: {w:,.0f}/s); wrk resuming its TLS session: {r:,.0f}/s ({b/r:.2f}x)")
 PY

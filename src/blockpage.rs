@@ -163,6 +163,17 @@ impl Matcher {
     }
 }
 
+/// The text a parsed regex matches when it is nothing but a literal (no class, repetition,
+/// alternation, anchor or case folding): searching for it is a substring search.
+fn literal(hir: &regex_syntax::hir::Hir) -> Option<String> {
+    match hir.kind() {
+        regex_syntax::hir::HirKind::Literal(regex_syntax::hir::Literal(bytes)) => {
+            String::from_utf8(bytes.to_vec()).ok()
+        }
+        _ => None,
+    }
+}
+
 /// One fingerprint, with where it came from.
 pub struct Fingerprint {
     pub id: String,
@@ -328,16 +339,25 @@ impl Fingerprints {
                         } else {
                             e.pattern.clone()
                         };
-                        // Long texts use the place's RegexSet (which checks the syntax when it
-                        // is built); others are compiled here once, to fail at load time.
-                        if !matches!(place, Place::Body | Place::Response) {
-                            regex::Regex::new(&p).map_err(|err| bad(err.to_string()))?;
-                        } else {
-                            regex_syntax::Parser::new()
-                                .parse(&p)
-                                .map_err(|err| bad(err.to_string()))?;
+                        let hir = regex_syntax::Parser::new()
+                            .parse(&p)
+                            .map_err(|err| bad(err.to_string()))?;
+                        match literal(&hir) {
+                            // A regex that is one literal (most of Censored Planet's: escaped
+                            // URLs, titles) finds what a substring search finds, and goes
+                            // through the Aho-Corasick automaton instead of the RegexSet —
+                            // whose build was a third of a short HTTPS scan's start-up.
+                            Some(text) => Matcher::Contains(text),
+                            None => {
+                                // Long texts use the place's RegexSet (which checks the syntax
+                                // when it is built); others are compiled here once, to fail at
+                                // load time.
+                                if !matches!(place, Place::Body | Place::Response) {
+                                    regex::Regex::new(&p).map_err(|err| bad(err.to_string()))?;
+                                }
+                                Matcher::Regex(p, std::sync::OnceLock::new())
+                            }
                         }
-                        Matcher::Regex(p, std::sync::OnceLock::new())
                     }
                 };
                 let confidence = e.confidence.unwrap_or(Confidence::High);
@@ -414,6 +434,14 @@ impl Fingerprints {
         static FP: LazyLock<Fingerprints> =
             LazyLock::new(|| Fingerprints::parse(BUILTIN).expect("probes/blockpages/*.toml parse"));
         &FP
+    }
+
+    /// Loads the built-in fingerprints now, and builds the HTTP matchers if `http`.
+    pub fn warm(http: bool) {
+        let fp = Self::builtin();
+        if http {
+            fp.bulk();
+        }
     }
 
     /// Every fingerprint in use, HTTP first.
@@ -630,6 +658,42 @@ pattern = "10.10.34.34"
             Some("t:addr")
         );
         assert!(fp.match_address("10.10.34.3".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn literal_regexes_search_as_substrings() {
+        let entry = |id: &str, place: &str, flags: &str, pattern: &str| {
+            format!(
+                "[[fingerprint]]\nid = \"{id}\"\nsource = \"t\"\nkind = \"http\"\nwhere = \"{place}\"\nmatch = \"regex\"\nregex_flags = \"{flags}\"\npattern = '''{pattern}'''\n\n"
+            )
+        };
+        let text = [
+            entry("t:lit", "response", "s", r"fortinet\.net/block"),
+            entry("t:ci", "body", "", r"(?i)blocked by ACME"),
+            entry("t:class", "body", "s", r"Attack ID: [0-9]+"),
+            entry("t:title", "title", "", r"Blocked \(403\)"),
+        ]
+        .concat();
+        let fp = Fingerprints::parse(&[("t.toml", &text)]).unwrap();
+        let kind = |id: &str| match &fp.http.iter().find(|f| f.id == id).unwrap().matcher {
+            Matcher::Contains(p) => format!("contains {p}"),
+            Matcher::Regex(..) => "regex".to_owned(),
+            _ => "other".to_owned(),
+        };
+        assert_eq!(kind("t:lit"), "contains fortinet.net/block");
+        assert_eq!(kind("t:title"), "contains Blocked (403)");
+        assert_eq!(kind("t:ci"), "regex");
+        assert_eq!(kind("t:class"), "regex");
+        let id = |h: &HttpObservation| fp.match_http(h).map(|f| f.id.as_str());
+        assert_eq!(id(&page("see http://fortinet.net/block?x")), Some("t:lit"));
+        // The escaped dot stays a dot.
+        assert_eq!(id(&page("see http://fortinetXnet/block?x")), None);
+        assert_eq!(id(&page("BLOCKED BY acme")), Some("t:ci"));
+        assert_eq!(id(&page("Attack ID: 20000")), Some("t:class"));
+        assert_eq!(id(&page("Attack ID: x")), None);
+        let mut titled = page("");
+        titled.title = Some("Site Blocked (403) now".into());
+        assert_eq!(id(&titled), Some("t:title"));
     }
 
     #[test]

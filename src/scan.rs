@@ -165,6 +165,14 @@ pub async fn scan<W: Write>(
     // Open every input before measuring anything: an unreadable file is a usage error.
     let sources = crate::input::open(&cfg.sources)?;
     let mut signals = hooks.signals.unwrap_or_else(signals);
+    // The block-page fingerprints are loaded (and their matchers built, when pages will be
+    // fetched) while the canaries are asked, not by the first job to classify: that job's
+    // elapsed time would carry a tenth of a second of start-up.
+    let http = cfg
+        .probes
+        .iter()
+        .any(|p| matches!(p, Probe::Http | Probe::Quic));
+    tokio::task::spawn_blocking(move || crate::blockpage::Fingerprints::warm(http));
 
     // An interrupt during the health check ends the run before its first job (with a
     // complete, empty report and the store run closed as interrupted).

@@ -675,14 +675,15 @@ async fn recv_with<R>(sock: &UdpSocket, mut f: impl FnMut(&[u8]) -> R) -> std::i
 /// on is only known once the answers are compared with the controls. A fresh source port per
 /// lookup keeps every name's measurement independent of the one before.
 async fn fresh_socket(server: SocketAddr) -> std::io::Result<UdpSocket> {
-    let bind: SocketAddr = if server.is_ipv4() {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let sock = UdpSocket::bind(bind).await?;
-    sock.connect(server).await?;
-    Ok(sock)
+    // Connected without an explicit bind: connecting an unbound socket binds it to an
+    // ephemeral port in the same call (one system call fewer per lookup).
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(server),
+        socket2::Type::DGRAM.nonblocking().cloexec(),
+        None,
+    )?;
+    sock.connect(&server.into())?;
+    UdpSocket::from_std(sock.into())
 }
 
 /// UDP responses still arriving after the first answers, collected in the background until

@@ -22,7 +22,7 @@ use crate::classify::{
 use crate::config::{Probe, ScanConfig};
 use crate::diag::warn;
 use crate::net::reserved_answer;
-use crate::probe::dns::{DnsClient, DnsObservation, Reusable};
+use crate::probe::dns::{DnsClient, DnsObservation};
 use crate::probe::http::HttpOptions;
 use crate::probe::path::{self, ConnOptions, PathObservation, Route};
 use crate::probe::stun::{self, StunObservation};
@@ -107,28 +107,20 @@ struct Controls {
 }
 
 impl Controls {
-    /// The control answers for `name`, and — to the job that asked first — the sockets of its
-    /// clean UDP lookups, to give back if its verdict is `reachable`.
-    async fn lookup(&self, name: &str) -> (Arc<ControlDns>, Vec<Reusable>) {
-        let sockets = Mutex::new(Vec::new());
-        let sockets_in = &sockets;
-        let dns = self
-            .dns
+    async fn lookup(&self, name: &str) -> Arc<ControlDns> {
+        self.dns
             .get(name, || async {
                 let lookups = self.clients.iter().map(|(n, c)| async move {
-                    let (dns, socket) = c.lookup_keeping(name).await;
-                    sockets_in.lock().expect("sockets lock").extend(socket);
                     ControlObservation {
                         resolver: n.clone(),
-                        dns,
+                        dns: c.lookup(name).await,
                     }
                 });
                 ControlDns {
                     resolvers: futures::future::join_all(lookups).await,
                 }
             })
-            .await;
-        (dns, sockets.into_inner().expect("sockets lock"))
+            .await
     }
 }
 
@@ -581,8 +573,6 @@ pub struct Observed {
     /// The vantage resolver's first answers (the late ones join in [`Observed::complete`]).
     dns: Option<DnsObservation>,
     late: Option<crate::probe::dns::Late>,
-    /// The control lookups' clean UDP sockets (see [`Observed::complete`]).
-    sockets: Vec<Reusable>,
     /// The evidence shared by every try: control DNS, resolver health, in-run baselines.
     base: Evidence,
     /// The connection step of each try (`--repeat`); empty when none ran.
@@ -599,25 +589,21 @@ impl Observed {
     /// evidence: thousands wait at once in a fast scan (issue 14).
     pub async fn join_late(&mut self) {
         if let Some(late) = self.late.take() {
-            let (got, socket) = late.collect().await;
+            let got = late.collect().await;
             if let Some(d) = self.dns.as_mut() {
                 d.absorb(got);
             }
-            self.sockets.extend(socket);
         }
     }
 
-    /// The evidence of each try (at least one), and the UDP sockets of its clean lookups
-    /// (vantage and control) — to be given back only if the verdict is `reachable`. Call
-    /// [`join_late`](Self::join_late) first.
-    pub fn complete(self) -> (Vec<Evidence>, Vec<Reusable>) {
-        let reusable = self.sockets;
+    /// The evidence of each try (at least one). Call [`join_late`](Self::join_late) first.
+    pub fn complete(self) -> Vec<Evidence> {
         let base = Evidence {
             dns: self.dns,
             ..self.base
         };
         if self.tries.is_empty() {
-            return (vec![base], reusable);
+            return vec![base];
         }
         let mut out = Vec::with_capacity(self.tries.len());
         let mut base = Some(base);
@@ -634,7 +620,7 @@ impl Observed {
                 ..shared.expect("taken by the last try only")
             });
         }
-        (out, reusable)
+        out
     }
 }
 
@@ -709,13 +695,13 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
     let target = &*job.target;
     let v = &ctx.vantages[job.vantage];
     let plan = Plan::of(target, &ctx.probes);
-    let (dns, control, late, sockets) = match target.name() {
+    let (dns, control, late) = match target.name() {
         Some(name) => {
-            let ((dns, late), (control, sockets)) =
+            let ((dns, late), control) =
                 tokio::join!(v.client.lookup_early(name), ctx.controls.lookup(name));
-            (Some(dns), Some(control), late, sockets)
+            (Some(dns), Some(control), late)
         }
-        None => (None, None, None, Vec::new()),
+        None => (None, None, None),
     };
     let addrs = match (&target.host, &dns, &control) {
         _ if plan == Plan::Dns => Vec::new(),
@@ -728,7 +714,6 @@ pub async fn run(ctx: &ProbeCtx, job: &Job) -> Observed {
     let mut observed = Observed {
         dns: None,
         late,
-        sockets,
         base: Evidence {
             dns: None,
             control,

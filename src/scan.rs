@@ -17,7 +17,6 @@ use tokio::sync::{mpsc, watch};
 use crate::classify::{Evidence, Finding, Rules, Try, classify};
 use crate::config::{Probe, ScanConfig};
 use crate::engine::{self, Job, ProbeCtx};
-use crate::probe::dns::Reusable;
 use crate::report::summary::Summary;
 use crate::report::{Record, RunEnd, RunMeta, Sink, SpecEntry, warn};
 use crate::tls::TlsConfigs;
@@ -375,13 +374,7 @@ pub async fn scan<W: Write>(
                     done.1.join_late().await;
                     let (job, observed) = *done;
                     let (layer, started) = (observed.layer, observed.started);
-                    let (evidence, sockets) = observed.complete();
-                    let finding = vote(evidence, ctx.rules(), layer);
-                    // The lookups' sockets serve other names only if this one's measurement
-                    // found nothing wrong (probe::dns::UdpPool).
-                    if finding.verdict == Verdict::Reachable {
-                        sockets.into_iter().for_each(Reusable::give);
-                    }
+                    let finding = vote(observed.complete(), ctx.rules(), layer);
                     Box::new(Record::new(
                         &meta,
                         &job.target,

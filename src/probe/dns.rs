@@ -296,8 +296,6 @@ pub struct DnsClient {
     window: Duration,
     /// Idle DoH connections (used only by `https://` specs).
     doh: DohPool,
-    /// Idle UDP sockets to the resolver (used only by `udp://` specs); see [`UdpPool`].
-    udp: Arc<UdpPool>,
     /// Spacing of lookups when a query rate is set.
     pacer: Option<Pacer>,
 }
@@ -339,7 +337,6 @@ impl DnsClient {
             timeout,
             window,
             doh: DohPool::default(),
-            udp: Arc::default(),
             pacer: None,
         })
     }
@@ -356,30 +353,18 @@ impl DnsClient {
     /// Queries A and AAAA for `name` (ASCII, no trailing dot). Never fails: failures are data.
     /// Over UDP the injection window is waited out before this returns.
     pub async fn lookup(&self, name: &str) -> DnsObservation {
-        // No verdict follows here: the socket is not reused.
-        self.lookup_keeping(name).await.0
-    }
-
-    /// Like [`lookup`](Self::lookup), and hands back the socket of a clean UDP lookup, to be
-    /// given back ([`Reusable::give`]) only if the verdict that uses the answers found nothing
-    /// wrong.
-    pub async fn lookup_keeping(&self, name: &str) -> (DnsObservation, Option<Reusable>) {
         let (mut obs, late) = self.lookup_early(name).await;
-        let Some(late) = late else {
-            return (obs, None);
-        };
-        let (got, socket) = late.collect().await;
-        obs.absorb(got);
-        (obs, socket)
+        if let Some(late) = late {
+            obs.absorb(late.collect().await);
+        }
+        obs
     }
 
     /// Like [`lookup`](Self::lookup), but returns as soon as both queries are answered: over
     /// UDP with an injection window, the socket keeps listening in the background and the
     /// returned [`Late`] yields the responses that arrive within the window (a forged answer
     /// racing the real one). Join them into the observation with
-    /// [`DnsObservation::absorb`] before classifying. A clean UDP lookup's `Late` also hands
-    /// back its socket ([`Reusable`]), to be given back only if the verdict found nothing
-    /// wrong.
+    /// [`DnsObservation::absorb`] before classifying.
     pub async fn lookup_early(&self, name: &str) -> (DnsObservation, Option<Late>) {
         let mut late = None;
         if let Some(p) = &self.pacer {
@@ -484,24 +469,14 @@ impl DnsClient {
     async fn udp_inner(
         &self,
         server: SocketAddr,
-        mut queries: [WireQuery; 2],
+        queries: [WireQuery; 2],
         start: Instant,
         late: &mut Option<Late>,
     ) -> [QueryObservation; 2] {
-        let (sock, uses) = match self.udp.take() {
-            Some(idle) => idle,
-            None => match fresh_socket(server).await {
-                Ok(s) => (s, 0),
-                Err(e) => return both_failed(Failure::from_error(&e)),
-            },
+        let sock = match fresh_socket(server).await {
+            Ok(s) => s,
+            Err(e) => return both_failed(Failure::from_error(&e)),
         };
-        let reused = uses > 0;
-        if reused {
-            // A question-less error reply could be a stray one for an earlier lookup.
-            for q in &mut queries {
-                q.needs_question = true;
-            }
-        }
         for q in &queries {
             if let Err(e) = sock.send(&q.wire).await {
                 return both_failed(Failure::from_error(&e));
@@ -510,11 +485,6 @@ impl DnsClient {
         let mut got: [Vec<DnsResponse>; 2] = [Vec::new(), Vec::new()];
         let mut sent = [1u8; 2];
         let mut failure: Option<Failure> = None;
-        // Datagrams that answered neither query: any makes the socket unfit for reuse.
-        let mut strays = 0u32;
-        // A lookup on a reused socket retransmits from a fresh one, listening on both: whatever
-        // a middlebox holds against the old flow cannot make this name time out.
-        let mut fresh: Option<UdpSocket> = None;
         let deadline = start + self.timeout;
         // Retransmit unanswered queries like a stub resolver does, so that one lost datagram
         // is not mistaken for censorship: at 1/3 and 2/3 of the timeout, never closer together
@@ -536,36 +506,21 @@ impl DnsClient {
             // A datagram that answers neither query (wrong id, or a question that is not ours)
             // is ignored: keep listening for the real answer.
             let elapsed = || start.elapsed();
-            let (got_mut, strays_mut) = (&mut got, &mut strays);
-            let received = recv_any(&sock, fresh.as_ref(), |d| {
-                let mut ours = false;
+            let got_mut = &mut got;
+            let received = recv_with(&sock, |d| {
                 for (i, q) in queries.iter().enumerate() {
-                    if let Some(resp) = q.parse(d, elapsed()) {
-                        ours = true;
-                        if got_mut[i].len() < MAX_RESPONSES {
-                            got_mut[i].push(resp);
-                        }
+                    if got_mut[i].len() < MAX_RESPONSES
+                        && let Some(resp) = q.parse(d, elapsed())
+                    {
+                        got_mut[i].push(resp);
                     }
-                }
-                if !ours {
-                    *strays_mut += 1;
                 }
             });
             match tokio::time::timeout_at(until, received).await {
                 Err(_) if retrying => {
-                    if reused && fresh.is_none() {
-                        match fresh_socket(server).await {
-                            Ok(s) => fresh = Some(s),
-                            Err(e) => {
-                                failure = Some(Failure::from_error(&e));
-                                break;
-                            }
-                        }
-                    }
-                    let out = fresh.as_ref().unwrap_or(&sock);
                     for (i, q) in queries.iter().enumerate() {
                         if got[i].is_empty() && sent[i] < UDP_TRIES {
-                            match out.send(&q.wire).await {
+                            match sock.send(&q.wire).await {
                                 Ok(_) => sent[i] += 1,
                                 // An ICMP refusal of an earlier datagram is reported on the
                                 // next send: the resolver is gone, not silent.
@@ -599,15 +554,13 @@ impl DnsClient {
                 match linger_budget().clone().try_acquire_owned() {
                     Ok(permit) => {
                         let room = [0, 1].map(|i| MAX_RESPONSES.saturating_sub(got[i].len()));
-                        let clean = self.clean(&got, sent, strays, fresh.is_some(), None);
                         *late = Some(Late::listen(
-                            [Some(sock), fresh],
+                            sock,
                             queries.clone(),
                             start,
                             end,
                             room,
                             permit,
-                            clean.then(|| (self.udp.clone(), uses)),
                         ));
                         return self
                             .udp_finish(server, &queries, got, sent, None, start)
@@ -617,33 +570,9 @@ impl DnsClient {
                 }
             }
         }
-        if self.clean(&got, sent, strays, fresh.is_some(), failure.as_ref()) {
-            *late = Some(Late::ready(Reusable {
-                sock,
-                uses,
-                pool: self.udp.clone(),
-            }));
-        }
+        drop(sock);
         self.udp_finish(server, &queries, got, sent, failure, start)
             .await
-    }
-
-    /// Whether a UDP exchange left its socket fit for another lookup: each query answered
-    /// exactly once, at its first send, complete (not truncated), nothing else received, no
-    /// error, and no second socket needed.
-    fn clean(
-        &self,
-        got: &[Vec<DnsResponse>; 2],
-        sent: [u8; 2],
-        strays: u32,
-        refreshed: bool,
-        failure: Option<&Failure>,
-    ) -> bool {
-        failure.is_none()
-            && !refreshed
-            && strays == 0
-            && sent == [1, 1]
-            && got.iter().all(|g| g.len() == 1 && !g[0].truncated)
     }
 
     /// The observations of a UDP exchange, truncated answers asked again over TCP.
@@ -736,133 +665,32 @@ async fn recv_with<R>(sock: &UdpSocket, mut f: impl FnMut(&[u8]) -> R) -> std::i
     }
 }
 
-/// Waits for one datagram on `a` or, when there is one, `b`, and hands it to `f` in place.
-async fn recv_any<R>(
-    a: &UdpSocket,
-    b: Option<&UdpSocket>,
-    mut f: impl FnMut(&[u8]) -> R,
-) -> std::io::Result<R> {
-    let Some(b) = b else {
-        return recv_with(a, f).await;
-    };
-    loop {
-        let ready = tokio::select! {
-            r = a.readable() => r.map(|()| a),
-            r = b.readable() => r.map(|()| b),
-        }?;
-        let r = RECV_BUF.with_borrow_mut(|buf| match ready.try_recv(buf) {
-            Ok(n) => Ok(Some(f(&buf[..n]))),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
-        })?;
-        if let Some(r) = r {
-            return Ok(r);
-        }
-    }
-}
-
-/// A new UDP socket, connected to the resolver (the kernel drops datagrams from other
-/// sources; an on-path injector forges the resolver's address, so injected responses still
-/// arrive).
-async fn fresh_socket(server: SocketAddr) -> std::io::Result<UdpSocket> {
-    let bind: SocketAddr = if server.is_ipv4() {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let sock = UdpSocket::bind(bind).await?;
-    sock.connect(server).await?;
-    Ok(sock)
-}
-
-/// Idle connected UDP sockets to one resolver, reused by later lookups (issue 14: opening,
-/// connecting, registering and closing a socket per lookup was a fifth of a DNS scan's CPU).
+/// A fresh UDP socket per lookup, connected to the resolver (the kernel drops datagrams from
+/// other sources; an on-path injector forges the resolver's address, so injected responses
+/// still arrive).
 ///
-/// A censor keeps per-flow state (a hostile pass showed one that forges an answer and then
-/// blackholes the flow for seconds), so reuse must never carry one name's treatment into
-/// another's measurement:
-/// * a socket goes back only after a clean lookup ([`DnsClient::clean`]) with nothing more
-///   within the injection window, and only once the verdict of the job that used its answers
-///   (vantage or control) is `reachable` ([`Reusable::give`]): a flow whose answers disagreed
-///   with the controls, or whose name was blocked at any layer, is closed;
-/// * a lookup on a reused socket retransmits from a fresh one (listening on both), so a flow
-///   that went silent costs a retransmission interval, never a false `dns.timeout`;
-/// * stale datagrams are drained before reuse, and on a reused socket an answer must echo its
-///   question (a question-less error reply could be a stray one);
-/// * one lookup at a time per socket, and at most [`UDP_SOCKET_USES`] lookups per socket.
-#[derive(Default)]
-struct UdpPool {
-    /// Sockets and the lookups each has served.
-    idle: std::sync::Mutex<Vec<(UdpSocket, u8)>>,
+/// Never reused (issue 14 tried a pool of clean sockets; a hostile pass showed why not): a
+/// censor that forges an answer and then blackholes that flow for a while turned the next
+/// name asked on the same source port into a false `dns.timeout`, and whether a flow was acted
+/// on is only known once the answers are compared with the controls. A fresh source port per
+/// lookup keeps every name's measurement independent of the one before.
+async fn fresh_socket(server: SocketAddr) -> std::io::Result<UdpSocket> {
+    // Connected without an explicit bind: connecting an unbound socket binds it to an
+    // ephemeral port in the same call (one system call fewer per lookup).
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(server),
+        socket2::Type::DGRAM.nonblocking().cloexec(),
+        None,
+    )?;
+    sock.connect(&server.into())?;
+    UdpSocket::from_std(sock.into())
 }
-
-/// Idle sockets kept per resolver at most (each holds a file descriptor).
-const UDP_POOL_MAX: usize = 256;
-/// Lookups per socket at most, whatever their outcome: a middlebox that counts packets per
-/// flow sees few.
-const UDP_SOCKET_USES: u8 = 16;
-
-impl UdpPool {
-    /// An idle socket, its stale datagrams drained, or `None`.
-    fn take(&self) -> Option<(UdpSocket, u8)> {
-        loop {
-            let idle = self.idle.lock().expect("udp pool lock").pop()?;
-            if !matches!(idle.0.take_error(), Ok(None)) {
-                continue;
-            }
-            let drained = RECV_BUF.with_borrow_mut(|buf| {
-                loop {
-                    match idle.0.try_recv(buf) {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
-                        Err(_) => break false,
-                    }
-                }
-            });
-            if drained {
-                return Some(idle);
-            }
-        }
-    }
-
-    fn give(&self, sock: UdpSocket, uses: u8) {
-        let uses = uses.saturating_add(1);
-        if uses >= UDP_SOCKET_USES {
-            return;
-        }
-        let mut idle = self.idle.lock().expect("udp pool lock");
-        if idle.len() < UDP_POOL_MAX.min(linger_capacity()) {
-            idle.push((sock, uses));
-        }
-    }
-}
-
-/// A lookup's socket after a clean exchange, to be given back to its resolver's pool
-/// only if the measurement found nothing wrong ([`UdpPool`]); dropped, it is closed.
-pub struct Reusable {
-    sock: UdpSocket,
-    /// Lookups this socket has served.
-    uses: u8,
-    pool: Arc<UdpPool>,
-}
-
-impl Reusable {
-    /// Returns the socket to its pool: call only when the job's verdict is `reachable`.
-    pub fn give(self) {
-        self.pool.give(self.sock, self.uses);
-    }
-}
-
-/// What a lingering socket received within the window, and the socket if it stayed clean.
-type LateAnswers = ([Vec<DnsResponse>; 2], Option<Reusable>);
 
 /// UDP responses still arriving after the first answers, collected in the background until
 /// the injection window ends. The socket it holds counts against a budget of lingering sockets
 /// (a quarter of `ulimit -n`), not against `--concurrency`.
 pub struct Late {
-    task: Option<tokio::task::JoinHandle<LateAnswers>>,
-    /// Without a window: the clean socket, ready at once.
-    ready: Option<Reusable>,
+    task: tokio::task::JoinHandle<[Vec<DnsResponse>; 2]>,
 }
 
 /// Lingering UDP sockets at most (each holds a file descriptor for the rest of the injection
@@ -877,27 +705,19 @@ fn linger_budget() -> &'static Arc<tokio::sync::Semaphore> {
 }
 
 impl Late {
-    /// Listens on the lookup's socket (and the fresh one it retransmitted from, if any) until
-    /// `end`. With `reuse`, the lookup was clean: if nothing more arrives, the socket comes
-    /// back as [`Reusable`].
     fn listen(
-        socks: [Option<UdpSocket>; 2],
+        sock: UdpSocket,
         queries: [WireQuery; 2],
         start: Instant,
         end: Instant,
         room: [usize; 2],
         permit: tokio::sync::OwnedSemaphorePermit,
-        reuse: Option<(Arc<UdpPool>, u8)>,
     ) -> Self {
         let task = tokio::spawn(Box::pin(async move {
             let _permit = permit;
-            let [Some(sock), fresh] = socks else {
-                return Default::default();
-            };
             let mut got: [Vec<DnsResponse>; 2] = [Vec::new(), Vec::new()];
-            let mut quiet = true;
             while Instant::now() < end {
-                let received = recv_any(&sock, fresh.as_ref(), |d| {
+                let received = recv_with(&sock, |d| {
                     for (i, q) in queries.iter().enumerate() {
                         if got[i].len() < room[i]
                             && let Some(resp) = q.parse(d, start.elapsed())
@@ -906,41 +726,18 @@ impl Late {
                         }
                     }
                 });
-                match tokio::time::timeout_at(end, received).await {
-                    Ok(Ok(())) => quiet = false,
-                    Ok(Err(_)) => {
-                        quiet = false;
-                        break;
-                    }
-                    Err(_) => break,
+                if !matches!(tokio::time::timeout_at(end, received).await, Ok(Ok(()))) {
+                    break;
                 }
             }
-            let reusable =
-                reuse
-                    .filter(|_| quiet)
-                    .map(|(pool, uses)| Reusable { sock, uses, pool });
-            (got, reusable)
+            got
         }));
-        Self {
-            task: Some(task),
-            ready: None,
-        }
+        Self { task }
     }
 
-    fn ready(socket: Reusable) -> Self {
-        Self {
-            task: None,
-            ready: Some(socket),
-        }
-    }
-
-    /// The responses that arrived within the window (none if the listener failed), and the
-    /// socket if the lookup was clean and nothing more arrived.
-    pub async fn collect(self) -> LateAnswers {
-        match self.task {
-            Some(task) => task.await.unwrap_or_default(),
-            None => (Default::default(), self.ready),
-        }
+    /// The responses that arrived within the window (none if the listener failed).
+    pub async fn collect(self) -> [Vec<DnsResponse>; 2] {
+        self.task.await.unwrap_or_default()
     }
 }
 
@@ -958,8 +755,6 @@ struct WireQuery {
     name: Name,
     qtype: RecordType,
     wire: Vec<u8>,
-    /// Asked on a reused socket: a response must echo the question.
-    needs_question: bool,
 }
 
 impl WireQuery {
@@ -975,7 +770,7 @@ impl WireQuery {
         }
         let rcode = msg.metadata.response_code;
         match msg.queries.as_slice() {
-            [] if rcode != ResponseCode::NoError && !self.needs_question => {}
+            [] if rcode != ResponseCode::NoError => {}
             [q] if q.name() == &self.name
                 && q.query_type() == self.qtype
                 && q.query_class() == DNSClass::IN => {}
@@ -1004,7 +799,6 @@ pub(crate) fn parse_response(
         name,
         qtype,
         wire: Vec::new(),
-        needs_question: false,
     }
     .parse(wire, Duration::ZERO)
 }
@@ -1019,7 +813,6 @@ fn build_queries(name: &str) -> Result<[WireQuery; 2], Failure> {
         name: fqdn.clone(),
         qtype,
         wire: encode_query(id, &fqdn, qtype),
-        needs_question: false,
     };
     Ok([
         encode(id, RecordType::A),

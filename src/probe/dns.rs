@@ -370,6 +370,14 @@ impl DnsClient {
         if let Some(p) = &self.pacer {
             p.wait().await;
         }
+        // Over UDP the socket is opened first: waiting for a file descriptor is not part of the
+        // measured time.
+        let udp_socket = match &self.spec {
+            ResolverSpec::Udp(addr) => {
+                Some(crate::probe::tcp::open_waiting_for_fds(|| fresh_socket(*addr)).await)
+            }
+            _ => None,
+        };
         let start = Instant::now();
         let (transport, server, [a, aaaa]) = match &self.spec {
             ResolverSpec::System => {
@@ -381,9 +389,10 @@ impl DnsClient {
                 )
             }
             ResolverSpec::Udp(addr) => {
+                let sock = udp_socket.expect("opened above");
                 let obs = match build_queries(name) {
                     Ok(q) => {
-                        let (obs, l) = self.udp(*addr, q, start).await;
+                        let (obs, l) = self.udp(*addr, sock, q, start).await;
                         late = l;
                         obs
                     }
@@ -458,22 +467,26 @@ impl DnsClient {
     async fn udp(
         &self,
         server: SocketAddr,
+        sock: std::io::Result<UdpSocket>,
         queries: [WireQuery; 2],
         start: Instant,
     ) -> ([QueryObservation; 2], Option<Late>) {
         let mut late = None;
-        let out = self.udp_inner(server, queries, start, &mut late).await;
+        let out = self
+            .udp_inner(server, sock, queries, start, &mut late)
+            .await;
         (out, late)
     }
 
     async fn udp_inner(
         &self,
         server: SocketAddr,
+        sock: std::io::Result<UdpSocket>,
         queries: [WireQuery; 2],
         start: Instant,
         late: &mut Option<Late>,
     ) -> [QueryObservation; 2] {
-        let sock = match fresh_socket(server).await {
+        let sock = match sock {
             Ok(s) => s,
             Err(e) => return both_failed(Failure::from_error(&e)),
         };
@@ -674,7 +687,7 @@ async fn recv_with<R>(sock: &UdpSocket, mut f: impl FnMut(&[u8]) -> R) -> std::i
 /// name asked on the same source port into a false `dns.timeout`, and whether a flow was acted
 /// on is only known once the answers are compared with the controls. A fresh source port per
 /// lookup keeps every name's measurement independent of the one before.
-async fn fresh_socket(server: SocketAddr) -> std::io::Result<UdpSocket> {
+fn fresh_socket(server: SocketAddr) -> std::io::Result<UdpSocket> {
     // Connected without an explicit bind: connecting an unbound socket binds it to an
     // ephemeral port in the same call (one system call fewer per lookup).
     let sock = socket2::Socket::new(
@@ -694,9 +707,9 @@ pub struct Late {
 }
 
 /// Lingering UDP sockets at most (each holds a file descriptor for the rest of the injection
-/// window): a quarter of `ulimit -n`, between 64 and 65,536.
+/// window): a quarter of `ulimit -n`, between 8 and 65,536.
 pub fn linger_capacity() -> usize {
-    (crate::probe::tcp::open_files_limit() / 4).clamp(64, 1 << 16)
+    (crate::probe::tcp::open_files_limit() / 4).clamp(8, 1 << 16)
 }
 
 fn linger_budget() -> &'static Arc<tokio::sync::Semaphore> {

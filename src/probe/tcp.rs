@@ -93,6 +93,35 @@ fn out_of_fds(e: &std::io::Error) -> bool {
 /// How long a connect waits, in all, for file descriptors before it gives up.
 const FD_WAIT: Duration = Duration::from_secs(60);
 
+/// Says once that the process ran out of file descriptors, and waits a moment for some to be
+/// freed.
+async fn fds_short(e: &std::io::Error) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        crate::diag::warn(format_args!(
+            "out of file descriptors ({e}; ulimit -n is {}): slowing down until \
+             sockets close (raise `ulimit -n` or lower --concurrency)",
+            open_files_limit()
+        ));
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
+/// Opens a socket with `open`, waiting (up to a minute in all) while the process is out of
+/// file descriptors: a local shortage must not become a measurement. Call it before the
+/// measured time starts.
+pub(crate) async fn open_waiting_for_fds<T>(
+    mut open: impl FnMut() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    let waiting_since = Instant::now();
+    loop {
+        match open() {
+            Err(e) if out_of_fds(&e) && waiting_since.elapsed() < FD_WAIT => fds_short(&e).await,
+            other => return other,
+        }
+    }
+}
+
 /// Connects with a time limit; the failure is data. Counted against the scan's connection
 /// budget; when the process runs out of file descriptors anyway, it says so once and waits for
 /// some to be freed (that wait is not part of the measured time), so a shortage here never
@@ -108,15 +137,7 @@ pub async fn connect(
         let res = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Err(_) => Err(Failure::timeout()),
             Ok(Err(e)) if out_of_fds(&e) && waiting_since.elapsed() < FD_WAIT => {
-                static SAID: std::sync::Once = std::sync::Once::new();
-                SAID.call_once(|| {
-                    crate::diag::warn(format_args!(
-                        "out of file descriptors ({e}; ulimit -n is {}): slowing down until \
-                         connections close (raise `ulimit -n` or lower --concurrency)",
-                        open_files_limit()
-                    ));
-                });
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                fds_short(&e).await;
                 continue;
             }
             Ok(Err(e)) => Err(Failure::from_error(&e)),

@@ -4,6 +4,7 @@
 #     ceil(N / 500) x the step timeouts, never N x timeout.
 #  2. HTTPS handshakes/s (--probes tls) and full HTTPS measurements/s (DNS + TCP + TLS + GET)
 #     at concurrency 64 against one healthy origin, no control path.
+# Default settings otherwise (the injection window included).
 #
 #   bench/conn.sh [BLACKHOLED] [HTTPS]      defaults: 2000 5000
 set -euo pipefail
@@ -25,8 +26,13 @@ TARGETS=$(field '["targets_file"]')
 DROP=$(grep drop.example "$TARGETS"); FAST=$(grep fast.example "$TARGETS")
 seq 1 "$N" | sed "s|^|${DROP%/}/|" > "$OUT/blackholed.txt"
 seq 1 "$M" | sed "s|^|${FAST%/}/|" > "$OUT/fast.txt"
-common=(--resolver "isp=$ISP" --control-resolver "control=$CTL" --ca-file "$CA"
-        --canary canary.mocknet.test --injection-window 0 --quiet)
+# The mock's origins listen on ephemeral ports unless it may bind 443: its own --connect-to
+# mappings go with every scan (without them the blackholed host reads `refused`).
+mapfile -t CONNECT_TO < <(python3 -c 'import json,sys; a=json.load(open(sys.argv[1]))["scan_args"]
+for i, x in enumerate(a[:-1]):
+    if x == "--connect-to": print(x); print(a[i+1])' "$OUT/ready-conn.json")
+common=("${CONNECT_TO[@]}" --resolver "isp=$ISP" --control-resolver "control=$CTL" --ca-file "$CA"
+        --canary canary.mocknet.test --quiet)
 
 measure() { # label, file, extra args...
   local label=$1 file=$2; shift 2

@@ -682,11 +682,14 @@ async fn recv_with<R>(sock: &UdpSocket, mut f: impl FnMut(&[u8]) -> R) -> std::i
 /// other sources; an on-path injector forges the resolver's address, so injected responses
 /// still arrive).
 ///
-/// Never reused (issue 14 tried a pool of clean sockets; a hostile pass showed why not): a
-/// censor that forges an answer and then blackholes that flow for a while turned the next
-/// name asked on the same source port into a false `dns.timeout`, and whether a flow was acted
-/// on is only known once the answers are compared with the controls. A fresh source port per
-/// lookup keeps every name's measurement independent of the one before.
+/// Never reused. Issue 14 tried twice, and hostile passes showed why not: censors keep state
+/// per flow, and a stub resolver opens a socket per lookup. A censor that forges an answer and
+/// then blackholes the flow turned the next name on a reused port into a false `dns.timeout`;
+/// gated on a clean exchange and a `reachable` verdict, with retransmissions from a fresh
+/// socket, reuse still lost to a DPI that judges a flow by its first query (blocked names
+/// riding a flow a clean name opened read `reachable`) and to a per-flow counter (clean names
+/// read `blocked`). A fresh source port per lookup keeps every name's measurement independent
+/// of the one before (`tests/e2e/dns.rs::per_flow_censors_see_every_name_on_a_flow_of_its_own`).
 fn fresh_socket(server: SocketAddr) -> std::io::Result<UdpSocket> {
     // Connected without an explicit bind: connecting an unbound socket binds it to an
     // ephemeral port in the same call (one system call fewer per lookup).

@@ -397,10 +397,26 @@ async fn doh_speaks_http2_when_offered_and_http1_otherwise() {
 /// written here records the source port of every query, answers forged names twice (a racing
 /// injection), and before each answer sends a stale duplicate of the previous lookup's answer
 /// to that lookup's port.
+/// The response to `q`: its A question answered with `ip`, its AAAA question with no data.
+fn a_response(q: &hickory_proto::op::Message, ip: [u8; 4]) -> Vec<u8> {
+    use hickory_proto::op::MessageType;
+    use hickory_proto::rr::{RData, Record, RecordType, rdata::A};
+    let mut r = q.clone();
+    r.metadata.message_type = MessageType::Response;
+    let query = &q.queries[0];
+    if query.query_type() == RecordType::A {
+        r.answers.push(Record::from_rdata(
+            query.name().clone(),
+            60,
+            RData::A(A(ip.into())),
+        ));
+    }
+    r.to_vec().unwrap()
+}
+
 #[tokio::test]
 async fn udp_lookups_never_share_a_socket() {
-    use hickory_proto::op::{Message, MessageType};
-    use hickory_proto::rr::{RData, Record, rdata::A};
+    use hickory_proto::op::Message;
     use std::sync::{Arc, Mutex};
     let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = server.local_addr().unwrap();
@@ -409,19 +425,7 @@ async fn udp_lookups_never_share_a_socket() {
     tokio::spawn(async move {
         let mut buf = vec![0u8; 2048];
         let mut previous: Option<(Message, std::net::SocketAddr)> = None;
-        let answer = |q: &Message, ip: [u8; 4]| {
-            let mut r = q.clone();
-            r.metadata.message_type = MessageType::Response;
-            let query = q.queries[0].clone();
-            if query.query_type() == hickory_proto::rr::RecordType::A {
-                r.answers.push(Record::from_rdata(
-                    query.name().clone(),
-                    60,
-                    RData::A(A(ip.into())),
-                ));
-            }
-            r.to_vec().unwrap()
-        };
+        let answer = a_response;
         loop {
             let (n, from) = server.recv_from(&mut buf).await.unwrap();
             let q = Message::from_vec(&buf[..n]).unwrap();
@@ -492,8 +496,7 @@ async fn udp_lookups_never_share_a_socket() {
 /// blocked name blocked and every clean name reachable, answered at its first send.
 #[tokio::test]
 async fn per_flow_censors_see_every_name_on_a_flow_of_its_own() {
-    use hickory_proto::op::{Message, MessageType};
-    use hickory_proto::rr::{RData, Record, RecordType, rdata::A};
+    use hickory_proto::op::Message;
     let serve = |dpi: bool| async move {
         let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = server.local_addr().unwrap();
@@ -524,21 +527,12 @@ async fn per_flow_censors_see_every_name_on_a_flow_of_its_own() {
                         }
                     });
                 }
-                let mut r = q.clone();
-                r.metadata.message_type = MessageType::Response;
-                if query.query_type() == RecordType::A {
-                    let ip = if forge {
-                        [10, 10, 34, 34]
-                    } else {
-                        [192, 0, 2, 1]
-                    };
-                    r.answers.push(Record::from_rdata(
-                        query.name().clone(),
-                        60,
-                        RData::A(A(ip.into())),
-                    ));
-                }
-                let _ = server.send_to(&r.to_vec().unwrap(), from).await;
+                let ip = if forge {
+                    [10, 10, 34, 34]
+                } else {
+                    [192, 0, 2, 1]
+                };
+                let _ = server.send_to(&a_response(&q, ip), from).await;
             }
         });
         addr
@@ -605,8 +599,7 @@ async fn per_flow_censors_see_every_name_on_a_flow_of_its_own() {
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn udp_lookups_wait_for_file_descriptors() {
-    use hickory_proto::op::{Message, MessageType};
-    use hickory_proto::rr::{RData, Record, RecordType, rdata::A};
+    use hickory_proto::op::Message;
     let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = server.local_addr().unwrap();
     tokio::spawn(async move {
@@ -614,17 +607,7 @@ async fn udp_lookups_wait_for_file_descriptors() {
         loop {
             let (n, from) = server.recv_from(&mut buf).await.unwrap();
             let q = Message::from_vec(&buf[..n]).unwrap();
-            let mut r = q.clone();
-            r.metadata.message_type = MessageType::Response;
-            let query = q.queries[0].clone();
-            if query.query_type() == RecordType::A {
-                r.answers.push(Record::from_rdata(
-                    query.name().clone(),
-                    60,
-                    RData::A(A([192, 0, 2, 1].into())),
-                ));
-            }
-            let _ = server.send_to(&r.to_vec().unwrap(), from).await;
+            let _ = server.send_to(&a_response(&q, [192, 0, 2, 1]), from).await;
         }
     });
     let names: Vec<String> = (0..150).map(|i| format!("n{i}.test")).collect();

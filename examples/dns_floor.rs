@@ -55,9 +55,8 @@ async fn pair(server: SocketAddr, name: &str, id: u16) -> std::io::Result<usize>
         }
         Ok::<_, std::io::Error>(())
     };
-    match tokio::time::timeout(std::time::Duration::from_secs(2), wait).await {
-        Ok(r) => r?,
-        Err(_) => {}
+    if let Ok(r) = tokio::time::timeout(std::time::Duration::from_secs(2), wait).await {
+        r?;
     }
     Ok(got.iter().filter(|g| **g).count())
 }
@@ -100,11 +99,13 @@ fn main() -> anyhow::Result<()> {
             .await
     });
     let secs = start.elapsed().as_secs_f64();
-    println!(
+    use std::io::Write as _;
+    writeln!(
+        std::io::stdout(),
         "{} names, {answered} of {} answers, {secs:.2} s, {:.0} queries/s",
         names.len(),
         names.len() * 4,
         (names.len() * 4) as f64 / secs
-    );
+    )?;
     Ok(())
 }

@@ -25,6 +25,7 @@ fn dns(rcode: &str, answers: &[&str]) -> DnsObservation {
             cnames: vec![],
             truncated: false,
             elapsed: Duration::from_micros(4200),
+            send: 1,
         }],
         failure: None,
         sent: 1,

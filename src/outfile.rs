@@ -16,6 +16,11 @@
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, BufWriter, Write};
+
+/// The report's write buffer: records of a fast scan are ~2 KB, and the scan flushes whenever it
+/// waits for the next one (and every 100 ms while they pour in), so a bigger buffer saves
+/// write(2) calls without holding a record back (issue 14).
+const REPORT_BUFFER: usize = 64 << 10;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -78,7 +83,10 @@ pub fn open(
     interrupted: &dyn Fn() -> bool,
 ) -> anyhow::Result<(OutFile, Box<dyn Write + Send>)> {
     let Some(p) = path else {
-        return Ok((OutFile::Stdout, Box::new(BufWriter::new(io::stdout()))));
+        return Ok((
+            OutFile::Stdout,
+            Box::new(BufWriter::with_capacity(REPORT_BUFFER, io::stdout())),
+        ));
     };
     let context = || format!("cannot create output file {}", p.display());
     let existing = std::fs::metadata(p).ok();
@@ -105,7 +113,10 @@ pub fn open(
                 Err(_) => {}
             }
         };
-        return Ok((OutFile::InPlace, Box::new(BufWriter::new(f))));
+        return Ok((
+            OutFile::InPlace,
+            Box::new(BufWriter::with_capacity(REPORT_BUFFER, f)),
+        ));
     }
     if !atomic {
         let f = OpenOptions::new()
@@ -115,7 +126,10 @@ pub fn open(
             .truncate(!append)
             .open(p)
             .with_context(context)?;
-        return Ok((OutFile::InPlace, Box::new(BufWriter::new(f))));
+        return Ok((
+            OutFile::InPlace,
+            Box::new(BufWriter::with_capacity(REPORT_BUFFER, f)),
+        ));
     }
     let real = resolve(p).with_context(context)?;
     let dir = real
@@ -144,7 +158,7 @@ pub fn open(
     let f = tmp.reopen().with_context(context)?;
     Ok((
         OutFile::Atomic { tmp, path: real },
-        Box::new(BufWriter::new(f)),
+        Box::new(BufWriter::with_capacity(REPORT_BUFFER, f)),
     ))
 }
 

@@ -18,6 +18,7 @@ fn resp(rcode: &str, addrs: &[&str]) -> DnsResponse {
         cnames: vec![],
         truncated: false,
         elapsed: Duration::from_millis(5),
+        send: 1,
     }
 }
 

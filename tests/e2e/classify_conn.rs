@@ -26,6 +26,7 @@ fn dns(addrs: &[&str]) -> DnsObservation {
             cnames: vec![],
             truncated: false,
             elapsed: Duration::ZERO,
+            send: 1,
         }],
         failure: None,
         sent: 1,

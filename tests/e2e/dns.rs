@@ -285,6 +285,41 @@ async fn udp_retransmits_so_a_lost_datagram_is_not_a_timeout() {
     assert_eq!(net.vantage.hits_for("lossy.test"), 3);
 }
 
+/// Issue 14: once the resolver's round-trip time is known, a lost datagram is sent again after
+/// the retransmission timeout (at least 200 ms), not after a third of `--timeout` — a busy
+/// resolver dropping a few queries of a fast scan held each of those jobs for 1.3 s.
+#[tokio::test]
+async fn udp_retransmits_after_the_resolvers_round_trip_time_once_known() {
+    let zone = Zone::new(Behaviour::Answer(vec![ip("127.0.0.20")])).with(
+        "lossy.test",
+        Behaviour::Lossy {
+            drop: 1,
+            addrs: vec![ip("127.0.0.21")],
+        },
+    );
+    let net = Net::start_with(zone).await;
+    let timeout = Duration::from_secs(30);
+    let c = DnsClient::new(
+        ResolverSpec::Udp(net.vantage.udp),
+        TlsConfigs::new(None).unwrap(),
+        timeout,
+        Duration::ZERO,
+    )
+    .unwrap();
+    // Answered at once on loopback: the round-trip time is now known.
+    let warm = c.lookup("ok.test").await;
+    assert!(warm.failure().is_none(), "{warm:#?}");
+    let o = c.lookup("lossy.test").await;
+    assert_eq!(o.a.sent, 2, "{o:#?}");
+    assert!(o.addresses().contains(&ip("127.0.0.21")), "{o:#?}");
+    // The retransmission went out after the minimum RTO, not at 10 s (a third of 30 s).
+    let answered = o.a.responses[0].elapsed;
+    assert!(
+        answered >= Duration::from_millis(200) && answered < timeout / 3,
+        "answered after {answered:?}: {o:#?}"
+    );
+}
+
 #[tokio::test]
 async fn doh_keeps_its_connection_alive_across_names() {
     let net = Net::start().await;

@@ -297,3 +297,57 @@ async fn an_answer_to_another_question_is_ignored() {
         }
     }
 }
+
+/// Issue 14: a slow resolver that answers both copies of a retransmitted query, each with other
+/// (rotating, CDN-like) addresses, is not a censor injecting: every datagram of a query carries
+/// an id of its own, and only two different answers to the same datagram are injection. With
+/// one id for both copies, the second answer "disagreed" with the first: a false `dns.injected`.
+#[tokio::test]
+async fn a_slow_resolver_rotating_addresses_over_retransmissions_is_not_injection() {
+    let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = sock.local_addr().unwrap();
+    let serve = sock.clone();
+    let server = tokio::spawn(async move {
+        let rotation = Arc::new(AtomicU64::new(0));
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            let (n, peer) = serve.recv_from(&mut buf).await.unwrap();
+            let query = Message::from_vec(&buf[..n]).unwrap();
+            let slow = query.queries[0].name().to_ascii().starts_with("cdn.");
+            let mut r = response_to(&query);
+            if qtype(&query) == RecordType::A {
+                let i = rotation.fetch_add(1, Ordering::Relaxed) as u32;
+                let owner = query.queries[0].name().clone();
+                let a = std::net::Ipv4Addr::from(0x7f00_0000 + 0x200 + i);
+                r.answers
+                    .push(Record::from_rdata(owner, 60, RData::A(A(a))));
+            }
+            let (sock, wire) = (serve.clone(), r.to_vec().unwrap());
+            tokio::spawn(async move {
+                if slow {
+                    // A recursive resolver's cold lookup: slower than the retransmission
+                    // timeout learnt from the quick answers (at least 200 ms).
+                    tokio::time::sleep(Duration::from_millis(700)).await;
+                }
+                sock.send_to(&wire, peer).await.unwrap();
+            });
+        }
+    });
+    let c = DnsClient::new(
+        ResolverSpec::Udp(addr),
+        TlsConfigs::new(None).unwrap(),
+        Duration::from_secs(30),
+        // A window long enough to hear both copies answered.
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    let warm = c.lookup("ok.test").await;
+    assert!(warm.failure().is_none(), "{warm:#?}");
+    let o = c.lookup("cdn.test").await;
+    server.abort();
+    assert!(o.a.sent >= 2, "retransmitted: {o:#?}");
+    assert!(o.a.responses.len() >= 2, "both copies answered: {o:#?}");
+    let sends: std::collections::BTreeSet<u8> = o.a.responses.iter().map(|r| r.send).collect();
+    assert!(sends.len() >= 2, "each answer names its datagram: {o:#?}");
+    assert_eq!(o.injected_addresses(), None, "{o:#?}");
+}

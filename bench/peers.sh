@@ -3,8 +3,10 @@
 # run (issue 14). Default settings except --concurrency; figures go to docs/performance.md.
 #
 #  1. DNS-only: NAMES names through Knot (authoritative, loopback) as vantage AND control
-#     resolver (4 queries per name: vantage A+AAAA, control A+AAAA), with the default
-#     injection window and with it off; then dnsperf's queries/s on the same Knot.
+#     resolver (4 queries per name: vantage A+AAAA, control A+AAAA) at concurrency 256 and
+#     at the default 100, with the default injection window and with it off; the floor
+#     (examples/dns_floor.rs: the wire work alone); then dnsperf's queries/s on the same Knot.
+#     ROUNDS rounds, the ratio to dnsperf taken per round.
 #  2. Full HTTPS (DNS + TCP + TLS + GET): URLS URLs on nginx (throw-away CA, names from Knot),
 #     no control proxy; then wrk with a new connection per request (Connection: close) on the
 #     same nginx. That nginx does full TLS handshakes only: wrk would otherwise resume its
@@ -16,6 +18,7 @@
 #
 # Needs knot, dnsperf, wrk, nginx-light, openssl and time (Debian: apt-get install knot dnsperf
 # wrk nginx-light openssl time). Runs as any user; ports 5300, 8443 and 8444 on 127.0.0.1.
+# ROUNDS=N (default 3): DNS rounds, each blockprobe beside dnsperf.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAMES=${1:-50000}
@@ -26,8 +29,10 @@ RESUME_PORT=${RESUME_PORT:-8444}
 OUT=bench/out/peers
 rm -rf "$OUT"; mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-cargo build --release --locked >/dev/null 2>&1
+cargo build --release --locked --bin blockprobe --example dns_floor >/dev/null 2>&1
 BIN=$PWD/target/release/blockprobe
+FLOOR=$PWD/target/release/examples/dns_floor
+ROUNDS=${ROUNDS:-3}
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 
@@ -122,19 +127,38 @@ run() { # label, file, extra args... -> prints rate and peak RSS, sets RATE
     "$label" "$n" "$secs" "$RATE" "$(python3 -c "print($kib/1024)")" "$ok" "$n"
 }
 
-echo "== DNS-only, $NAMES names, Knot on loopback, concurrency 256"
+echo "== DNS-only, $NAMES names, Knot on loopback; $ROUNDS rounds, each beside dnsperf"
+# dnsperf's own rate on this shared VM moves by half from minute to minute, so every round runs
+# blockprobe and dnsperf back to back and the ratio is taken per round (the median is the
+# figure). The floor (examples/dns_floor.rs) is the wire work alone — per name a fresh
+# connected socket to each resolver, A and AAAA, both answers, close — with no classification,
+# report, injection window or retransmission: what a fresh flow per lookup allows at all.
 seq 1 "$NAMES" | sed 's/^/n/; s/$/.bench.test/' > "$OUT/names.txt"
-run "blockprobe --probes dns (defaults)" "$OUT/names.txt" --probes dns --concurrency 256
-BP_DEFAULT=$(python3 -c "print(4*$RATE)")
-run "blockprobe --probes dns --injection-window 0" "$OUT/names.txt" --probes dns --concurrency 256 --injection-window 0
-BP_NOWIN=$(python3 -c "print(4*$RATE)")
 sed 's/$/ A/' "$OUT/names.txt" > "$OUT/dnsperf.txt"
-DNSPERF=$(dnsperf -s 127.0.0.1 -p "$DNS_PORT" -d "$OUT/dnsperf.txt" -l 10 -c 4 -T 2 -q 500 2>&1 \
-  | awk '/Queries per second/ {print $4}')
-python3 - "$BP_DEFAULT" "$BP_NOWIN" "$DNSPERF" <<'PY'
+: > "$OUT/ratios.txt"
+for round in $(seq "$ROUNDS"); do
+  echo "-- round $round"
+  run "blockprobe --probes dns --concurrency 256 (defaults)" "$OUT/names.txt" --probes dns --concurrency 256
+  BP_256=$(python3 -c "print(4*$RATE)")
+  run "blockprobe --probes dns (defaults: concurrency 100)" "$OUT/names.txt" --probes dns
+  BP_100=$(python3 -c "print(4*$RATE)")
+  run "blockprobe --probes dns --concurrency 256 --injection-window 0" "$OUT/names.txt" --probes dns --concurrency 256 --injection-window 0
+  BP_NOWIN=$(python3 -c "print(4*$RATE)")
+  FLOOR_RATE=$("$FLOOR" "$OUT/names.txt" "127.0.0.1:$DNS_PORT" 32 | awk '{print $(NF-1)}')
+  DNSPERF=$(dnsperf -s 127.0.0.1 -p "$DNS_PORT" -d "$OUT/dnsperf.txt" -l 5 -c 4 -T 2 -q 500 2>&1 \
+    | awk '/Queries per second/ {print $4}')
+  python3 - "$BP_256" "$BP_100" "$BP_NOWIN" "$FLOOR_RATE" "$DNSPERF" <<'PY' | tee -a "$OUT/ratios.txt"
 import sys
-d, n, p = map(float, sys.argv[1:])
-print(f"queries/s: blockprobe defaults {d:,.0f} ({d/p:.0%} of dnsperf), window off {n:,.0f} ({n/p:.0%}), dnsperf {p:,.0f}")
+a, b, n, f, p = map(float, sys.argv[1:])
+print(f"queries/s: blockprobe c=256 {a:,.0f} ({a/p:.2f} of dnsperf), c=100 {b:,.0f} ({b/p:.2f}), "
+      f"window off {n:,.0f} ({n/p:.2f}); floor {f:,.0f} ({f/p:.2f}); dnsperf {p:,.0f}")
+PY
+done
+python3 - "$OUT/ratios.txt" <<'PY'
+import re, statistics, sys
+rows = [list(map(float, re.findall(r"\(([0-9.]+)", l))) for l in open(sys.argv[1])]
+med = [statistics.median(c) for c in zip(*rows)]
+print("median of dnsperf: blockprobe c=256 {:.2f}, c=100 {:.2f}, window off {:.2f}; floor {:.2f}".format(*med))
 PY
 
 echo "== full HTTPS (DNS + TCP + TLS + GET), $URLS URLs, nginx, concurrency 64"

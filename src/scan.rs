@@ -186,8 +186,23 @@ async fn start_jobs(targets: impl futures::Stream<Item = crate::target::Target>,
             {
                 continue;
             }
-            let place = places.clone().acquire_owned().await.expect("never closed");
-            let slot = slots.clone().acquire_owned().await.expect("never closed");
+            // Waiting for room, an interrupt still stops here: no job starts after it. And a
+            // job starts only while the record queue has room: a writer that stalls (a report
+            // pipe nobody reads) stops new jobs, as it did when this thread's loop wrote.
+            let room = async {
+                drop(records.reserve().await.ok()?);
+                let place = places.clone().acquire_owned().await.ok()?;
+                let slot = slots.clone().acquire_owned().await.ok()?;
+                Some((place, slot))
+            };
+            let (place, slot) = tokio::select! {
+                biased;
+                () = wait_for(&mut stop, 1) => return,
+                room = room => match room {
+                    Some(room) => room,
+                    None => return,
+                },
+            };
             let (ctx, meta, records) = (ctx.clone(), meta.clone(), records.clone());
             let job = Job {
                 target: target.clone(),

@@ -554,11 +554,13 @@ impl DnsClient {
         // together than MIN_RETRY, never more than UDP_TRIES sends in all. (A fixed third of
         // the default 4 s held a lost datagram's job for 1.3 s: a busy resolver that drops a
         // few hundred queries of a fast scan cost it a fifth of its time, issue 14.)
+        // Under `--rate` the resolver is fragile by the user's word, and retransmissions are not
+        // paced: they keep the widest gap.
         let widest = (self.timeout / u32::from(UDP_TRIES)).max(MIN_RETRY);
-        let mut retry_every = self
-            .rtt
-            .rto()
-            .map_or(widest, |rto| rto.max(MIN_RTO).min(widest));
+        let mut retry_every = match self.rtt.rto() {
+            Some(rto) if self.pacer.is_none() => rto.max(MIN_RTO).min(widest),
+            _ => widest,
+        };
         let mut next_retry = start + retry_every;
         let mut window_end: Option<Instant> = None;
         loop {
@@ -582,9 +584,10 @@ impl DnsClient {
                     if got_mut[i].len() < MAX_RESPONSES
                         && let Some(resp) = q.parse_sent(d, elapsed(), sent_now[i])
                     {
-                        // The first datagram went out at `start`: an answer to it (its own
-                        // id) is an exact round trip, retransmissions or not.
-                        if got_mut[i].is_empty() && resp.send == 1 {
+                        // The first datagram went out at `start`: the first answer to it (its
+                        // own id) is an exact round trip, retransmissions or not — so a
+                        // resolver slow on some names raises the timeout it is given.
+                        if resp.send == 1 && got_mut[i].iter().all(|r| r.send != 1) {
                             rtt.sample(resp.elapsed);
                         }
                         got_mut[i].push(resp);

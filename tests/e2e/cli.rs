@@ -411,6 +411,64 @@ async fn interrupt_finishes_the_json_document() {
     assert_eq!(doc["records"].as_array().unwrap().len(), 2);
 }
 
+/// Issue 14: the first interrupt starts no more jobs — also not the one that was waiting for a
+/// concurrency slot when it came (the task that starts jobs checked only between targets, so a
+/// scan measured one more target after being told to stop, and ended a whole job later).
+#[tokio::test]
+async fn an_interrupt_starts_no_job_that_waits_for_a_slot() {
+    let net = Net::start().await;
+    let mut args = crate::support::args_without(&net.args(), &["--timeout"]);
+    args.extend(
+        [
+            "--timeout",
+            "3s",
+            "--concurrency",
+            "1",
+            "--format",
+            "jsonl",
+            "-i",
+            "-",
+        ]
+        .map(String::from),
+    );
+    let mut child = tokio::process::Command::new(crate::support::bin())
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // silent.test holds the only slot (the resolver never answers); ok.test waits for it.
+    stdin.write_all(b"silent.test\nok.test\n").await.unwrap();
+    stdin.flush().await.unwrap();
+    // Readiness: the resolver has the first job's query (bounded poll on the server's count).
+    for _ in 0..500 {
+        if net.vantage.hits_for("silent.test") > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    if net.vantage.hits_for("silent.test") == 0 {
+        child.start_kill().unwrap();
+        let out = child.wait_with_output().await.unwrap();
+        panic!("the first job never asked: {}", stderr(&out));
+    }
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let recs = jsonl(&out.stdout);
+    let targets: Vec<&str> = recs.iter().filter_map(|r| r["target"].as_str()).collect();
+    assert_eq!(targets, ["silent.test"], "{recs:#?}");
+    assert_eq!(net.vantage.hits_for("ok.test"), 0);
+}
+
 #[test]
 fn help_teaches_the_contract() {
     let out = std::process::Command::new(crate::support::bin())

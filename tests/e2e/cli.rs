@@ -368,20 +368,36 @@ async fn config_file_supplies_settings_and_flags_override() {
     assert!(stderr(&out).contains("resolverz"), "{}", stderr(&out));
 }
 
+/// The binary with `args`, its standard streams piped; its standard input.
+fn spawn_piped(args: &[String]) -> (tokio::process::Child, tokio::process::ChildStdin) {
+    let mut child = tokio::process::Command::new(crate::support::bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    (child, stdin)
+}
+
+/// SIGINT, as Ctrl-C sends it.
+fn interrupt(child: &tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 /// SIGINT mid-run: the JSON document is still complete and valid, and says it was interrupted.
 #[tokio::test]
 async fn interrupt_finishes_the_json_document() {
     let net = Net::start().await;
     let mut args = net.args();
     args.extend(["--format".into(), "json".into(), "-i".into(), "-".into()]);
-    let mut child = tokio::process::Command::new(crate::support::bin())
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let (mut child, mut stdin) = spawn_piped(&args);
     stdin.write_all(b"ok.test\nnx.test\n").await.unwrap();
     stdin.flush().await.unwrap();
     // Readiness: wait until both records are out; stdin stays open, so the scan waits for more.
@@ -395,12 +411,7 @@ async fn interrupt_finishes_the_json_document() {
         );
         seen.push_str(&line);
     }
-    let pid = child.id().unwrap().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    interrupt(&child);
     stdout.read_to_string(&mut seen).await.unwrap();
     let status = child.wait().await.unwrap();
     assert_eq!(status.code(), Some(130));
@@ -431,14 +442,7 @@ async fn an_interrupt_starts_no_job_that_waits_for_a_slot() {
         ]
         .map(String::from),
     );
-    let mut child = tokio::process::Command::new(crate::support::bin())
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let (mut child, mut stdin) = spawn_piped(&args);
     // silent.test holds the only slot (the resolver never answers); ok.test waits for it.
     stdin.write_all(b"silent.test\nok.test\n").await.unwrap();
     stdin.flush().await.unwrap();
@@ -454,12 +458,7 @@ async fn an_interrupt_starts_no_job_that_waits_for_a_slot() {
         let out = child.wait_with_output().await.unwrap();
         panic!("the first job never asked: {}", stderr(&out));
     }
-    let pid = child.id().unwrap().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    interrupt(&child);
     drop(stdin);
     let out = child.wait_with_output().await.unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));

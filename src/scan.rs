@@ -127,7 +127,7 @@ impl Room {
 
 /// Records waiting for the report writer at most; a job that finds the queue full waits,
 /// holding its place (so memory stays bounded by the places, not the target list).
-const RECORD_QUEUE: usize = 1024;
+const RECORD_QUEUE: usize = 256;
 /// Records the writer takes from the queue at a time.
 const RECORD_BATCH: usize = 64;
 /// While records pour in, the writer finding the queue empty waits this long for more before

@@ -326,8 +326,8 @@ async fn a_slow_resolver_rotating_addresses_over_retransmissions_is_not_injectio
             tokio::spawn(async move {
                 if slow {
                     // A recursive resolver's cold lookup: slower than the retransmission
-                    // timeout learnt from the quick answers (at least 200 ms).
-                    tokio::time::sleep(Duration::from_millis(700)).await;
+                    // timeout learnt from the quick answers (at least 500 ms).
+                    tokio::time::sleep(Duration::from_millis(900)).await;
                 }
                 sock.send_to(&wire, peer).await.unwrap();
             });

@@ -512,7 +512,7 @@ pub async fn scan<W: Write>(
     // The jobs are started by a task on the runtime and each sends its record, once
     // classified, through a channel this thread drains in batches. (This thread used to spawn
     // every job and await it twice — its steps, then its classification after the injection
-    // window —, each a cross-thread wake: a fifth of a DNS-only scan's system time, issue 14.)
+    // window —, each a cross-thread wake; issue 14, docs/performance.md, fourth pass.)
     let (record_tx, mut record_rx) = mpsc::channel::<Result<Box<Record>, String>>(RECORD_QUEUE);
     tokio::spawn(Box::pin(start_jobs(
         targets,

@@ -320,9 +320,10 @@ pub struct DnsClient {
 }
 
 /// The smoothed round-trip time to a resolver and its variation (RFC 6298's estimator, in
-/// microseconds, packed into one word: `srtt << 32 | rttvar`; 0 = no sample yet), from queries
-/// answered at their first send (Karn's rule: the answer to a retransmitted query could be the
-/// answer to either copy). Updates racing on two threads may lose one sample, never corrupt it.
+/// microseconds, packed into one word: `srtt << 32 | rttvar`; 0 = no sample yet), from the first
+/// answer to each query's first datagram (every retransmission has an id of its own, so an
+/// answer names its datagram and Karn's ambiguity does not arise). Updates racing on two
+/// threads may lose one sample, never corrupt it.
 #[derive(Default)]
 struct Rtt(std::sync::atomic::AtomicU64);
 

@@ -362,12 +362,13 @@ pub struct ScanArgs {
     pub foreign_references: Option<Vec<String>>,
 
     /// After the first UDP responses, keep listening this long for a second, different
-    /// (injected) response; 0 disables [default: 250ms].
+    /// (injected) response to the same datagram; 0 disables [default: 250ms].
     #[arg(long, value_name = "DURATION", value_parser = crate::parse::parse_duration)]
     pub injection_window: Option<Duration>,
 
-    /// At most this many DNS queries per second to each resolver (vantage and control; a
-    /// lookup is A + AAAA = 2 queries); 0 = unlimited [default: 0].
+    /// At most this many DNS lookups' queries per second to each resolver (vantage and
+    /// control; a lookup is A + AAAA = 2 queries; retransmissions of lost UDP queries come on
+    /// top, at a third of --timeout); 0 = unlimited [default: 0].
     #[arg(long, value_name = "QPS")]
     pub rate: Option<f64>,
 
